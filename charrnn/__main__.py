@@ -1,0 +1,6 @@
+"""`python -m charrnn` is the `charrnn` command (and what torchrun launches)."""
+
+from charrnn.cli import main
+
+if __name__ == "__main__":
+    main()

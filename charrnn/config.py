@@ -1,0 +1,64 @@
+"""Every default charrnn uses lives here, once.
+
+The CLI reads these defaults for its option help, the library takes these dataclasses as
+arguments, and checkpoints store them as plain dicts (``dataclasses.asdict``) so that they load
+with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The architecture: fixed for the life of a run (a resume cannot change it).
+
+    The vocabulary size V is not here: it is read off the vocabulary stored beside the config.
+    """
+
+    hidden_size: int = 256  # H: LSTM units per layer
+    num_layers: int = 2  # L: stacked LSTM layers
+    dropout: float = 0.1  # dropout on the output of every LSTM layer (training only)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a run trains. Data layout fields are fixed by a run; the rest may change on resume."""
+
+    # --- data layout: fixed for the life of a run -------------------------------------------
+    batch_size: int = 32  # B: contiguous streams the text is split into
+    seq_len: int = 100  # T: characters per window (steps of truncated BPTT)
+    val_frac: float = 0.1  # tail fraction of the text held out for validation
+    seed: int = 1234  # seeds weight init and dropout
+    # --- optimisation and schedule: may change on resume ------------------------------------
+    lr: float = 2e-3  # Adam learning rate
+    grad_clip: float = 5.0  # max global gradient norm; 0 disables clipping
+    max_steps: int | None = None  # stop after this many steps since the run began
+    max_epochs: int | None = 8  # stop after this many passes over the training split
+    eval_every: int = 200  # steps between validations over the whole val split
+    save_every: int = 200  # steps between writes of last.pt
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """Defaults of ``charrnn generate``."""
+
+    prime: str = ""  # text the sample continues; empty starts from the zero state
+    length: int = 500  # characters to generate after the prime
+    temperature: float = 0.8  # < 1 sharper and safer, > 1 more surprising
+
+
+# Fields a resume keeps from the checkpoint: changing them would make the saved optimizer state,
+# data position or hidden state meaningless.
+FIXED_ON_RESUME = ("hidden_size", "num_layers", "dropout", "batch_size", "seq_len", "val_frac", "seed")
+
+
+def default_of(config_cls: type, name: str) -> Any:
+    """The default value of field ``name`` of a config dataclass (used by the CLI's help)."""
+    for field in dataclasses.fields(config_cls):
+        if field.name == name:
+            return field.default
+    raise KeyError(f"{config_cls.__name__} has no field {name!r}")

@@ -1,0 +1,115 @@
+"""Text in, (B, T) windows out.
+
+A split of N label ids is cut into B equal contiguous streams, one per batch row, and served as
+windows of T characters. Row b of window i+1 continues row b of window i, which is what lets the
+trainer carry the LSTM state from one window to the next (truncated BPTT):
+
+    ids:      a b c d e f g h i j k l m n o p q r s t u v w x y     (N = 25, B = 3, T = 4)
+
+    inputs    stream 0: a b c d | e f g h          targets: b c d e | f g h i
+    (B, n)    stream 1: i j k l | m n o p                   j k l m | n o p q
+              stream 2: q r s t | u v w x                   r s t u | v w x y
+                        window 0  window 1
+
+Targets are the inputs shifted by one character in the original text, so every character but the
+first (and the < B left over at the end) is predicted exactly once per pass.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import torch
+
+from charrnn.errors import CharRNNError
+
+
+def read_text(path: str | os.PathLike, decode_errors: str = "strict") -> str:
+    """Read a UTF-8 text file the way training, evaluation and resume all see it.
+
+    A leading byte-order mark is dropped and Windows line ends (CRLF) become "\\n", so the same
+    book saved on two systems gives the same characters. Empty files, files with NUL bytes
+    (binary) and invalid UTF-8 are refused with a message; ``decode_errors="replace"`` turns
+    undecodable bytes into U+FFFD instead.
+    """
+    try:
+        raw = open(path, "rb").read()
+    except OSError as exc:
+        raise CharRNNError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not raw:
+        raise CharRNNError(f"{path} is empty: give a text file with some characters in it")
+    if b"\x00" in raw:
+        offset = raw.index(b"\x00")
+        raise CharRNNError(
+            f"{path} looks binary (NUL byte at offset {offset}): give a plain UTF-8 text file"
+        )
+    try:
+        text = raw.decode("utf-8", errors=decode_errors)
+    except UnicodeDecodeError as exc:
+        raise CharRNNError(
+            f"{path} is not valid UTF-8 (byte offset {exc.start}): convert it to UTF-8, "
+            "or pass --decode-errors replace to replace undecodable bytes"
+        ) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return text.replace("\r\n", "\n")
+
+
+def split_train_val(ids: np.ndarray, val_frac: float) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) views of ``ids``; val is the last ``val_frac`` of the text."""
+    num_val = int(round(len(ids) * val_frac))
+    return ids[: len(ids) - num_val], ids[len(ids) - num_val :]
+
+
+class StreamBatches:
+    """One split laid out as B contiguous streams and served as (B, T) windows.
+
+    With ``full_windows=True`` (training) every window is exactly T long and the < T leftover
+    characters of each stream are skipped; with ``False`` (validation) the last window is shorter
+    so that every character of the split is scored.
+    """
+
+    def __init__(
+        self,
+        ids: np.ndarray,
+        batch_size: int,
+        seq_len: int,
+        *,
+        full_windows: bool,
+        device: torch.device | str = "cpu",
+        name: str = "text",
+    ):
+        stream_len = (len(ids) - 1) // batch_size  # n: inputs per stream
+        min_stream_len = seq_len if full_windows else 1
+        if stream_len < min_stream_len:
+            options = f"--batch-size {batch_size}" + (f" and --seq-len {seq_len}" if full_windows else "")
+            raise CharRNNError(
+                f"the {name} has {len(ids):,} characters, fewer than the "
+                f"{batch_size * min_stream_len + 1:,} that {options} need: "
+                "use a longer text or smaller values"
+            )
+        flat = torch.from_numpy(np.ascontiguousarray(ids[: batch_size * stream_len + 1]))
+        flat = flat.to(device)
+        self.inputs = flat[:-1].view(batch_size, stream_len)  # (B, n)
+        self.targets = flat[1:].view(batch_size, stream_len)  # (B, n): inputs shifted by one
+        self.batch_size = batch_size
+        self.seq_len = seq_len
+        if full_windows:
+            self.num_windows = stream_len // seq_len
+        else:
+            self.num_windows = math.ceil(stream_len / seq_len)
+
+    @property
+    def num_chars(self) -> int:
+        """Characters scored in one pass over all windows."""
+        return self.batch_size * min(self.inputs.shape[1], self.num_windows * self.seq_len)
+
+    def window(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Window ``index``: inputs x and targets y, both (B, T) int64 (T shorter at the end)."""
+        start = index * self.seq_len
+        stop = start + self.seq_len
+        x = self.inputs[:, start:stop].long()  # (B, T)
+        y = self.targets[:, start:stop].long()  # (B, T)
+        return x, y

@@ -1,0 +1,475 @@
+"""The training loop: truncated BPTT over contiguous streams, validation, checkpoints, resume.
+
+All the state a run needs lives on one ``TrainingRun`` object and goes into every checkpoint, so
+that stopping after step k and resuming gives, on the CPU, bit-for-bit the weights of a run that
+never stopped: model, optimizer, data position (epoch, window), the carried hidden state and the
+RNG states (dropout).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from charrnn import __version__
+from charrnn.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from charrnn.config import FIXED_ON_RESUME, ModelConfig, TrainConfig
+from charrnn.data import StreamBatches, read_text, split_train_val
+from charrnn.devices import resolve_device
+from charrnn.errors import CharRNNError
+from charrnn.evaluate import mean_loss
+from charrnn.model import CharLSTM, State, detach
+from charrnn.vocab import UnknownCharactersError, Vocab
+
+Log = Callable[[str], None]
+
+
+def _log_to_stdout(message: str) -> None:
+    tqdm.write(message, file=sys.stdout)
+
+
+@dataclass
+class Progress:
+    """Where a run is. Saved in every checkpoint; ``step`` counts from the run's very start."""
+
+    step: int = 0  # optimizer steps taken
+    epoch: int = 0  # full passes over the training split completed
+    window: int = 0  # next window of the current pass
+    chars_seen: int = 0  # training characters consumed
+    elapsed_seconds: float = 0.0  # training wall time, summed over resumes
+
+
+@dataclass
+class TrainResult:
+    """What a call to ``train`` or ``resume`` ended with."""
+
+    out_dir: Path
+    step: int
+    best_val_loss: float | None
+    last_val_loss: float | None
+    stopped_by_signal: int | None = None  # SIGINT / SIGTERM number if interrupted
+
+
+class TrainingRun:
+    """The complete, explicit state of one training run, and the operations on it."""
+
+    def __init__(
+        self,
+        *,
+        vocab: Vocab,
+        model: CharLSTM,
+        model_config: ModelConfig,
+        train_config: TrainConfig,
+        text_path: Path,
+        text_ids_len: int,
+        train_batches: StreamBatches,
+        val_batches: StreamBatches,
+        out_dir: Path,
+        device: torch.device,
+    ):
+        self.vocab = vocab
+        self.model = model
+        self.model_config = model_config
+        self.train_config = train_config
+        self.text_path = text_path
+        self.text_chars = text_ids_len
+        self.train_batches = train_batches
+        self.val_batches = val_batches
+        self.out_dir = out_dir
+        self.device = device
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr)
+        self.state: State = model.init_state(train_config.batch_size)  # carried hidden state
+        self.progress = Progress()
+        self.best_val_loss: float | None = None
+        self.last_val_loss: float | None = None
+        self.metrics: list[dict[str, Any]] = []
+
+    # --- the loop's three operations ------------------------------------------------------------
+
+    def train_step(self) -> float:
+        """One optimizer step on the next window; returns its loss in nats per character."""
+        x, y = self.train_batches.window(self.progress.window)  # (B, T) each
+        logits, state = self.model(x, self.state)  # (B·T, V)
+        loss = F.cross_entropy(logits, y.reshape(-1))  # targets (B·T,)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        max_norm = self.train_config.grad_clip if self.train_config.grad_clip > 0 else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        loss_value = loss.item()
+        if not (math.isfinite(loss_value) and math.isfinite(grad_norm.item())):
+            raise CharRNNError(
+                f"training diverged at step {self.progress.step + 1} (loss {loss_value}); the "
+                "step was not applied and no checkpoint was written. Resume from the last "
+                "checkpoint with a lower --lr"
+            )
+        self.optimizer.step()
+
+        self.state = detach(state)  # carried into the next window, its gradient history cut
+        progress = self.progress
+        progress.step += 1
+        progress.window += 1
+        progress.chars_seen += y.numel()
+        if progress.window == self.train_batches.num_windows:
+            # End of a pass: every stream starts again at its beginning, so the state does too.
+            progress.epoch += 1
+            progress.window = 0
+            self.state = self.model.init_state(self.train_config.batch_size)
+        return loss_value
+
+    def validate(self) -> float:
+        """Mean loss (nats/char) over the whole val split, with the state carried."""
+        self.last_val_loss = mean_loss(self.model, self.val_batches)
+        return self.last_val_loss
+
+    def save(self, name: str) -> Path:
+        """Write the whole run state to ``out_dir/name`` atomically."""
+        path = self.out_dir / name
+        save_checkpoint(self.checkpoint_payload(), path)
+        return path
+
+    # --- checkpoint contents --------------------------------------------------------------------
+
+    def checkpoint_payload(self) -> dict[str, Any]:
+        """Everything needed to generate and to resume, as plain types and CPU tensors."""
+        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "charrnn_version": __version__,
+            "torch_version": str(torch.__version__),  # a str subclass that weights_only refuses
+            "model_config": dataclasses.asdict(self.model_config),
+            "vocab": list(self.vocab.chars),
+            "model_state": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "train_config": dataclasses.asdict(self.train_config),
+            "text_path": str(self.text_path),
+            "text_chars": self.text_chars,
+            "optimizer_state": _to_cpu(self.optimizer.state_dict()),
+            "progress": dataclasses.asdict(self.progress),
+            "hidden_state": [t.detach().cpu() for t in self.state],
+            "rng": rng,
+            "best_val_loss": self.best_val_loss,
+            "last_val_loss": self.last_val_loss,
+            "metrics": list(self.metrics),
+        }
+
+    def restore(self, checkpoint: Mapping[str, Any]) -> None:
+        """Take over optimizer, position, hidden state, metrics and RNG states from a checkpoint.
+
+        The RNG states are set last, after everything that might draw random numbers.
+        """
+        self.optimizer.load_state_dict(checkpoint["optimizer_state"])
+        for group in self.optimizer.param_groups:  # a resume may change the learning rate
+            group["lr"] = self.train_config.lr
+        self.progress = Progress(**checkpoint["progress"])
+        h, c = checkpoint["hidden_state"]
+        if h.shape != self.state[0].shape or c.shape != self.state[1].shape:
+            raise CharRNNError("the checkpoint's hidden state does not fit its own config")
+        self.state = (h.to(self.device), c.to(self.device))
+        if self.progress.window >= self.train_batches.num_windows:  # the text got shorter
+            self.progress.window = 0
+            self.progress.epoch += 1
+            self.state = self.model.init_state(self.train_config.batch_size)
+        self.best_val_loss = checkpoint["best_val_loss"]
+        self.last_val_loss = checkpoint["last_val_loss"]
+        self.metrics = list(checkpoint["metrics"])
+        rng = checkpoint["rng"]
+        torch.set_rng_state(rng["torch"])
+        random.setstate(rng["python"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+
+    def total_steps(self) -> int:
+        """The step at which this run ends: the earlier of --max-steps and --max-epochs."""
+        config = self.train_config
+        limits = []
+        if config.max_steps is not None:
+            limits.append(config.max_steps)
+        if config.max_epochs is not None:
+            limits.append(config.max_epochs * self.train_batches.num_windows)
+        if not limits:
+            raise CharRNNError("set --max-steps or --max-epochs so that training can end")
+        return min(limits)
+
+
+def _to_cpu(value: Any) -> Any:
+    """A copy of a nested dict/list structure with every tensor moved to the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
+
+
+# --- building a run ---------------------------------------------------------------------------
+
+
+def _build_run(
+    *,
+    text_path: Path,
+    vocab: Vocab | None,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    out_dir: Path,
+    device: torch.device,
+    decode_errors: str,
+    model: CharLSTM | None = None,
+) -> TrainingRun:
+    """Read and lay out the text; build a fresh model unless one is given; make the run."""
+    text = read_text(text_path, decode_errors)
+    if vocab is None:
+        vocab = Vocab.from_text(text)
+    try:
+        ids = vocab.encode(text, what=f"text {text_path}")
+    except UnknownCharactersError as exc:
+        raise CharRNNError(f"{exc}. A resumed run keeps its vocabulary: train a new model on this text") from None
+    del text
+    train_ids, val_ids = split_train_val(ids, train_config.val_frac)
+    train_batches = StreamBatches(
+        train_ids, train_config.batch_size, train_config.seq_len,
+        full_windows=True, device=device, name="training split",
+    )  # fmt: skip
+    val_batches = StreamBatches(
+        val_ids, train_config.batch_size, train_config.seq_len,
+        full_windows=False, device=device, name=f"validation split ({train_config.val_frac:g} of the text)",
+    )  # fmt: skip
+    if model is None:
+        torch.manual_seed(train_config.seed)
+        model = CharLSTM(len(vocab), model_config)
+    model.to(device)
+    return TrainingRun(
+        vocab=vocab, model=model, model_config=model_config, train_config=train_config,
+        text_path=text_path, text_ids_len=len(ids), train_batches=train_batches,
+        val_batches=val_batches, out_dir=out_dir, device=device,
+    )  # fmt: skip
+
+
+def _refuse_to_overwrite(out_dir: Path) -> None:
+    for name in ("last.pt", "best.pt"):
+        if (out_dir / name).exists():
+            raise CharRNNError(
+                f"{out_dir} already holds a run ({name}): continue it with "
+                f"`charrnn train --resume {out_dir / 'last.pt'}` or choose another --out"
+            )
+
+
+def train(
+    text_path: str | Path,
+    model_config: ModelConfig = ModelConfig(),
+    train_config: TrainConfig = TrainConfig(),
+    *,
+    out_dir: str | Path | None = None,
+    device: str = "auto",
+    decode_errors: str = "strict",
+    log: Log = _log_to_stdout,
+    progress_bar: bool = True,
+) -> TrainResult:
+    """Train a new model on the text at ``text_path``; checkpoints go to ``out_dir``.
+
+    ``out_dir`` defaults to ``checkpoints/<text file stem>``; a directory that already holds a
+    run is refused rather than overwritten.
+    """
+    text_path = Path(text_path).resolve()
+    out_dir = Path(out_dir) if out_dir is not None else Path("checkpoints") / text_path.stem
+    _refuse_to_overwrite(out_dir)
+    run = _build_run(
+        text_path=text_path, vocab=None, model_config=model_config, train_config=train_config,
+        out_dir=out_dir, device=resolve_device(device), decode_errors=decode_errors,
+    )  # fmt: skip
+    log(
+        f"training on {text_path.name}: {run.text_chars:,} characters, vocabulary {len(run.vocab)}, "
+        f"{sum(p.numel() for p in run.model.parameters()):,} parameters, device {run.device}"
+    )
+    return _loop(run, log, progress_bar)
+
+
+def resume(
+    checkpoint_path: str | Path,
+    *,
+    text_path: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    device: str = "auto",
+    decode_errors: str = "strict",
+    log: Log = _log_to_stdout,
+    progress_bar: bool = True,
+) -> TrainResult:
+    """Continue the run saved in ``checkpoint_path`` exactly where it stopped.
+
+    ``overrides`` maps config field names to new values. Run options (``lr``, ``max_steps``, ...)
+    change with a notice; the architecture and data layout (``FIXED_ON_RESUME``) cannot change.
+    The text is read from the path in the checkpoint unless ``text_path`` is given.
+    """
+    checkpoint_path = Path(checkpoint_path)
+    checkpoint = load_checkpoint(checkpoint_path)
+    model_config, train_config = _apply_overrides(
+        ModelConfig(**checkpoint["model_config"]),
+        TrainConfig(**checkpoint["train_config"]),
+        dict(overrides or {}),
+        log,
+    )
+    saved_text = Path(checkpoint["text_path"])
+    if text_path is None:
+        if not saved_text.is_file():
+            raise CharRNNError(
+                f"the run's training text {saved_text} is gone: pass the text file, "
+                f"e.g. `charrnn train TEXT_FILE --resume {checkpoint_path}`"
+            )
+        text_path = saved_text
+    text_path = Path(text_path).resolve()
+    out_dir = Path(out_dir) if out_dir is not None else checkpoint_path.parent
+    if out_dir.resolve() != checkpoint_path.parent.resolve():
+        _refuse_to_overwrite(out_dir)
+    model, vocab = model_from_checkpoint(checkpoint)
+    run = _build_run(
+        text_path=text_path, vocab=vocab, model_config=model_config, train_config=train_config,
+        out_dir=out_dir, device=resolve_device(device), decode_errors=decode_errors, model=model,
+    )  # fmt: skip
+    if text_path != saved_text or run.text_chars != checkpoint["text_chars"]:
+        log(f"note: resuming on {text_path} ({run.text_chars:,} characters), not the run's own text")
+    run.restore(checkpoint)
+    log(f"resuming {checkpoint_path} at step {run.progress.step} (epoch {run.progress.epoch})")
+    return _loop(run, log, progress_bar)
+
+
+def _apply_overrides(
+    model_config: ModelConfig, train_config: TrainConfig, overrides: dict[str, Any], log: Log
+) -> tuple[ModelConfig, TrainConfig]:
+    """The saved configs with a resume's option changes applied (or refused)."""
+    changed = {}
+    for config in (model_config, train_config):
+        for field in dataclasses.fields(config):
+            if field.name not in overrides:
+                continue
+            new, old = overrides.pop(field.name), getattr(config, field.name)
+            if new == old:
+                continue
+            if field.name in FIXED_ON_RESUME:
+                raise CharRNNError(
+                    f"--{field.name.replace('_', '-')} is {old} in this run and cannot change on "
+                    f"resume (it shapes the model or the data); drop the option, or start a new run"
+                )
+            changed[field.name] = new
+            log(f"note: {field.name} changes from {old} to {new}")
+    if overrides:
+        raise CharRNNError(f"unknown option(s) for resume: {', '.join(sorted(overrides))}")
+    model_changes = {k: v for k, v in changed.items() if hasattr(model_config, k)}
+    train_changes = {k: v for k, v in changed.items() if hasattr(train_config, k)}
+    return dataclasses.replace(model_config, **model_changes), dataclasses.replace(train_config, **train_changes)
+
+
+# --- the loop -------------------------------------------------------------------------------
+
+
+class _StopOnSignal:
+    """Turn the first SIGINT / SIGTERM into a request to stop after the current step.
+
+    A second signal raises KeyboardInterrupt at once (checkpoint writes are atomic, so the
+    previous last.pt survives it). Handlers are only installed from the main thread.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self) -> _StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def _loop(run: TrainingRun, log: Log, progress_bar: bool) -> TrainResult:
+    """Train until the step limit or a signal; validate and save along the way and at the end."""
+    config = run.train_config
+    end_step = run.total_steps()
+    progress = run.progress
+    chars_per_step = config.batch_size * config.seq_len
+    if progress.step >= end_step:
+        log(f"nothing to do: the run is at step {progress.step} and stops at {end_step}")
+        return _result(run, None)
+
+    started = time.perf_counter()
+    elapsed_before = progress.elapsed_seconds
+    loss_sum, loss_count = 0.0, 0
+    smoothed_loss = smoothed_rate = None
+    saved_at = None
+    with _StopOnSignal() as stop, tqdm(
+        total=end_step, initial=progress.step, unit="step", dynamic_ncols=True,
+        disable=not progress_bar, file=sys.stderr,
+    ) as bar:  # fmt: skip
+        while progress.step < end_step and stop.signum is None:
+            step_started = time.perf_counter()
+            loss = run.train_step()
+            now = time.perf_counter()
+            progress.elapsed_seconds = elapsed_before + now - started
+            loss_sum, loss_count = loss_sum + loss, loss_count + 1
+            rate = chars_per_step / (now - step_started)  # training chars/s, validation excluded
+            smoothed_loss = _smooth(smoothed_loss, loss)
+            smoothed_rate = _smooth(smoothed_rate, rate)
+            val = "-" if run.last_val_loss is None else f"{run.last_val_loss:.3f}"
+            bar.set_postfix_str(f"loss={smoothed_loss:.3f} val={val} chars/s={smoothed_rate:,.0f}", refresh=False)
+            bar.update(1)
+
+            at_end = progress.step == end_step
+            if progress.step % config.eval_every == 0 or at_end:
+                val_loss = run.validate()
+                improved = run.best_val_loss is None or val_loss < run.best_val_loss
+                run.metrics.append({
+                    "step": progress.step, "epoch": progress.epoch, "chars_seen": progress.chars_seen,
+                    "elapsed_seconds": round(progress.elapsed_seconds, 3),
+                    "train_loss": loss_sum / loss_count, "val_loss": val_loss,
+                    "lr": run.optimizer.param_groups[0]["lr"],
+                })  # fmt: skip
+                loss_sum, loss_count = 0.0, 0
+                if improved:
+                    run.best_val_loss = val_loss
+                    run.save("best.pt")
+                log(
+                    f"step {progress.step}: train loss {run.metrics[-1]['train_loss']:.4f}, "
+                    f"val loss {val_loss:.4f} ({val_loss / math.log(2):.3f} bits/char)"
+                    + (" *best*" if improved else "")
+                )
+            if progress.step % config.save_every == 0 or at_end:
+                run.save("last.pt")
+                saved_at = progress.step
+        if stop.signum is not None and saved_at != progress.step:
+            run.save("last.pt")
+    if stop.signum is not None:
+        log(f"stopped by {signal.Signals(stop.signum).name} at step {progress.step}; saved {run.out_dir / 'last.pt'}")
+    return _result(run, stop.signum)
+
+
+def _smooth(average: float | None, value: float, keep: float = 0.95) -> float:
+    """Exponential moving average for the progress bar; the first value starts it."""
+    return value if average is None else keep * average + (1 - keep) * value
+
+
+def _result(run: TrainingRun, signum: int | None) -> TrainResult:
+    return TrainResult(
+        out_dir=run.out_dir, step=run.progress.step, best_val_loss=run.best_val_loss,
+        last_val_loss=run.last_val_loss, stopped_by_signal=signum,
+    )  # fmt: skip

@@ -1,0 +1,126 @@
+"""The vocabulary encoder: characters <-> label ids, and ids -> one-hot vectors.
+
+The vocabulary is the sorted set of distinct characters of the training text. Ids are kept in the
+smallest integer dtype that holds them (uint8 for a typical English book), and encoding is
+vectorised through a code-point lookup table, so a 100 MB book costs about its own size in ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from charrnn.errors import CharRNNError
+
+# Characters encoded per chunk: bounds the temporary UTF-32 copy to 16 MB whatever the text size.
+_CHUNK_CHARS = 4 * 1024 * 1024
+
+
+class UnknownCharactersError(CharRNNError):
+    """The text has characters the vocabulary does not contain."""
+
+    def __init__(self, unknown: Sequence[str], vocab_size: int, what: str = "text"):
+        self.unknown = tuple(unknown)
+        shown = " ".join(repr(c) for c in self.unknown[:20])
+        more = f" and {len(self.unknown) - 20} more" if len(self.unknown) > 20 else ""
+        super().__init__(
+            f"the {what} has {len(self.unknown)} character(s) outside the model's "
+            f"{vocab_size}-character vocabulary: {shown}{more}"
+        )
+
+
+def _code_points(text: str) -> Iterable[np.ndarray]:
+    """Yield the text's Unicode code points as uint32 arrays, one chunk at a time."""
+    for start in range(0, len(text), _CHUNK_CHARS):
+        chunk = text[start : start + _CHUNK_CHARS]
+        yield np.frombuffer(chunk.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+def id_dtype(vocab_size: int) -> np.dtype:
+    """The smallest integer dtype torch can index with that holds ids 0 .. vocab_size-1."""
+    if vocab_size <= 1 << 8:
+        return np.dtype(np.uint8)
+    if vocab_size <= 1 << 15:
+        return np.dtype(np.int16)
+    return np.dtype(np.int32)
+
+
+class Vocab:
+    """An ordered set of single characters; a character's id is its position."""
+
+    def __init__(self, chars: Sequence[str]):
+        chars = tuple(chars)
+        if not chars:
+            raise CharRNNError("the vocabulary is empty: the text has no characters")
+        if any(not isinstance(c, str) or len(c) != 1 for c in chars):
+            raise CharRNNError("the vocabulary must be a list of single characters")
+        if list(chars) != sorted(set(chars)):
+            raise CharRNNError("the vocabulary must be sorted and free of duplicates")
+        self.chars = chars
+        self.dtype = id_dtype(len(chars))
+        code_points = np.array([ord(c) for c in chars], dtype=np.int64)
+        # table[code point] = id, or -1; the extra last slot catches every larger code point.
+        self._table = np.full(int(code_points[-1]) + 2, -1, dtype=np.int32)
+        self._table[code_points] = np.arange(len(chars), dtype=np.int32)
+        self._char_array = np.array(chars, dtype=object)
+
+    @classmethod
+    def from_text(cls, text: str) -> Vocab:
+        """The sorted distinct characters of ``text``, counted without a Python-level loop."""
+        seen = np.zeros(0, dtype=bool)
+        for code_points in _code_points(text):
+            if code_points.size:
+                present = np.bincount(code_points) > 0
+                if present.size > seen.size:
+                    present[: seen.size] |= seen
+                    seen = present
+                else:
+                    seen[: present.size] |= present
+        return cls([chr(cp) for cp in np.flatnonzero(seen)])
+
+    def __len__(self) -> int:
+        return len(self.chars)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocab) and self.chars == other.chars
+
+    def __repr__(self) -> str:
+        return f"Vocab({len(self)} characters)"
+
+    def unknown_chars(self, text: str) -> list[str]:
+        """The distinct characters of ``text`` that are not in the vocabulary, sorted."""
+        unknown: set[str] = set()
+        for code_points in _code_points(text):
+            ids = self._table[np.minimum(code_points, len(self._table) - 1)]
+            unknown.update(chr(cp) for cp in np.unique(code_points[ids < 0]))
+        return sorted(unknown)
+
+    def encode(self, text: str, what: str = "text") -> np.ndarray:
+        """Label-encode ``text`` to a 1-D array of ids (dtype ``self.dtype``).
+
+        Raises UnknownCharactersError, naming the characters, if any is outside the vocabulary:
+        an unknown character never silently becomes id 0. ``what`` names the text in that message.
+        """
+        ids = np.empty(len(text), dtype=self.dtype)
+        start = 0
+        for code_points in _code_points(text):
+            chunk_ids = self._table[np.minimum(code_points, len(self._table) - 1)]
+            if (chunk_ids < 0).any():
+                raise UnknownCharactersError(self.unknown_chars(text), len(self), what)
+            ids[start : start + chunk_ids.size] = chunk_ids
+            start += chunk_ids.size
+        return ids
+
+    def decode(self, ids: Iterable[int] | np.ndarray | torch.Tensor) -> str:
+        """The text for a sequence of ids."""
+        if isinstance(ids, torch.Tensor):
+            ids = ids.cpu().numpy()
+        return "".join(self._char_array[np.asarray(ids, dtype=np.int64)])
+
+
+def one_hot(ids: torch.Tensor, vocab_size: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(...,) integer ids -> (..., V) one-hot vectors of ``dtype``."""
+    return F.one_hot(ids.long(), vocab_size).to(dtype)
