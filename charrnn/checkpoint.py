@@ -94,15 +94,20 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CharRNNError(f"checkpoint {path} does not exist (or is not a file)")
+    corrupted = CharRNNError(f"{path} is not a charrnn checkpoint or is corrupted")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is foreign
+        raise corrupted
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as exc:
+        if "global" not in str(exc).lower():  # garbage, rather than a reference to code
+            raise corrupted from None
         raise CharRNNError(
             f"{path} is not a charrnn checkpoint: it holds objects other than plain data "
             "(possibly code), and charrnn refuses to load those"
         ) from None
     except (RuntimeError, EOFError, ValueError, TypeError, KeyError, zipfile.BadZipFile, OSError):
-        raise CharRNNError(f"{path} is not a charrnn checkpoint or is corrupted") from None
+        raise corrupted from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise CharRNNError(f"{path} is not a charrnn checkpoint (no charrnn format marker)")
     version = checkpoint.get("format_version")

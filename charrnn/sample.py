@@ -76,9 +76,10 @@ def _generate(
             logits = logits[-1:]  # (1, V): the prediction after the prime's last character
         else:
             logits = model.logits_from_state(state)  # (1, V)
-        for _ in range(length):
+        for position in range(length):
             next_id = sample_next(logits, temperature, generator)  # (1, 1)
             yield vocab.chars[next_id.item()]
-            logits, state = model(next_id, state)  # (1, V)
+            if position + 1 < length:  # the last character needs no prediction after it
+                logits, state = model(next_id, state)  # (1, V)
     finally:
         model.train(was_training)

@@ -38,7 +38,9 @@ Log = Callable[[str], None]
 
 
 def _log_to_stdout(message: str) -> None:
+    """Print above the progress bar, flushed so that a log file or pipe sees it at once."""
     tqdm.write(message, file=sys.stdout)
+    sys.stdout.flush()
 
 
 @dataclass
@@ -74,7 +76,7 @@ class TrainingRun:
         model_config: ModelConfig,
         train_config: TrainConfig,
         text_path: Path,
-        text_ids_len: int,
+        text_chars: int,
         train_batches: StreamBatches,
         val_batches: StreamBatches,
         out_dir: Path,
@@ -85,7 +87,7 @@ class TrainingRun:
         self.model_config = model_config
         self.train_config = train_config
         self.text_path = text_path
-        self.text_chars = text_ids_len
+        self.text_chars = text_chars  # length of the training text (split included)
         self.train_batches = train_batches
         self.val_batches = val_batches
         self.out_dir = out_dir
@@ -111,9 +113,9 @@ class TrainingRun:
         loss_value = loss.item()
         if not (math.isfinite(loss_value) and math.isfinite(grad_norm.item())):
             raise CharRNNError(
-                f"training diverged at step {self.progress.step + 1} (loss {loss_value}); the "
-                "step was not applied and no checkpoint was written. Resume from the last "
-                "checkpoint with a lower --lr"
+                f"training diverged at step {self.progress.step + 1} (loss {loss_value}): the "
+                "step was not applied and the checkpoints on disk keep the last good weights. "
+                "Resume from last.pt with a lower --lr"
             )
         self.optimizer.step()
 
@@ -253,7 +255,7 @@ def _build_run(
     model.to(device)
     return TrainingRun(
         vocab=vocab, model=model, model_config=model_config, train_config=train_config,
-        text_path=text_path, text_ids_len=len(ids), train_batches=train_batches,
+        text_path=text_path, text_chars=len(ids), train_batches=train_batches,
         val_batches=val_batches, out_dir=out_dir, device=device,
     )  # fmt: skip
 
@@ -267,7 +269,7 @@ def _refuse_to_overwrite(out_dir: Path) -> None:
             )
 
 
-def train(
+def start_run(
     text_path: str | Path,
     model_config: ModelConfig = ModelConfig(),
     train_config: TrainConfig = TrainConfig(),
@@ -276,9 +278,8 @@ def train(
     device: str = "auto",
     decode_errors: str = "strict",
     log: Log = _log_to_stdout,
-    progress_bar: bool = True,
-) -> TrainResult:
-    """Train a new model on the text at ``text_path``; checkpoints go to ``out_dir``.
+) -> TrainingRun:
+    """A new run on the text at ``text_path``, ready for ``fit``; nothing is trained or written.
 
     ``out_dir`` defaults to ``checkpoints/<text file stem>``; a directory that already holds a
     run is refused rather than overwritten.
@@ -294,10 +295,10 @@ def train(
         f"training on {text_path.name}: {run.text_chars:,} characters, vocabulary {len(run.vocab)}, "
         f"{sum(p.numel() for p in run.model.parameters()):,} parameters, device {run.device}"
     )
-    return _loop(run, log, progress_bar)
+    return run
 
 
-def resume(
+def resume_run(
     checkpoint_path: str | Path,
     *,
     text_path: str | Path | None = None,
@@ -306,13 +307,13 @@ def resume(
     device: str = "auto",
     decode_errors: str = "strict",
     log: Log = _log_to_stdout,
-    progress_bar: bool = True,
-) -> TrainResult:
-    """Continue the run saved in ``checkpoint_path`` exactly where it stopped.
+) -> TrainingRun:
+    """The run saved in ``checkpoint_path``, restored exactly, ready for ``fit``.
 
     ``overrides`` maps config field names to new values. Run options (``lr``, ``max_steps``, ...)
     change with a notice; the architecture and data layout (``FIXED_ON_RESUME``) cannot change.
-    The text is read from the path in the checkpoint unless ``text_path`` is given.
+    The text is read from the path in the checkpoint unless ``text_path`` is given; checkpoints
+    go to the checkpoint's own directory unless ``out_dir`` is given.
     """
     checkpoint_path = Path(checkpoint_path)
     checkpoint = load_checkpoint(checkpoint_path)
@@ -343,7 +344,45 @@ def resume(
         log(f"note: resuming on {text_path} ({run.text_chars:,} characters), not the run's own text")
     run.restore(checkpoint)
     log(f"resuming {checkpoint_path} at step {run.progress.step} (epoch {run.progress.epoch})")
-    return _loop(run, log, progress_bar)
+    return run
+
+
+def train(
+    text_path: str | Path,
+    model_config: ModelConfig = ModelConfig(),
+    train_config: TrainConfig = TrainConfig(),
+    *,
+    out_dir: str | Path | None = None,
+    device: str = "auto",
+    decode_errors: str = "strict",
+    log: Log = _log_to_stdout,
+    progress_bar: bool = True,
+) -> TrainResult:
+    """Train a new model on ``text_path`` to the end (see ``start_run`` and ``fit``)."""
+    run = start_run(
+        text_path, model_config, train_config,
+        out_dir=out_dir, device=device, decode_errors=decode_errors, log=log,
+    )  # fmt: skip
+    return fit(run, log=log, progress_bar=progress_bar)
+
+
+def resume(
+    checkpoint_path: str | Path,
+    *,
+    text_path: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    device: str = "auto",
+    decode_errors: str = "strict",
+    log: Log = _log_to_stdout,
+    progress_bar: bool = True,
+) -> TrainResult:
+    """Continue a saved run to its end (see ``resume_run`` and ``fit``)."""
+    run = resume_run(
+        checkpoint_path, text_path=text_path, out_dir=out_dir, overrides=overrides,
+        device=device, decode_errors=decode_errors, log=log,
+    )  # fmt: skip
+    return fit(run, log=log, progress_bar=progress_bar)
 
 
 def _apply_overrides(
@@ -402,8 +441,11 @@ class _StopOnSignal:
             signal.signal(signum, handler)
 
 
-def _loop(run: TrainingRun, log: Log, progress_bar: bool) -> TrainResult:
-    """Train until the step limit or a signal; validate and save along the way and at the end."""
+def fit(run: TrainingRun, *, log: Log = _log_to_stdout, progress_bar: bool = True) -> TrainResult:
+    """Train ``run`` until its step limit or a signal; validate and save along the way and at the end.
+
+    SIGINT / SIGTERM stop it after the current step with last.pt saved; the result says which.
+    """
     config = run.train_config
     end_step = run.total_steps()
     progress = run.progress
@@ -448,8 +490,9 @@ def _loop(run: TrainingRun, log: Log, progress_bar: bool) -> TrainResult:
                 if improved:
                     run.best_val_loss = val_loss
                     run.save("best.pt")
+                minutes, seconds = divmod(int(progress.elapsed_seconds), 60)
                 log(
-                    f"step {progress.step}: train loss {run.metrics[-1]['train_loss']:.4f}, "
+                    f"step {progress.step} ({minutes}:{seconds:02d}): train loss {run.metrics[-1]['train_loss']:.4f}, "
                     f"val loss {val_loss:.4f} ({val_loss / math.log(2):.3f} bits/char)"
                     + (" *best*" if improved else "")
                 )

@@ -1,0 +1,135 @@
+"""The `charrnn` command end to end: in-process with click's CliRunner, and as real processes."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from charrnn.checkpoint import load_checkpoint
+from charrnn.cli import main
+
+TINY = ["--hidden-size", "32", "--batch-size", "4", "--seq-len", "16", "--no-progress", "--device", "cpu"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture
+def trained(book_slice, tmp_path):
+    out = tmp_path / "run"
+    result = invoke("train", book_slice, "--out", out, "--max-steps", 6, "--eval-every", 3, *TINY)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_train_generate_resume(trained):
+    assert (trained / "last.pt").is_file() and (trained / "best.pt").is_file()
+
+    first = invoke("generate", trained / "best.pt", "--prime", "ROMEO:", "--length", 200, "--seed", 1)
+    assert first.exit_code == 0, first.output
+    assert first.stdout.startswith("ROMEO:")
+    assert len(first.stdout) == len("ROMEO:") + 200 + 1  # and a final newline
+    again = invoke("generate", trained / "best.pt", "--prime", "ROMEO:", "--length", 200, "--seed", 1)
+    assert again.stdout == first.stdout
+
+    resumed = invoke("train", "--resume", trained / "last.pt", "--max-steps", 9, "--no-progress", "--device", "cpu")
+    assert resumed.exit_code == 0, resumed.output
+    assert "at step 6" in resumed.stdout and "max_steps changes from 6 to 9" in resumed.stdout
+    assert load_checkpoint(trained / "last.pt")["progress"]["step"] == 9
+
+
+def test_length_zero_prints_just_the_prime(trained):
+    result = invoke("generate", trained / "last.pt", "--prime", "MENENIUS", "--length", 0)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "MENENIUS\n"
+
+
+@pytest.mark.parametrize("temperature", ["0", "-1", "nan", "inf"])
+def test_bad_temperature_is_a_usage_error(trained, temperature):
+    result = invoke("generate", trained / "last.pt", "--temperature", temperature)
+    assert result.exit_code == 2 and "temperature" in result.output
+
+
+def test_unknown_prime_characters_exit_1_and_name_them(trained):
+    result = invoke("generate", trained / "last.pt", "--prime", "caf\u00e9 \u2603")
+    assert result.exit_code == 1
+    assert "'\u00e9'" in result.output and "'\u2603'" in result.output and "Traceback" not in result.output
+
+
+def test_bad_text_files(tmp_path):
+    missing = invoke("train", tmp_path / "nope.txt", *TINY)
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    directory = invoke("train", tmp_path, *TINY)
+    assert directory.exit_code == 2
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    result = invoke("train", empty, "--out", tmp_path / "run", *TINY)
+    assert result.exit_code == 1 and "is empty" in result.output
+    short = tmp_path / "short.txt"
+    short.write_text("just a few words")
+    result = invoke("train", short, "--out", tmp_path / "run", *TINY)
+    assert result.exit_code == 1 and "fewer than the 65" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_corrupt_checkpoint_exits_1(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    for args in (["generate", bad], ["train", "--resume", bad, "--no-progress"]):
+        result = invoke(*args)
+        assert result.exit_code == 1
+        assert result.output.strip().endswith("bad.pt is not a charrnn checkpoint or is corrupted")
+
+
+def test_resume_refuses_a_different_architecture(trained):
+    before = (trained / "last.pt").read_bytes()
+    result = invoke("train", "--resume", trained / "last.pt", "--hidden-size", 64, "--no-progress")
+    assert result.exit_code == 1 and "--hidden-size is 32 in this run" in result.output
+    assert (trained / "last.pt").read_bytes() == before
+
+
+def run_cli(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "charrnn", *map(str, args)], capture_output=True, text=True,
+                          timeout=120, **kwargs)
+
+
+def test_exact_resume_across_processes_with_dropout(book_slice, tmp_path):
+    options = [*TINY, "--dropout", "0.3", "--eval-every", 3, "--save-every", 3]
+    straight = run_cli("train", book_slice, "--out", tmp_path / "a", "--max-steps", 8, *options)
+    assert straight.returncode == 0, straight.stderr
+    first = run_cli("train", book_slice, "--out", tmp_path / "b", "--max-steps", 4, *options)
+    assert first.returncode == 0, first.stderr
+    second = run_cli("train", "--resume", tmp_path / "b" / "last.pt", "--max-steps", 8, "--no-progress")
+    assert second.returncode == 0, second.stderr
+    a = load_checkpoint(tmp_path / "a" / "last.pt")
+    b = load_checkpoint(tmp_path / "b" / "last.pt")
+    assert b["progress"] == {**a["progress"], "elapsed_seconds": b["progress"]["elapsed_seconds"]}
+    for name, tensor in a["model_state"].items():
+        assert torch.equal(tensor, b["model_state"][name]), name
+
+
+@pytest.mark.parametrize("signum, exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_training_saves_and_resume_continues(book_slice, tmp_path, signum, exit_code):
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "charrnn", "train", str(book_slice), "--out", str(out), "--max-steps", "1000000",
+         "--eval-every", "1000000", "--save-every", "1000000", *TINY],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert process.stdout.readline().startswith("training on")
+    time.sleep(1.0)  # some steps in
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == exit_code, stderr
+    assert "Traceback" not in stderr
+    step = load_checkpoint(out / "last.pt")["progress"]["step"]
+    assert step > 0 and f"at step {step}" in stdout
+
+    resumed = run_cli("train", "--resume", out / "last.pt", "--max-steps", step + 2, "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
+    assert load_checkpoint(out / "last.pt")["progress"]["step"] == step + 2

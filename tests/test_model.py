@@ -1,0 +1,90 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from charrnn.config import ModelConfig
+from charrnn.model import CharLSTM, count_parameters, detach
+
+V, H, L, B, T = 11, 16, 2, 3, 7
+
+
+def make_model(dropout: float = 0.0, dtype=torch.float32) -> CharLSTM:
+    torch.manual_seed(0)
+    return CharLSTM(V, ModelConfig(hidden_size=H, num_layers=L, dropout=dropout)).to(dtype)
+
+
+def test_shapes_at_every_layer():
+    model = make_model()
+    ids = torch.randint(0, V, (B, T))
+    logits, (h, c) = model(ids)
+    assert logits.shape == (B * T, V)
+    assert h.shape == c.shape == (L, B, H)
+    assert model.init_state(B)[0].shape == (L, B, H)
+    assert count_parameters(model) == sum(
+        4 * H * (n_in + H) + 8 * H for n_in in (V, H)
+    ) + H * V + V
+
+
+def test_chunked_forward_equals_whole_forward():
+    model = make_model(dropout=0.3).eval()
+    ids = torch.randint(0, V, (B, 2 * T))
+    whole, whole_state = model(ids)
+    first, state = model(ids[:, :T])
+    second, chunked_state = model(ids[:, T:], state)
+    # logits rows are ordered (b, t): put the two chunks back side by side per stream
+    chunked = torch.cat([first.view(B, T, V), second.view(B, T, V)], dim=1).reshape(B * 2 * T, V)
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-6)
+    torch.testing.assert_close(chunked_state, whole_state, rtol=0, atol=1e-6)
+
+
+def naive_forward(model: CharLSTM, ids: torch.Tensor) -> torch.Tensor:
+    """The model written out from the LSTM gate equations, one time step at a time."""
+    h = [torch.zeros(B, H, dtype=torch.float64) for _ in range(L)]
+    c = [torch.zeros(B, H, dtype=torch.float64) for _ in range(L)]
+    outputs = []
+    for t in range(ids.shape[1]):
+        layer_input = F.one_hot(ids[:, t], V).double()
+        for layer in range(L):
+            w_ih = getattr(model.lstm, f"weight_ih_l{layer}")
+            w_hh = getattr(model.lstm, f"weight_hh_l{layer}")
+            bias = getattr(model.lstm, f"bias_ih_l{layer}") + getattr(model.lstm, f"bias_hh_l{layer}")
+            gates = layer_input @ w_ih.T + h[layer] @ w_hh.T + bias
+            i, f, g, o = gates.chunk(4, dim=1)
+            c[layer] = torch.sigmoid(f) * c[layer] + torch.sigmoid(i) * torch.tanh(g)
+            h[layer] = torch.sigmoid(o) * torch.tanh(c[layer])
+            layer_input = h[layer]
+        outputs.append(layer_input)
+    top = torch.stack(outputs, dim=1).reshape(-1, H)  # (B·T, H), rows ordered (b, t)
+    return top @ model.head.weight.T + model.head.bias
+
+
+def test_model_matches_the_gate_equations():
+    model = make_model(dtype=torch.float64).eval()
+    ids = torch.randint(0, V, (B, T))
+    logits, _ = model(ids)
+    torch.testing.assert_close(logits, naive_forward(model, ids), rtol=0, atol=1e-10)
+
+
+def test_dropout_is_active_in_training_and_off_in_eval():
+    model = make_model(dropout=0.5)
+    ids = torch.randint(0, V, (B, T))
+    model.train()
+    assert not torch.equal(model(ids)[0], model(ids)[0])
+    model.eval()
+    assert torch.equal(model(ids)[0], model(ids)[0])
+
+
+def test_detach_cuts_the_graph_but_keeps_the_values():
+    model = make_model()
+    _, state = model(torch.randint(0, V, (B, T)))
+    assert state[0].requires_grad
+    cut = detach(state)
+    assert not cut[0].requires_grad and not cut[1].requires_grad
+    assert torch.equal(cut[0], state[0]) and torch.equal(cut[1], state[1])
+
+
+@pytest.mark.parametrize("num_layers", [1, 3])
+def test_any_depth_builds_and_runs(num_layers):
+    model = CharLSTM(V, ModelConfig(hidden_size=8, num_layers=num_layers, dropout=0.2))
+    logits, (h, _) = model(torch.randint(0, V, (2, 5)))
+    assert logits.shape == (10, V) and h.shape == (num_layers, 2, 8)
