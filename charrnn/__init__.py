@@ -4,6 +4,9 @@ __version__ = "0.1.0"
 
 from charrnn.config import ModelConfig, TrainConfig  # noqa: E402
 from charrnn.errors import CharRNNError  # noqa: E402
-from charrnn.train import TrainResult, resume, train  # noqa: E402
+from charrnn.train import TrainingRun, TrainResult, fit, resume_run, start_run  # noqa: E402
 
-__all__ = ["CharRNNError", "ModelConfig", "TrainConfig", "TrainResult", "resume", "train", "__version__"]
+__all__ = [
+    "CharRNNError", "ModelConfig", "TrainConfig", "TrainingRun", "TrainResult",
+    "fit", "resume_run", "start_run", "__version__",
+]

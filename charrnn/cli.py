@@ -21,8 +21,7 @@ from charrnn.config import ModelConfig, SampleConfig, TrainConfig, default_of
 from charrnn.devices import DEVICE_CHOICES, resolve_device
 from charrnn.errors import CharRNNError
 from charrnn.sample import generate as generate_text
-from charrnn.train import resume as resume_training
-from charrnn.train import train as train_model
+from charrnn.train import fit, resume_run, start_run
 
 BUNDLED_BOOK = Path("corpora") / "tinyshakespeare.txt"
 
@@ -120,13 +119,13 @@ def train(
       charrnn train my_book.txt --hidden-size 512 --max-steps 5000
       charrnn train --resume checkpoints/tinyshakespeare/last.pt --max-steps 8000
     """
-    common = {"out_dir": out, "device": device, "decode_errors": decode_errors, "progress_bar": progress}
+    common = {"out_dir": out, "device": device, "decode_errors": decode_errors}
     if resume_from is not None:
         given = {
             name: value for name, value in options.items()
             if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
         }  # fmt: skip
-        result = resume_training(resume_from, text_path=text_file, overrides=given, **common)
+        run = resume_run(resume_from, text_path=text_file, overrides=given, **common)
     else:
         if text_file is None:
             if not BUNDLED_BOOK.is_file():
@@ -137,7 +136,8 @@ def train(
             text_file = BUNDLED_BOOK
         model_config = ModelConfig(**{name: options[name] for name in _MODEL_OPTIONS})
         train_config = TrainConfig(**{name: options[name] for name in _TRAIN_OPTIONS})
-        result = train_model(text_file, model_config, train_config, **common)
+        run = start_run(text_file, model_config, train_config, **common)
+    result = fit(run, progress_bar=progress)
 
     best = "n/a" if result.best_val_loss is None else f"{result.best_val_loss:.4f} nats/char"
     click.echo(f"step {result.step}: best val loss {best}; checkpoints in {result.out_dir}")

@@ -347,44 +347,6 @@ def resume_run(
     return run
 
 
-def train(
-    text_path: str | Path,
-    model_config: ModelConfig = ModelConfig(),
-    train_config: TrainConfig = TrainConfig(),
-    *,
-    out_dir: str | Path | None = None,
-    device: str = "auto",
-    decode_errors: str = "strict",
-    log: Log = _log_to_stdout,
-    progress_bar: bool = True,
-) -> TrainResult:
-    """Train a new model on ``text_path`` to the end (see ``start_run`` and ``fit``)."""
-    run = start_run(
-        text_path, model_config, train_config,
-        out_dir=out_dir, device=device, decode_errors=decode_errors, log=log,
-    )  # fmt: skip
-    return fit(run, log=log, progress_bar=progress_bar)
-
-
-def resume(
-    checkpoint_path: str | Path,
-    *,
-    text_path: str | Path | None = None,
-    out_dir: str | Path | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    device: str = "auto",
-    decode_errors: str = "strict",
-    log: Log = _log_to_stdout,
-    progress_bar: bool = True,
-) -> TrainResult:
-    """Continue a saved run to its end (see ``resume_run`` and ``fit``)."""
-    run = resume_run(
-        checkpoint_path, text_path=text_path, out_dir=out_dir, overrides=overrides,
-        device=device, decode_errors=decode_errors, log=log,
-    )  # fmt: skip
-    return fit(run, log=log, progress_bar=progress_bar)
-
-
 def _apply_overrides(
     model_config: ModelConfig, train_config: TrainConfig, overrides: dict[str, Any], log: Log
 ) -> tuple[ModelConfig, TrainConfig]:

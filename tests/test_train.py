@@ -7,8 +7,14 @@ import torch
 from charrnn.checkpoint import load_checkpoint, model_from_checkpoint
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.errors import CharRNNError
-from charrnn.train import fit, resume, resume_run, start_run, train
+from charrnn.train import fit, resume_run, start_run
 from conftest import quiet
+
+
+def train(text_path, model_config, train_config, out_dir):
+    """Train a new run to its end, quietly, on the CPU."""
+    run = start_run(text_path, model_config, train_config, out_dir=out_dir, device="cpu", log=quiet)
+    return fit(run, log=quiet, progress_bar=False)
 
 
 def test_a_tiny_text_is_overfit_to_near_zero_loss(tmp_path):
@@ -18,7 +24,7 @@ def test_a_tiny_text_is_overfit_to_near_zero_loss(tmp_path):
         text,
         ModelConfig(hidden_size=48, num_layers=1, dropout=0.0),
         TrainConfig(batch_size=2, seq_len=24, lr=1e-2, max_steps=150, eval_every=50, save_every=150, val_frac=0.2),
-        out_dir=tmp_path / "run", device="cpu", log=quiet, progress_bar=False,
+        out_dir=tmp_path / "run",
     )
     checkpoint = load_checkpoint(tmp_path / "run" / "last.pt")
     assert checkpoint["metrics"][-1]["train_loss"] < 0.05
@@ -27,8 +33,7 @@ def test_a_tiny_text_is_overfit_to_near_zero_loss(tmp_path):
 
 
 def test_run_writes_last_and_best_and_counts_steps(book_slice, tmp_path, tiny_model, tiny_train):
-    result = train(book_slice, tiny_model, tiny_train, out_dir=tmp_path / "run", device="cpu",
-                   log=quiet, progress_bar=False)
+    result = train(book_slice, tiny_model, tiny_train, out_dir=tmp_path / "run")
     assert result.step == 12
     last = load_checkpoint(tmp_path / "run" / "last.pt")
     best = load_checkpoint(tmp_path / "run" / "best.pt")
@@ -64,8 +69,7 @@ def test_checkpoint_round_trip_gives_identical_logits(book_slice, tmp_path, tiny
 
 def test_resume_continues_step_count_optimizer_and_position(book_slice, tmp_path, tiny_model, tiny_train):
     out = tmp_path / "run"
-    train(book_slice, tiny_model, dataclasses.replace(tiny_train, max_steps=6), out_dir=out,
-          device="cpu", log=quiet, progress_bar=False)
+    train(book_slice, tiny_model, dataclasses.replace(tiny_train, max_steps=6), out_dir=out)
     saved = load_checkpoint(out / "last.pt")
     run = resume_run(out / "last.pt", overrides={"max_steps": 10}, device="cpu", log=quiet)
     assert run.progress.step == 6 and run.progress.window == saved["progress"]["window"]
@@ -83,8 +87,7 @@ def test_stop_and_resume_gives_bit_identical_weights(book_slice, tmp_path, tiny_
     straight = start_run(book_slice, tiny_model, config, out_dir=tmp_path / "a", device="cpu", log=quiet)
     fit(straight, log=quiet, progress_bar=False)
 
-    train(book_slice, tiny_model, dataclasses.replace(config, max_steps=4), out_dir=tmp_path / "b",
-          device="cpu", log=quiet, progress_bar=False)
+    train(book_slice, tiny_model, dataclasses.replace(config, max_steps=4), out_dir=tmp_path / "b")
     torch.manual_seed(999)  # whatever happens in between must not matter
     resumed = resume_run(tmp_path / "b" / "last.pt", overrides={"max_steps": 10}, device="cpu", log=quiet)
     fit(resumed, log=quiet, progress_bar=False)
@@ -96,7 +99,7 @@ def test_stop_and_resume_gives_bit_identical_weights(book_slice, tmp_path, tiny_
 
 def test_resume_refuses_to_change_the_architecture_but_takes_a_new_lr(book_slice, tmp_path, tiny_model, tiny_train):
     out = tmp_path / "run"
-    train(book_slice, tiny_model, tiny_train, out_dir=out, device="cpu", log=quiet, progress_bar=False)
+    train(book_slice, tiny_model, tiny_train, out_dir=out)
     with pytest.raises(CharRNNError, match="--hidden-size is 32 in this run and cannot change"):
         resume_run(out / "last.pt", overrides={"hidden_size": 64}, device="cpu", log=quiet)
     notes = []
@@ -107,7 +110,7 @@ def test_resume_refuses_to_change_the_architecture_but_takes_a_new_lr(book_slice
 
 def test_a_new_run_never_overwrites_an_existing_one(book_slice, tmp_path, tiny_model, tiny_train):
     out = tmp_path / "run"
-    train(book_slice, tiny_model, tiny_train, out_dir=out, device="cpu", log=quiet, progress_bar=False)
+    train(book_slice, tiny_model, tiny_train, out_dir=out)
     before = (out / "last.pt").read_bytes()
     with pytest.raises(CharRNNError, match="already holds a run"):
         start_run(book_slice, tiny_model, tiny_train, out_dir=out, device="cpu", log=quiet)
@@ -116,12 +119,12 @@ def test_a_new_run_never_overwrites_an_existing_one(book_slice, tmp_path, tiny_m
 
 def test_resume_on_a_text_with_new_characters_names_them(book_slice, tmp_path, tiny_model, tiny_train):
     out = tmp_path / "run"
-    train(book_slice, tiny_model, tiny_train, out_dir=out, device="cpu", log=quiet, progress_bar=False)
+    train(book_slice, tiny_model, tiny_train, out_dir=out)
     before = (out / "last.pt").read_bytes()
     other = tmp_path / "other.txt"
     other.write_text(book_slice.read_text() + "\u00e9\u00df")
     with pytest.raises(CharRNNError, match="2 character.* outside the model's .*'\u00df' '\u00e9'"):
-        resume(out / "last.pt", text_path=other, device="cpu", log=quiet, progress_bar=False)
+        resume_run(out / "last.pt", text_path=other, device="cpu", log=quiet)
     assert (out / "last.pt").read_bytes() == before
 
 
