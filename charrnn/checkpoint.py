@@ -16,6 +16,7 @@ states, metrics).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import secrets
@@ -56,19 +57,22 @@ def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> None:
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp_path, path)
-    except BaseException as exc:
-        tmp_path.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            reason = exc.strerror or str(exc)
-        elif isinstance(exc, RuntimeError):  # torch's writer reports a full disk this way
-            reason = "the write failed (is the disk full?)"
-        else:
-            raise
+    except (OSError, RuntimeError) as exc:  # torch's writer reports a full disk as RuntimeError
+        _remove_quietly(tmp_path)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "the write failed"
         raise CharRNNError(
             f"could not write checkpoint {path}: {reason}; any earlier {path.name} is untouched. "
-            "Free some space or choose another --out"
+            "Check for free disk space and write permission, or choose another --out"
         ) from None
+    except BaseException:  # e.g. a second Ctrl-C in the middle of the write
+        _remove_quietly(tmp_path)
+        raise
     _fsync_directory(path.parent)
+
+
+def _remove_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
 
 
 def _fsync_directory(directory: Path) -> None:

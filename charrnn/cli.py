@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import torch
 from click.core import ParameterSource
 
 from charrnn import __version__
@@ -26,6 +27,9 @@ from charrnn.train import fit, resume_run, start_run
 BUNDLED_BOOK = Path("corpora") / "tinyshakespeare.txt"
 
 
+_OUT_OF_MEMORY = "out of memory: use a smaller --hidden-size, --num-layers, --batch-size or --seq-len"
+
+
 class _Commands(click.Group):
     """A click group that reports charrnn's own errors as one line, never a traceback."""
 
@@ -34,6 +38,12 @@ class _Commands(click.Group):
             return super().invoke(ctx)
         except CharRNNError as exc:
             raise click.ClickException(str(exc)) from None
+        except (MemoryError, torch.OutOfMemoryError):
+            raise click.ClickException(_OUT_OF_MEMORY) from None
+        except RuntimeError as exc:
+            if "can't allocate memory" not in str(exc):  # torch's CPU allocator says it this way
+                raise
+            raise click.ClickException(_OUT_OF_MEMORY) from None
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
@@ -45,11 +55,14 @@ def main() -> None:
     """Character-level LSTM text generator: train on a book, generate text in its voice."""
 
 
-def _finite_positive(ctx: click.Context, param: click.Parameter, value: float) -> float:
-    if not (value > 0 and math.isfinite(value)):
-        raise click.BadParameter(f"must be a positive finite number, got {value}")
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """Reject NaN and infinity, which click's FloatRange lets through."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"must be a finite number, got {value}")
     return value
 
+
+_SEED = click.IntRange(0, 2**63 - 1)
 
 _device_option = click.option(
     "--device", type=click.Choice(DEVICE_CHOICES), default="auto",
@@ -69,17 +82,17 @@ _TRAIN_OPTIONS = tuple(field.name for field in dataclasses.fields(TrainConfig)) 
               help="LSTM units per layer (H).")
 @click.option("--num-layers", type=click.IntRange(min=1), default=default_of(ModelConfig, "num_layers"),
               help="Stacked LSTM layers (L).")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=default_of(ModelConfig, "dropout"),
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), callback=_finite, default=default_of(ModelConfig, "dropout"),
               help="Dropout on each LSTM layer's output while training.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=default_of(TrainConfig, "batch_size"),
               help="Contiguous streams trained side by side (B).")
 @click.option("--seq-len", type=click.IntRange(min=1), default=default_of(TrainConfig, "seq_len"),
               help="Characters per window: how far back gradients flow (T).")
-@click.option("--lr", type=float, callback=_finite_positive, default=default_of(TrainConfig, "lr"),
+@click.option("--lr", type=click.FloatRange(0, 1, min_open=True), callback=_finite, default=default_of(TrainConfig, "lr"),
               help="Adam learning rate.")
-@click.option("--grad-clip", type=click.FloatRange(min=0), default=default_of(TrainConfig, "grad_clip"),
+@click.option("--grad-clip", type=click.FloatRange(min=0), callback=_finite, default=default_of(TrainConfig, "grad_clip"),
               help="Clip the global gradient norm to this; 0 turns clipping off.")
-@click.option("--val-frac", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+@click.option("--val-frac", type=click.FloatRange(0, 1, min_open=True, max_open=True), callback=_finite,
               default=default_of(TrainConfig, "val_frac"), help="Fraction of the text, from its end, held out for validation.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=default_of(TrainConfig, "max_steps"),
               show_default="none", help="Stop at this step, counted from the run's start (across resumes).")
@@ -89,11 +102,11 @@ _TRAIN_OPTIONS = tuple(field.name for field in dataclasses.fields(TrainConfig)) 
               help="Steps between validations over the whole val split (saves best.pt when it improves).")
 @click.option("--save-every", type=click.IntRange(min=1), default=default_of(TrainConfig, "save_every"),
               help="Steps between writes of last.pt.")
-@click.option("--seed", type=int, default=default_of(TrainConfig, "seed"), help="Seed for weight init and dropout.")
+@click.option("--seed", type=_SEED, default=default_of(TrainConfig, "seed"), help="Seed for weight init and dropout.")
 @_device_option
 @click.option("--resume", "resume_from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Continue the run saved in this checkpoint (its last.pt).")
-@click.option("--decode-errors", type=click.Choice(["strict", "replace"]), default="strict",
+@click.option("--decode-errors", type=click.Choice(["strict", "replace"]), default=default_of(TrainConfig, "decode_errors"),
               help="What to do with bytes that are not UTF-8: refuse the file, or replace them with U+FFFD.")
 @click.option("--progress/--no-progress", default=True, help="Show the progress bar.")
 @click.pass_context
@@ -103,7 +116,6 @@ def train(
     out: Path | None,
     resume_from: Path | None,
     device: str,
-    decode_errors: str,
     progress: bool,
     **options: Any,
 ) -> None:
@@ -119,7 +131,7 @@ def train(
       charrnn train my_book.txt --hidden-size 512 --max-steps 5000
       charrnn train --resume checkpoints/tinyshakespeare/last.pt --max-steps 8000
     """
-    common = {"out_dir": out, "device": device, "decode_errors": decode_errors}
+    common = {"out_dir": out, "device": device}
     if resume_from is not None:
         given = {
             name: value for name, value in options.items()
@@ -153,10 +165,10 @@ def train(
               help="Text to start from; the sample continues it. Empty: start from the zero state.")
 @click.option("--length", type=click.IntRange(min=0), default=default_of(SampleConfig, "length"),
               help="Characters to generate after the prime.")
-@click.option("--temperature", type=float, callback=_finite_positive,
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), callback=_finite,
               default=default_of(SampleConfig, "temperature"),
               help="Divides the logits: below 1 is safer and more repetitive, above 1 wilder.")
-@click.option("--seed", type=int, default=None, show_default="random",
+@click.option("--seed", type=_SEED, default=None, show_default="random",
               help="Seed for sampling: the same seed gives the same text.")
 @_device_option
 def generate(checkpoint: Path, prime: str, length: int, temperature: float, seed: int | None, device: str) -> None:

@@ -33,6 +33,7 @@ class TrainConfig:
     seq_len: int = 100  # T: characters per window (steps of truncated BPTT)
     val_frac: float = 0.1  # tail fraction of the text held out for validation
     seed: int = 1234  # seeds weight init and dropout
+    decode_errors: str = "strict"  # bytes that are not UTF-8: "strict" refuses, "replace" -> U+FFFD
     # --- optimisation and schedule: may change on resume ------------------------------------
     lr: float = 2e-3  # Adam learning rate
     grad_clip: float = 5.0  # max global gradient norm; 0 disables clipping

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -35,7 +36,7 @@ def read_text(path: str | os.PathLike, decode_errors: str = "strict") -> str:
     undecodable bytes into U+FFFD instead.
     """
     try:
-        raw = open(path, "rb").read()
+        raw = Path(path).read_bytes()
     except OSError as exc:
         raise CharRNNError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not raw:

@@ -32,7 +32,7 @@ def generate(
     vocab: Vocab,
     prime: str,
     length: int,
-    temperature: float = 1.0,
+    temperature: float,
     seed: int | None = None,
 ) -> Iterator[str]:
     """Return an iterator over ``length`` new characters that follow ``prime``.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import random
 import signal
 import sys
@@ -31,7 +32,7 @@ from charrnn.data import StreamBatches, read_text, split_train_val
 from charrnn.devices import resolve_device
 from charrnn.errors import CharRNNError
 from charrnn.evaluate import mean_loss
-from charrnn.model import CharLSTM, State, detach
+from charrnn.model import CharLSTM, State, count_parameters, detach
 from charrnn.vocab import UnknownCharactersError, Vocab
 
 Log = Callable[[str], None]
@@ -228,11 +229,10 @@ def _build_run(
     train_config: TrainConfig,
     out_dir: Path,
     device: torch.device,
-    decode_errors: str,
     model: CharLSTM | None = None,
 ) -> TrainingRun:
     """Read and lay out the text; build a fresh model unless one is given; make the run."""
-    text = read_text(text_path, decode_errors)
+    text = read_text(text_path, train_config.decode_errors)
     if vocab is None:
         vocab = Vocab.from_text(text)
     try:
@@ -253,6 +253,7 @@ def _build_run(
         torch.manual_seed(train_config.seed)
         model = CharLSTM(len(vocab), model_config)
     model.to(device)
+    _prepare_out_dir(out_dir)
     return TrainingRun(
         vocab=vocab, model=model, model_config=model_config, train_config=train_config,
         text_path=text_path, text_chars=len(ids), train_batches=train_batches,
@@ -269,6 +270,16 @@ def _refuse_to_overwrite(out_dir: Path) -> None:
             )
 
 
+def _prepare_out_dir(out_dir: Path) -> None:
+    """Create the run directory now, so a bad --out fails before any training, not at the first save."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CharRNNError(f"cannot create the run directory {out_dir}: {exc.strerror or exc}") from None
+    if not os.access(out_dir, os.W_OK):
+        raise CharRNNError(f"the run directory {out_dir} is not writable: choose another --out")
+
+
 def start_run(
     text_path: str | Path,
     model_config: ModelConfig = ModelConfig(),
@@ -276,10 +287,9 @@ def start_run(
     *,
     out_dir: str | Path | None = None,
     device: str = "auto",
-    decode_errors: str = "strict",
     log: Log = _log_to_stdout,
 ) -> TrainingRun:
-    """A new run on the text at ``text_path``, ready for ``fit``; nothing is trained or written.
+    """A new run on the text at ``text_path``, ready for ``fit``; nothing is trained yet.
 
     ``out_dir`` defaults to ``checkpoints/<text file stem>``; a directory that already holds a
     run is refused rather than overwritten.
@@ -289,11 +299,11 @@ def start_run(
     _refuse_to_overwrite(out_dir)
     run = _build_run(
         text_path=text_path, vocab=None, model_config=model_config, train_config=train_config,
-        out_dir=out_dir, device=resolve_device(device), decode_errors=decode_errors,
+        out_dir=out_dir, device=resolve_device(device),
     )  # fmt: skip
     log(
         f"training on {text_path.name}: {run.text_chars:,} characters, vocabulary {len(run.vocab)}, "
-        f"{sum(p.numel() for p in run.model.parameters()):,} parameters, device {run.device}"
+        f"{count_parameters(run.model):,} parameters, device {run.device}"
     )
     return run
 
@@ -305,7 +315,6 @@ def resume_run(
     out_dir: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     device: str = "auto",
-    decode_errors: str = "strict",
     log: Log = _log_to_stdout,
 ) -> TrainingRun:
     """The run saved in ``checkpoint_path``, restored exactly, ready for ``fit``.
@@ -317,12 +326,13 @@ def resume_run(
     """
     checkpoint_path = Path(checkpoint_path)
     checkpoint = load_checkpoint(checkpoint_path)
-    model_config, train_config = _apply_overrides(
-        ModelConfig(**checkpoint["model_config"]),
-        TrainConfig(**checkpoint["train_config"]),
-        dict(overrides or {}),
-        log,
-    )
+    model, vocab = model_from_checkpoint(checkpoint)
+    try:
+        saved_train_config = TrainConfig(**checkpoint["train_config"])
+    except TypeError as exc:
+        raise CharRNNError(f"{checkpoint_path} has a training config this charrnn cannot read: {exc}") from None
+    train_config = _apply_overrides(model.config, saved_train_config, dict(overrides or {}), log)
+
     saved_text = Path(checkpoint["text_path"])
     if text_path is None:
         if not saved_text.is_file():
@@ -332,13 +342,16 @@ def resume_run(
             )
         text_path = saved_text
     text_path = Path(text_path).resolve()
+
     out_dir = Path(out_dir) if out_dir is not None else checkpoint_path.parent
     if out_dir.resolve() != checkpoint_path.parent.resolve():
         _refuse_to_overwrite(out_dir)
-    model, vocab = model_from_checkpoint(checkpoint)
+    elif checkpoint_path.name != "last.pt" and (out_dir / "last.pt").is_file():
+        _refuse_to_go_back(out_dir / "last.pt", checkpoint["progress"]["step"])
+
     run = _build_run(
-        text_path=text_path, vocab=vocab, model_config=model_config, train_config=train_config,
-        out_dir=out_dir, device=resolve_device(device), decode_errors=decode_errors, model=model,
+        text_path=text_path, vocab=vocab, model_config=model.config, train_config=train_config,
+        out_dir=out_dir, device=resolve_device(device), model=model,
     )  # fmt: skip
     if text_path != saved_text or run.text_chars != checkpoint["text_chars"]:
         log(f"note: resuming on {text_path} ({run.text_chars:,} characters), not the run's own text")
@@ -347,11 +360,24 @@ def resume_run(
     return run
 
 
+def _refuse_to_go_back(last_path: Path, step: int) -> None:
+    """Resuming an older checkpoint (say best.pt) in place would overwrite a newer last.pt."""
+    last_step = load_checkpoint(last_path)["progress"]["step"]
+    if last_step > step:
+        raise CharRNNError(
+            f"{last_path} is at step {last_step}, later than this checkpoint (step {step}); "
+            f"resuming here would overwrite it: pass --out to continue in another directory"
+        )
+
+
 def _apply_overrides(
     model_config: ModelConfig, train_config: TrainConfig, overrides: dict[str, Any], log: Log
-) -> tuple[ModelConfig, TrainConfig]:
-    """The saved configs with a resume's option changes applied (or refused)."""
-    changed = {}
+) -> TrainConfig:
+    """The saved training config with a resume's option changes applied.
+
+    Changing a field in FIXED_ON_RESUME (every model field among them) is refused.
+    """
+    changes = {}
     for config in (model_config, train_config):
         for field in dataclasses.fields(config):
             if field.name not in overrides:
@@ -364,13 +390,11 @@ def _apply_overrides(
                     f"--{field.name.replace('_', '-')} is {old} in this run and cannot change on "
                     f"resume (it shapes the model or the data); drop the option, or start a new run"
                 )
-            changed[field.name] = new
+            changes[field.name] = new
             log(f"note: {field.name} changes from {old} to {new}")
     if overrides:
         raise CharRNNError(f"unknown option(s) for resume: {', '.join(sorted(overrides))}")
-    model_changes = {k: v for k, v in changed.items() if hasattr(model_config, k)}
-    train_changes = {k: v for k, v in changed.items() if hasattr(train_config, k)}
-    return dataclasses.replace(model_config, **model_changes), dataclasses.replace(train_config, **train_changes)
+    return dataclasses.replace(train_config, **changes)
 
 
 # --- the loop -------------------------------------------------------------------------------
@@ -379,8 +403,8 @@ def _apply_overrides(
 class _StopOnSignal:
     """Turn the first SIGINT / SIGTERM into a request to stop after the current step.
 
-    A second signal raises KeyboardInterrupt at once (checkpoint writes are atomic, so the
-    previous last.pt survives it). Handlers are only installed from the main thread.
+    A second signal ends the process at once, as KeyboardInterrupt (SIGINT) or SystemExit(143)
+    (SIGTERM); checkpoint writes are atomic, so the previous last.pt survives it. Handlers are only installed from the main thread.
     """
 
     def __init__(self) -> None:
@@ -389,7 +413,9 @@ class _StopOnSignal:
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signum is not None:
-            raise KeyboardInterrupt
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise SystemExit(128 + signum)
         self.signum = signum
 
     def __enter__(self) -> _StopOnSignal:

@@ -17,6 +17,7 @@ from charrnn.errors import CharRNNError
 
 # Characters encoded per chunk: bounds the temporary UTF-32 copy to 16 MB whatever the text size.
 _CHUNK_CHARS = 4 * 1024 * 1024
+_NUM_CODE_POINTS = 0x110000  # U+0000 .. U+10FFFF
 
 
 class UnknownCharactersError(CharRNNError):
@@ -69,16 +70,10 @@ class Vocab:
 
     @classmethod
     def from_text(cls, text: str) -> Vocab:
-        """The sorted distinct characters of ``text``, counted without a Python-level loop."""
-        seen = np.zeros(0, dtype=bool)
+        """The sorted distinct characters of ``text``, found without a Python-level loop."""
+        seen = np.zeros(_NUM_CODE_POINTS, dtype=bool)  # one flag per Unicode code point
         for code_points in _code_points(text):
-            if code_points.size:
-                present = np.bincount(code_points) > 0
-                if present.size > seen.size:
-                    present[: seen.size] |= seen
-                    seen = present
-                else:
-                    seen[: present.size] |= present
+            seen[code_points] = True
         return cls([chr(cp) for cp in np.flatnonzero(seen)])
 
     def __len__(self) -> int:
@@ -90,12 +85,15 @@ class Vocab:
     def __repr__(self) -> str:
         return f"Vocab({len(self)} characters)"
 
+    def _lookup(self, code_points: np.ndarray) -> np.ndarray:
+        """Ids for an array of code points; -1 where a character is not in the vocabulary."""
+        return self._table[np.minimum(code_points, len(self._table) - 1)]
+
     def unknown_chars(self, text: str) -> list[str]:
         """The distinct characters of ``text`` that are not in the vocabulary, sorted."""
         unknown: set[str] = set()
         for code_points in _code_points(text):
-            ids = self._table[np.minimum(code_points, len(self._table) - 1)]
-            unknown.update(chr(cp) for cp in np.unique(code_points[ids < 0]))
+            unknown.update(chr(cp) for cp in np.unique(code_points[self._lookup(code_points) < 0]))
         return sorted(unknown)
 
     def encode(self, text: str, what: str = "text") -> np.ndarray:
@@ -107,7 +105,7 @@ class Vocab:
         ids = np.empty(len(text), dtype=self.dtype)
         start = 0
         for code_points in _code_points(text):
-            chunk_ids = self._table[np.minimum(code_points, len(self._table) - 1)]
+            chunk_ids = self._lookup(code_points)
             if (chunk_ids < 0).any():
                 raise UnknownCharactersError(self.unknown_chars(text), len(self), what)
             ids[start : start + chunk_ids.size] = chunk_ids

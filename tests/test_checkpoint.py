@@ -1,10 +1,11 @@
 import os
 import pickle
+import zipfile
 
 import pytest
 import torch
 
-from charrnn.checkpoint import FORMAT_VERSION, load_checkpoint, model_from_checkpoint, save_checkpoint
+from charrnn.checkpoint import FORMAT_VERSION, REQUIRED_KEYS, load_checkpoint, model_from_checkpoint, save_checkpoint
 from charrnn.errors import CharRNNError
 from charrnn.train import start_run
 from conftest import quiet
@@ -36,6 +37,7 @@ def test_checkpoint_holds_only_plain_types_and_everything_to_resume(saved_run):
     checkpoint = load_checkpoint(path)
     assert_plain(checkpoint)
     assert checkpoint["format_version"] == FORMAT_VERSION
+    assert set(REQUIRED_KEYS) <= set(checkpoint)
     assert checkpoint["vocab"] == list(run.vocab.chars)
     assert checkpoint["rng"]["torch"].dtype == torch.uint8
     assert checkpoint["progress"]["step"] == 1
@@ -54,7 +56,8 @@ def test_a_failed_save_keeps_the_previous_checkpoint(saved_run, monkeypatch):
     run, path = saved_run
     before = path.read_bytes()
 
-    def disk_full(*args, **kwargs):
+    def disk_full(payload, file, **kwargs):  # half a checkpoint, then the disk is full
+        file.write(before[: len(before) // 2])
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", disk_full)
@@ -78,6 +81,19 @@ def test_broken_files_are_refused_with_a_clear_message(saved_run, tmp_path, cont
     broken.write_bytes(content)
     with pytest.raises(CharRNNError, match="is not a charrnn checkpoint or is corrupted"):
         load_checkpoint(broken)
+
+
+def test_a_zip_archive_with_a_garbled_pickle_is_refused(saved_run, tmp_path):
+    _, path = saved_run
+    garbled = tmp_path / "garbled.pt"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(garbled, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename.endswith("data.pkl"):
+                data = data[:10] + bytes(range(200, 256)) + data[66:]
+            target.writestr(item, data)
+    with pytest.raises(CharRNNError, match="is not a charrnn checkpoint or is corrupted"):
+        load_checkpoint(garbled)
 
 
 class _WritesAMarker:

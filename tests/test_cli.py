@@ -77,6 +77,61 @@ def test_bad_text_files(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(
+    "option, value",
+    [("--val-frac", "nan"), ("--val-frac", "1"), ("--dropout", "nan"), ("--dropout", "1"), ("--lr", "0"),
+     ("--lr", "inf"), ("--grad-clip", "nan"), ("--batch-size", "0"), ("--seed", str(2**70)), ("--device", "tpu")],
+)
+def test_bad_training_options_are_usage_errors(book_slice, tmp_path, option, value):
+    result = invoke("train", book_slice, "--out", tmp_path / "run", *TINY, option, value)
+    assert result.exit_code == 2, result.output
+    assert option in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_runtime_problems_with_the_text_or_the_machine_exit_1(tmp_path, monkeypatch):
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("caf\u00e9 ".encode("latin-1") * 400)
+    result = invoke("train", latin1, "--out", tmp_path / "run", *TINY)
+    assert result.exit_code == 1 and "not valid UTF-8 (byte offset 3)" in result.output
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    result = invoke("train", latin1, "--decode-errors", "replace", "--out", a_file / "run", *TINY)
+    assert result.exit_code == 1 and "cannot create the run directory" in result.output
+    assert "Traceback" not in result.output
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = invoke("train", latin1, "--decode-errors", "replace", "--out", tmp_path / "run", *TINY[:-2],
+                    "--device", "cuda")
+    assert result.exit_code == 1 and "no CUDA GPU" in result.output
+
+
+def test_a_run_on_replaced_bytes_resumes_without_repeating_the_option(tmp_path):
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("caf\u00e9 au lait, ".encode("latin-1") * 100)
+    first = invoke("train", latin1, "--decode-errors", "replace", "--out", tmp_path / "run", "--max-steps", 2, *TINY)
+    assert first.exit_code == 0, first.output
+    resumed = invoke("train", "--resume", tmp_path / "run" / "last.pt", "--max-steps", 3, "--no-progress")
+    assert resumed.exit_code == 0, resumed.output
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["train_config"]["decode_errors"] == "replace"
+
+
+def test_resuming_an_older_checkpoint_in_place_never_overwrites_a_newer_last(trained, tmp_path):
+    older = trained / "older.pt"  # e.g. a best.pt from before the last improvement
+    older.write_bytes((trained / "last.pt").read_bytes())
+    invoke("train", "--resume", trained / "last.pt", "--max-steps", 12, "--no-progress")
+    before = (trained / "last.pt").read_bytes()
+    assert load_checkpoint(trained / "last.pt")["progress"]["step"] == 12
+
+    refused = invoke("train", "--resume", older, "--max-steps", 14, "--no-progress")
+    assert refused.exit_code == 1 and "is at step 12, later than this checkpoint (step 6)" in refused.output
+    assert (trained / "last.pt").read_bytes() == before
+    branched = invoke("train", "--resume", older, "--max-steps", 14, "--no-progress", "--out", tmp_path / "branch")
+    assert branched.exit_code == 0, branched.output
+    assert load_checkpoint(tmp_path / "branch" / "last.pt")["progress"]["step"] == 14
+
+
 def test_corrupt_checkpoint_exits_1(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
@@ -91,6 +146,25 @@ def test_resume_refuses_a_different_architecture(trained):
     result = invoke("train", "--resume", trained / "last.pt", "--hidden-size", 64, "--no-progress")
     assert result.exit_code == 1 and "--hidden-size is 32 in this run" in result.output
     assert (trained / "last.pt").read_bytes() == before
+
+
+def test_a_second_ctrl_c_quits_at_once_and_the_saved_checkpoint_survives(book_slice, tmp_path):
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "charrnn", "train", str(book_slice), "--out", str(out), "--max-steps", "1000000",
+         "--eval-every", "1000000", "--save-every", "2", *TINY],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (out / "last.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert load_checkpoint(out / "last.pt")["progress"]["step"] > 0
+    assert sorted(p.name for p in out.iterdir()) == ["last.pt"]
 
 
 def run_cli(*args, **kwargs):

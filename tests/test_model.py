@@ -15,8 +15,14 @@ def make_model(dropout: float = 0.0, dtype=torch.float32) -> CharLSTM:
 
 def test_shapes_at_every_layer():
     model = make_model()
+    seen = {}
+    model.lstm.register_forward_hook(
+        lambda module, inputs, output: seen.update(one_hot=inputs[0].shape, lstm_out=output[0].shape)
+    )
+    model.head.register_forward_hook(lambda module, inputs, output: seen.update(head_in=inputs[0].shape))
     ids = torch.randint(0, V, (B, T))
     logits, (h, c) = model(ids)
+    assert seen == {"one_hot": (B, T, V), "lstm_out": (B, T, H), "head_in": (B * T, H)}
     assert logits.shape == (B * T, V)
     assert h.shape == c.shape == (L, B, H)
     assert model.init_state(B)[0].shape == (L, B, H)
