@@ -170,16 +170,26 @@ def train(
               help="Divides the logits: below 1 is safer and more repetitive, above 1 wilder.")
 @click.option("--seed", type=_SEED, default=None, show_default="random",
               help="Seed for sampling: the same seed gives the same text.")
+@click.option("--on-unknown", type=click.Choice(["error", "skip"]), default=default_of(SampleConfig, "on_unknown"),
+              help="Prime characters the model never saw: stop with an error, or drop them with a warning.")
 @_device_option
-def generate(checkpoint: Path, prime: str, length: int, temperature: float, seed: int | None, device: str) -> None:
+def generate(
+    checkpoint: Path, prime: str, length: int, temperature: float, seed: int | None, on_unknown: str, device: str
+) -> None:
     """Generate text from CHECKPOINT, continuing --prime; streams to stdout.
 
     \b
     Examples:
       charrnn generate checkpoints/tinyshakespeare/best.pt --prime "ROMEO:" --length 300
       charrnn generate run/best.pt --temperature 0.5 --seed 7
+      charrnn generate run/best.pt --prime "Café au lait" --on-unknown skip
     """
     model, vocab = model_from_checkpoint(load_checkpoint(checkpoint), resolve_device(device))
+    if on_unknown == "skip":
+        prime, dropped = vocab.without_unknown(prime)
+        if dropped:
+            shown = " ".join(repr(c) for c in dropped)
+            click.echo(f"warning: dropped prime character(s) outside the vocabulary: {shown}", err=True)
     characters = generate_text(model, vocab, prime, length, temperature, seed)
     click.echo(prime, nl=False)
     for character in characters:

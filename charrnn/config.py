@@ -50,6 +50,7 @@ class SampleConfig:
     prime: str = ""  # text the sample continues; empty starts from the zero state
     length: int = 500  # characters to generate after the prime
     temperature: float = 0.8  # < 1 sharper and safer, > 1 more surprising
+    on_unknown: str = "error"  # prime characters outside the vocabulary: "error" or "skip" them
 
 
 # Fields a resume keeps from the checkpoint: changing them would make the saved optimizer state,

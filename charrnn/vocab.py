@@ -96,6 +96,14 @@ class Vocab:
             unknown.update(chr(cp) for cp in np.unique(code_points[self._lookup(code_points) < 0]))
         return sorted(unknown)
 
+    def without_unknown(self, text: str) -> tuple[str, list[str]]:
+        """``text`` with every character outside the vocabulary dropped, and those characters."""
+        unknown = self.unknown_chars(text)
+        if not unknown:
+            return text, []
+        dropped = set(unknown)
+        return "".join(c for c in text if c not in dropped), unknown
+
     def encode(self, text: str, what: str = "text") -> np.ndarray:
         """Label-encode ``text`` to a 1-D array of ids (dtype ``self.dtype``).
 

@@ -1,5 +1,8 @@
 import os
 import pickle
+import subprocess
+import sys
+import time
 import zipfile
 
 import pytest
@@ -151,3 +154,59 @@ def test_save_checkpoint_writes_what_load_checkpoint_reads(tmp_path, saved_run):
     assert reloaded["vocab"] == payload["vocab"]
     assert all(torch.equal(reloaded["model_state"][k], v) for k, v in payload["model_state"].items())
     assert pickle.dumps(reloaded["rng"]["python"]) == pickle.dumps(payload["rng"]["python"])
+
+
+def test_a_single_flipped_byte_in_the_weights_is_detected(saved_run, tmp_path):
+    _, path = saved_run
+    with zipfile.ZipFile(path) as archive:
+        record = next(info for info in archive.infolist() if "/data/" in info.filename)
+        with archive.open(record) as stream:
+            first_bytes = stream.read(64)
+    data = bytearray(path.read_bytes())
+    offset = data.index(first_bytes, record.header_offset)  # where the tensor's bytes start
+    data[offset + 10] ^= 0x01
+    flipped = tmp_path / "flipped.pt"
+    flipped.write_bytes(bytes(data))
+    with pytest.raises(CharRNNError, match=f"corrupted: its record '{record.filename}' fails the CRC-32 check"):
+        load_checkpoint(flipped)
+
+
+def test_a_read_only_directory_keeps_the_previous_checkpoint(saved_run, monkeypatch):
+    run, path = saved_run
+    before = path.read_bytes()
+
+    def refuse(source, target):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    run.train_step()
+    with pytest.raises(CharRNNError, match="could not write checkpoint .*Permission denied"):
+        run.save("last.pt")
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(path.parent)) == ["last.pt"]
+
+
+_SAVE_FOREVER = """
+import sys, torch
+from charrnn.checkpoint import REQUIRED_KEYS, save_checkpoint
+payload = {key: None for key in REQUIRED_KEYS}
+step = 0
+while True:
+    step += 1
+    payload["progress"] = {"step": step}
+    payload["model_state"] = {"w": torch.full((4_000_000,), float(step))}
+    save_checkpoint(payload, sys.argv[1])
+    print(step, flush=True)
+"""
+
+
+def test_a_process_killed_mid_save_never_leaves_a_half_written_checkpoint(tmp_path):
+    path = tmp_path / "last.pt"
+    for delay in (0.0, 0.017, 0.041):
+        process = subprocess.Popen([sys.executable, "-c", _SAVE_FOREVER, str(path)], stdout=subprocess.PIPE, text=True)
+        process.stdout.readline()  # one whole save done
+        time.sleep(delay)
+        process.kill()
+        process.wait()
+        checkpoint = load_checkpoint(path)
+        assert torch.all(checkpoint["model_state"]["w"] == checkpoint["progress"]["step"])

@@ -49,6 +49,41 @@ def test_length_zero_prints_just_the_prime(trained):
     assert result.stdout == "MENENIUS\n"
 
 
+def test_empty_prime_starts_from_the_zero_state(trained):
+    result = invoke("generate", trained / "last.pt", "--length", 50, "--seed", 3)
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout) == 51
+
+
+def test_unknown_prime_characters_can_be_skipped_with_a_warning(trained):
+    result = invoke("generate", trained / "last.pt", "--prime", "Zebra ROMEO", "--length", 5, "--seed", 1,
+                    "--on-unknown", "skip")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("ebra ROMEO") and len(result.stdout) == len("ebra ROMEO") + 5 + 1
+    assert "dropped prime character(s) outside the vocabulary: 'Z'" in result.stderr
+    plain = invoke("generate", trained / "last.pt", "--prime", "ebra ROMEO", "--length", 5, "--seed", 1)
+    assert plain.stdout == result.stdout
+
+
+def test_a_text_of_one_distinct_character_trains_and_generates(tmp_path):
+    text = tmp_path / "one.txt"
+    text.write_text("a" * 300)
+    trained = invoke("train", text, "--out", tmp_path / "run", "--max-steps", 3, *TINY)
+    assert trained.exit_code == 0, trained.output
+    generated = invoke("generate", tmp_path / "run" / "best.pt", "--prime", "a", "--length", 20)
+    assert generated.exit_code == 0 and generated.stdout == "a" * 21 + "\n"
+
+
+def test_resume_on_a_text_with_new_characters_exits_1_naming_them(trained, book_slice, tmp_path):
+    before = (trained / "last.pt").read_bytes()
+    other = tmp_path / "other.txt"
+    other.write_text(book_slice.read_text() + "K\u00e9")
+    result = invoke("train", other, "--resume", trained / "last.pt", "--no-progress")
+    assert result.exit_code == 1
+    assert "2 character(s) outside the model's" in result.output and "'K' '\u00e9'" in result.output
+    assert (trained / "last.pt").read_bytes() == before
+
+
 @pytest.mark.parametrize("temperature", ["0", "-1", "nan", "inf"])
 def test_bad_temperature_is_a_usage_error(trained, temperature):
     result = invoke("generate", trained / "last.pt", "--temperature", temperature)
@@ -174,11 +209,11 @@ def run_cli(*args, **kwargs):
 
 def test_exact_resume_across_processes_with_dropout(book_slice, tmp_path):
     options = [*TINY, "--dropout", "0.3", "--eval-every", 3, "--save-every", 3]
-    straight = run_cli("train", book_slice, "--out", tmp_path / "a", "--max-steps", 8, *options)
+    straight = run_cli("train", book_slice, "--out", tmp_path / "a", "--max-steps", 20, *options)
     assert straight.returncode == 0, straight.stderr
-    first = run_cli("train", book_slice, "--out", tmp_path / "b", "--max-steps", 4, *options)
+    first = run_cli("train", book_slice, "--out", tmp_path / "b", "--max-steps", 10, *options)
     assert first.returncode == 0, first.stderr
-    second = run_cli("train", "--resume", tmp_path / "b" / "last.pt", "--max-steps", 8, "--no-progress")
+    second = run_cli("train", "--resume", tmp_path / "b" / "last.pt", "--max-steps", 20, "--no-progress")
     assert second.returncode == 0, second.stderr
     a = load_checkpoint(tmp_path / "a" / "last.pt")
     b = load_checkpoint(tmp_path / "b" / "last.pt")
