@@ -19,15 +19,32 @@ from click.core import ParameterSource
 from charrnn import __version__
 from charrnn.checkpoint import load_checkpoint, model_from_checkpoint
 from charrnn.config import ModelConfig, SampleConfig, TrainConfig, default_of
+from charrnn.data import read_text
 from charrnn.devices import DEVICE_CHOICES, resolve_device
 from charrnn.errors import CharRNNError
+from charrnn.explain import explain as explain_batch
+from charrnn.explain import render
+from charrnn.model import CharLSTM
 from charrnn.sample import generate as generate_text
 from charrnn.train import fit, resume_run, start_run
+from charrnn.vocab import Vocab
 
 BUNDLED_BOOK = Path("corpora") / "tinyshakespeare.txt"
 
 
 _OUT_OF_MEMORY = "out of memory: use a smaller --hidden-size, --num-layers, --batch-size or --seq-len"
+
+
+def _text_or_bundled_book(text_file: Path | None) -> Path:
+    """The given text file, or the bundled book when run from the repository."""
+    if text_file is not None:
+        return text_file
+    if not BUNDLED_BOOK.is_file():
+        raise CharRNNError(
+            f"no TEXT_FILE given and the bundled book {BUNDLED_BOOK} is not in this directory: "
+            "pass the path of a text file"
+        )
+    return BUNDLED_BOOK
 
 
 class _Commands(click.Group):
@@ -139,13 +156,7 @@ def train(
         }  # fmt: skip
         run = resume_run(resume_from, text_path=text_file, overrides=given, **common)
     else:
-        if text_file is None:
-            if not BUNDLED_BOOK.is_file():
-                raise CharRNNError(
-                    f"no TEXT_FILE given and the bundled book {BUNDLED_BOOK} is not in this "
-                    "directory: pass the path of a text file"
-                )
-            text_file = BUNDLED_BOOK
+        text_file = _text_or_bundled_book(text_file)
         model_config = ModelConfig(**{name: options[name] for name in _MODEL_OPTIONS})
         train_config = TrainConfig(**{name: options[name] for name in _TRAIN_OPTIONS})
         run = start_run(text_file, model_config, train_config, **common)
@@ -195,3 +206,62 @@ def generate(
     for character in characters:
         click.echo(character, nl=False)
     click.echo()
+
+
+@main.command()
+@click.argument("text_file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Explain this trained model (and its vocabulary) instead of a fresh one.")
+@click.option("--hidden-size", type=click.IntRange(min=1), default=None, show_default=str(default_of(ModelConfig, "hidden_size")),
+              help="H of a fresh model.")
+@click.option("--num-layers", type=click.IntRange(min=1), default=None, show_default=str(default_of(ModelConfig, "num_layers")),
+              help="L of a fresh model.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              show_default="the checkpoint's, or " + str(default_of(TrainConfig, "batch_size")), help="B: streams in the batch.")
+@click.option("--seq-len", type=click.IntRange(min=1), default=None,
+              show_default="the checkpoint's, or " + str(default_of(TrainConfig, "seq_len")), help="T: characters per window.")
+@click.option("--trace-gates", is_flag=True, help="Also run the gate-equation reference LSTM and print mean gate activations.")
+@click.option("--seed", type=_SEED, default=default_of(TrainConfig, "seed"), help="Seed for a fresh model's weights.")
+def explain(
+    text_file: Path | None,
+    checkpoint: Path | None,
+    hidden_size: int | None,
+    num_layers: int | None,
+    batch_size: int | None,
+    seq_len: int | None,
+    trace_gates: bool,
+    seed: int,
+) -> None:
+    """Show one real batch going through the model, with every tensor's shape and meaning.
+
+    The shapes are read off the real tensors as the model runs. Without --checkpoint a fresh
+    (untrained) model is built with the same defaults as `charrnn train`.
+
+    \b
+    Examples:
+      charrnn explain
+      charrnn explain --hidden-size 64 --batch-size 4 --seq-len 16 --trace-gates
+      charrnn explain --checkpoint checkpoints/tinyshakespeare/best.pt
+    """
+    text = read_text(_text_or_bundled_book(text_file))
+    if checkpoint is not None:
+        if hidden_size is not None or num_layers is not None:
+            raise click.UsageError("--hidden-size and --num-layers describe a fresh model; drop them with --checkpoint")
+        saved = load_checkpoint(checkpoint)
+        model, vocab = model_from_checkpoint(saved)
+        saved_config = saved["train_config"]
+        batch_size = batch_size or saved_config["batch_size"]
+        seq_len = seq_len or saved_config["seq_len"]
+        val_frac = saved_config["val_frac"]
+    else:
+        vocab = Vocab.from_text(text)
+        model_config = ModelConfig(
+            hidden_size=hidden_size or default_of(ModelConfig, "hidden_size"),
+            num_layers=num_layers or default_of(ModelConfig, "num_layers"),
+        )
+        torch.manual_seed(seed)
+        model = CharLSTM(len(vocab), model_config)
+        batch_size = batch_size or default_of(TrainConfig, "batch_size")
+        seq_len = seq_len or default_of(TrainConfig, "seq_len")
+        val_frac = default_of(TrainConfig, "val_frac")
+    click.echo(render(explain_batch(model, vocab, text, batch_size, seq_len, val_frac, trace_gates)))

@@ -132,10 +132,25 @@ class TrainingRun:
             self.state = self.model.init_state(self.train_config.batch_size)
         return loss_value
 
-    def validate(self) -> float:
-        """Mean loss (nats/char) over the whole val split, with the state carried."""
-        self.last_val_loss = mean_loss(self.model, self.val_batches)
-        return self.last_val_loss
+    def validate(self, train_loss: float) -> bool:
+        """Score the whole val split, add a metrics row, and save best.pt if it improved.
+
+        ``train_loss`` is the mean training loss since the last validation. Returns whether the
+        validation loss is a new best.
+        """
+        val_loss = mean_loss(self.model, self.val_batches)
+        self.last_val_loss = val_loss
+        progress = self.progress
+        self.metrics.append({
+            "step": progress.step, "epoch": progress.epoch, "chars_seen": progress.chars_seen,
+            "elapsed_seconds": round(progress.elapsed_seconds, 3), "train_loss": train_loss,
+            "val_loss": val_loss, "lr": self.optimizer.param_groups[0]["lr"],
+        })  # fmt: skip
+        improved = self.best_val_loss is None or val_loss < self.best_val_loss
+        if improved:
+            self.best_val_loss = val_loss
+            self.save("best.pt")
+        return improved
 
     def save(self, name: str) -> Path:
         """Write the whole run state to ``out_dir/name`` atomically."""
@@ -466,22 +481,13 @@ def fit(run: TrainingRun, *, log: Log = _log_to_stdout, progress_bar: bool = Tru
 
             at_end = progress.step == end_step
             if progress.step % config.eval_every == 0 or at_end:
-                val_loss = run.validate()
-                improved = run.best_val_loss is None or val_loss < run.best_val_loss
-                run.metrics.append({
-                    "step": progress.step, "epoch": progress.epoch, "chars_seen": progress.chars_seen,
-                    "elapsed_seconds": round(progress.elapsed_seconds, 3),
-                    "train_loss": loss_sum / loss_count, "val_loss": val_loss,
-                    "lr": run.optimizer.param_groups[0]["lr"],
-                })  # fmt: skip
+                improved = run.validate(train_loss=loss_sum / loss_count)
                 loss_sum, loss_count = 0.0, 0
-                if improved:
-                    run.best_val_loss = val_loss
-                    run.save("best.pt")
-                minutes, seconds = divmod(int(progress.elapsed_seconds), 60)
+                row = run.metrics[-1]
+                minutes, seconds = divmod(int(row["elapsed_seconds"]), 60)
                 log(
-                    f"step {progress.step} ({minutes}:{seconds:02d}): train loss {run.metrics[-1]['train_loss']:.4f}, "
-                    f"val loss {val_loss:.4f} ({val_loss / math.log(2):.3f} bits/char)"
+                    f"step {row['step']} ({minutes}:{seconds:02d}): train loss {row['train_loss']:.4f}, "
+                    f"val loss {row['val_loss']:.4f} ({row['val_loss'] / math.log(2):.3f} bits/char)"
                     + (" *best*" if improved else "")
                 )
             if progress.step % config.save_every == 0 or at_end:

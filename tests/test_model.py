@@ -4,6 +4,7 @@ import torch.nn.functional as F
 
 from charrnn.config import ModelConfig
 from charrnn.model import CharLSTM, count_parameters, detach
+from charrnn.reference import ReferenceLSTM
 
 V, H, L, B, T = 11, 16, 2, 3, 7
 
@@ -43,32 +44,14 @@ def test_chunked_forward_equals_whole_forward():
     torch.testing.assert_close(chunked_state, whole_state, rtol=0, atol=1e-6)
 
 
-def naive_forward(model: CharLSTM, ids: torch.Tensor) -> torch.Tensor:
-    """The model written out from the LSTM gate equations, one time step at a time."""
-    h = [torch.zeros(B, H, dtype=torch.float64) for _ in range(L)]
-    c = [torch.zeros(B, H, dtype=torch.float64) for _ in range(L)]
-    outputs = []
-    for t in range(ids.shape[1]):
-        layer_input = F.one_hot(ids[:, t], V).double()
-        for layer in range(L):
-            w_ih = getattr(model.lstm, f"weight_ih_l{layer}")
-            w_hh = getattr(model.lstm, f"weight_hh_l{layer}")
-            bias = getattr(model.lstm, f"bias_ih_l{layer}") + getattr(model.lstm, f"bias_hh_l{layer}")
-            gates = layer_input @ w_ih.T + h[layer] @ w_hh.T + bias
-            i, f, g, o = gates.chunk(4, dim=1)
-            c[layer] = torch.sigmoid(f) * c[layer] + torch.sigmoid(i) * torch.tanh(g)
-            h[layer] = torch.sigmoid(o) * torch.tanh(c[layer])
-            layer_input = h[layer]
-        outputs.append(layer_input)
-    top = torch.stack(outputs, dim=1).reshape(-1, H)  # (B·T, H), rows ordered (b, t)
-    return top @ model.head.weight.T + model.head.bias
-
-
 def test_model_matches_the_gate_equations():
     model = make_model(dtype=torch.float64).eval()
     ids = torch.randint(0, V, (B, T))
-    logits, _ = model(ids)
-    torch.testing.assert_close(logits, naive_forward(model, ids), rtol=0, atol=1e-10)
+    logits, (h, c) = model(ids)
+    outputs, (ref_h, ref_c), _ = ReferenceLSTM(model.lstm)(F.one_hot(ids, V).double())
+    expected = outputs.reshape(B * T, H) @ model.head.weight.T + model.head.bias  # rows ordered (b, t)
+    torch.testing.assert_close(logits, expected, rtol=0, atol=1e-10)
+    torch.testing.assert_close((h, c), (ref_h, ref_c), rtol=0, atol=1e-10)
 
 
 def test_dropout_is_active_in_training_and_off_in_eval():
