@@ -55,20 +55,31 @@ def test_save_is_atomic_and_leaves_no_temporary_files(saved_run):
     assert load_checkpoint(path)["progress"]["step"] == 2
 
 
-def test_a_failed_save_keeps_the_previous_checkpoint(saved_run, monkeypatch):
+def _disk_full(payload, file, **kwargs):
+    """torch.save on a full disk: half a checkpoint is written, then the write fails."""
+    file.write(b"x" * 1000)
+    raise OSError(28, "No space left on device")
+
+
+def _read_only(source, target):
+    """os.replace in a directory we may not write to."""
+    raise PermissionError(13, "Permission denied")
+
+
+@pytest.mark.parametrize(
+    "module, name, fault, reason",
+    [(torch, "save", _disk_full, "No space left on device"), (os, "replace", _read_only, "Permission denied")],
+    ids=["disk-full", "read-only"],
+)
+def test_a_failed_save_keeps_the_previous_checkpoint(saved_run, monkeypatch, module, name, fault, reason):
     run, path = saved_run
     before = path.read_bytes()
-
-    def disk_full(payload, file, **kwargs):  # half a checkpoint, then the disk is full
-        file.write(before[: len(before) // 2])
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(torch, "save", disk_full)
+    monkeypatch.setattr(module, name, fault)
     run.train_step()
-    with pytest.raises(CharRNNError, match="could not write checkpoint .*No space left on device.*untouched"):
+    with pytest.raises(CharRNNError, match=f"could not write checkpoint .*{reason}.*untouched"):
         run.save("last.pt")
     assert path.read_bytes() == before
-    assert sorted(os.listdir(path.parent)) == ["last.pt"]
+    assert sorted(os.listdir(path.parent)) == ["last.pt"]  # no temporary file left behind
 
 
 @pytest.mark.parametrize(
@@ -169,21 +180,6 @@ def test_a_single_flipped_byte_in_the_weights_is_detected(saved_run, tmp_path):
     flipped.write_bytes(bytes(data))
     with pytest.raises(CharRNNError, match=f"corrupted: its record '{record.filename}' fails the CRC-32 check"):
         load_checkpoint(flipped)
-
-
-def test_a_read_only_directory_keeps_the_previous_checkpoint(saved_run, monkeypatch):
-    run, path = saved_run
-    before = path.read_bytes()
-
-    def refuse(source, target):
-        raise PermissionError(13, "Permission denied")
-
-    monkeypatch.setattr(os, "replace", refuse)
-    run.train_step()
-    with pytest.raises(CharRNNError, match="could not write checkpoint .*Permission denied"):
-        run.save("last.pt")
-    assert path.read_bytes() == before
-    assert sorted(os.listdir(path.parent)) == ["last.pt"]
 
 
 _SAVE_FOREVER = """
