@@ -8,7 +8,10 @@ reports. A ``CharRNNError`` becomes one line on stderr and exit status 1; bad op
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import re
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +20,16 @@ import torch
 from click.core import ParameterSource
 
 from charrnn import __version__
+from charrnn.api import describe, load
 from charrnn.checkpoint import load_checkpoint, model_from_checkpoint
 from charrnn.config import ModelConfig, SampleConfig, TrainConfig, default_of
 from charrnn.data import read_text
-from charrnn.devices import DEVICE_CHOICES, resolve_device
+from charrnn.devices import DEVICE_CHOICES
 from charrnn.errors import CharRNNError
 from charrnn.explain import explain as explain_batch
 from charrnn.explain import render
 from charrnn.model import CharLSTM
-from charrnn.sample import generate as generate_text
-from charrnn.train import fit, resume_run, start_run
+from charrnn.trainer import fit, resume_run, start_run
 from charrnn.vocab import Vocab
 
 BUNDLED_BOOK = Path("corpora") / "tinyshakespeare.txt"
@@ -174,38 +177,210 @@ def train(
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--prime", default=default_of(SampleConfig, "prime"),
               help="Text to start from; the sample continues it. Empty: start from the zero state.")
+@click.option("--prime-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Read the prime from this UTF-8 file instead (long or non-ASCII primes).")
 @click.option("--length", type=click.IntRange(min=0), default=default_of(SampleConfig, "length"),
-              help="Characters to generate after the prime.")
+              help="Characters to generate after the prime (at most, with --stop).")
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), callback=_finite,
               default=default_of(SampleConfig, "temperature"),
               help="Divides the logits: below 1 is safer and more repetitive, above 1 wilder.")
+@click.option("--top-k", type=click.IntRange(min=1), default=default_of(SampleConfig, "top_k"), show_default="off",
+              help="Draw only among the K most likely characters.")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), callback=_finite,
+              default=default_of(SampleConfig, "top_p"), show_default="off",
+              help="Draw only among the most likely characters whose probabilities add up to P (nucleus).")
+@click.option("--greedy", is_flag=True, default=default_of(SampleConfig, "greedy"),
+              help="Always take the most likely character: deterministic, often repetitive.")
+@click.option("--num-samples", type=click.IntRange(min=1), default=default_of(SampleConfig, "num_samples"),
+              help="Independent samples, drawn side by side as one batch; sample i uses seed + i.")
 @click.option("--seed", type=_SEED, default=None, show_default="random",
               help="Seed for sampling: the same seed gives the same text.")
+@click.option("--stop", multiple=True, metavar="TEXT",
+              help="End a sample just before it produces TEXT (repeatable; \\n and \\t are understood).")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the samples to this new file, with a header saying what made them.")
+@click.option("--no-header", is_flag=True, help="With --output: write the samples only.")
 @click.option("--on-unknown", type=click.Choice(["error", "skip"]), default=default_of(SampleConfig, "on_unknown"),
               help="Prime characters the model never saw: stop with an error, or drop them with a warning.")
 @_device_option
+@click.pass_context
 def generate(
-    checkpoint: Path, prime: str, length: int, temperature: float, seed: int | None, on_unknown: str, device: str
+    ctx: click.Context,
+    checkpoint: Path,
+    prime: str,
+    prime_file: Path | None,
+    length: int,
+    num_samples: int,
+    seed: int | None,
+    stop: tuple[str, ...],
+    output: Path | None,
+    no_header: bool,
+    on_unknown: str,
+    device: str,
+    **sampling: Any,
 ) -> None:
-    """Generate text from CHECKPOINT, continuing --prime; streams to stdout.
+    """Generate text from CHECKPOINT, continuing the prime; a single sample streams to stdout.
 
     \b
     Examples:
       charrnn generate checkpoints/tinyshakespeare/best.pt --prime "ROMEO:" --length 300
-      charrnn generate run/best.pt --temperature 0.5 --seed 7
+      charrnn generate run/best.pt --temperature 0.7 --top-p 0.9 --num-samples 3 --seed 7
+      charrnn generate run/best.pt --prime-file opening.txt --stop "\\n\\n" --output samples.txt
       charrnn generate run/best.pt --prime "Café au lait" --on-unknown skip
     """
-    model, vocab = model_from_checkpoint(load_checkpoint(checkpoint), resolve_device(device))
+    if prime_file is not None:
+        if ctx.get_parameter_source("prime") is not ParameterSource.DEFAULT:
+            raise click.UsageError("give the prime with --prime or with --prime-file, not both")
+        prime = read_text(prime_file)
+    if output is not None and output.exists():
+        raise CharRNNError(f"{output} already exists: choose another --output (charrnn never overwrites it)")
+    model = load(checkpoint, device)
     if on_unknown == "skip":
-        prime, dropped = vocab.without_unknown(prime)
+        prime, dropped = model.vocab.without_unknown(prime)
         if dropped:
             shown = " ".join(repr(c) for c in dropped)
             click.echo(f"warning: dropped prime character(s) outside the vocabulary: {shown}", err=True)
-    characters = generate_text(model, vocab, prime, length, temperature, seed)
-    click.echo(prime, nl=False)
-    for character in characters:
-        click.echo(character, nl=False)
-    click.echo()
+    seed = secrets.randbits(31) if seed is None else seed  # chosen here so that it can be reported
+    stops = [_unescape(text) for text in stop]
+    pieces = model.stream(prime, length, **sampling, seed=seed, num_samples=num_samples, stop=stops)
+
+    if output is None and num_samples == 1:  # stream as it is produced
+        click.echo(prime, nl=False)
+        for _, piece in pieces:
+            click.echo(piece, nl=False)
+        click.echo()
+        return
+    texts = [""] * num_samples
+    for row, piece in pieces:
+        texts[row] += piece
+    body = "".join(
+        (f"----- sample {i + 1} of {num_samples} (seed {seed + i}) -----\n" if num_samples > 1 else "")
+        + prime + text + "\n"
+        for i, text in enumerate(texts)
+    )
+    if output is None:
+        click.echo(body, nl=False)
+        return
+    header = "" if no_header else _sample_header(checkpoint, prime, length, seed, num_samples, stops, sampling)
+    try:
+        with open(output, "x", encoding="utf-8") as file:
+            file.write(header + body)
+    except OSError as exc:
+        raise CharRNNError(f"cannot write {output}: {exc.strerror or exc}") from None
+    click.echo(f"wrote {num_samples} sample(s) to {output}", err=True)
+
+
+def _unescape(text: str) -> str:
+    """The shell gives "\\n" as backslash + n: turn \\n, \\t and \\\\ into what they mean."""
+    return re.sub(r"\\([nt\\])", lambda m: {"n": "\n", "t": "\t", "\\": "\\"}[m.group(1)], text)
+
+
+def _sample_header(
+    checkpoint: Path, prime: str, length: int, seed: int, num_samples: int, stops: list[str], sampling: dict[str, Any]
+) -> str:
+    off = "off"
+    lines = [
+        "charrnn generate",
+        f"checkpoint: {checkpoint}",
+        f"prime: {prime!r}",
+        f"temperature: {sampling['temperature']:g}  top-k: {sampling['top_k'] or off}  "
+        f"top-p: {sampling['top_p'] or off}  greedy: {'yes' if sampling['greedy'] else 'no'}",
+        f"length: {length}  samples: {num_samples}  seed: {seed}" + (" (sample i: seed + i)" if num_samples > 1 else ""),
+        f"stop: {', '.join(repr(s) for s in stops) or 'none'}",
+    ]
+    return "".join(f"# {line}\n" for line in lines) + "\n"
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("text_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, show_default="the checkpoint's",
+              help="Contiguous streams the text is scored in; 1 gives every character its full context.")
+@click.option("--seq-len", type=click.IntRange(min=1), default=None, show_default="the checkpoint's",
+              help="Characters per forward pass (the state is carried between them either way).")
+@click.option("--strict", is_flag=True, help="Exit 1 if the text has characters outside the vocabulary.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line instead of text.")
+@click.option("--decode-errors", type=click.Choice(["strict", "replace"]), default=default_of(TrainConfig, "decode_errors"),
+              help="What to do with bytes that are not UTF-8: refuse the file, or replace them with U+FFFD.")
+@_device_option
+def evaluate(
+    checkpoint: Path, text_file: Path, batch_size: int | None, seq_len: int | None, strict: bool, as_json: bool,
+    decode_errors: str, device: str,
+) -> None:  # fmt: skip
+    """Score CHECKPOINT on TEXT_FILE: nats and bits per character, and perplexity.
+
+    The text is scored as the trainer scores its validation split (the state carried across
+    windows, dropout off), so on that split's text it gives the validation loss the trainer
+    reported.
+
+    \b
+    Examples:
+      charrnn evaluate checkpoints/tinyshakespeare/best.pt some_play.txt
+      charrnn evaluate run/best.pt book.txt --batch-size 1 --json
+    """
+    model = load(checkpoint, device)
+    result = model.evaluate(read_text(text_file, decode_errors), batch_size=batch_size, seq_len=seq_len, strict=strict)
+    if result.unknown:
+        shown = ", ".join(f"{char!r} x{count}" for char, count in result.unknown.items())
+        click.echo(f"warning: left out {sum(result.unknown.values())} character(s) outside the vocabulary: {shown}",
+                   err=True)  # fmt: skip
+    if as_json:
+        click.echo(json.dumps({
+            "checkpoint": str(checkpoint), "text": str(text_file),
+            "nats_per_char": result.nats_per_char, "bits_per_char": result.bits_per_char,
+            "perplexity": result.perplexity, "chars_scored": result.chars_scored, "streams": result.streams,
+            "unknown_chars": result.unknown,
+        }, ensure_ascii=False))  # fmt: skip
+        return
+    click.echo(f"{checkpoint} on {text_file}: {result.chars_scored:,} characters scored in {result.streams} stream(s)")
+    click.echo(
+        f"  {result.nats_per_char:.4f} nats/char   {result.bits_per_char:.4f} bits/char   "
+        f"perplexity {result.perplexity:.3f}"
+    )
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--vocab", "show_vocab", is_flag=True, help="Also list the vocabulary, escaped.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+def info(checkpoint: Path, show_vocab: bool, as_json: bool) -> None:
+    """Show what CHECKPOINT holds: the model, its training, and the figures it reached.
+
+    \b
+    Examples:
+      charrnn info checkpoints/tinyshakespeare/best.pt
+      charrnn info run/last.pt --vocab
+    """
+    facts = describe(checkpoint)
+    if as_json:
+        if not show_vocab:
+            del facts["vocab"]
+        click.echo(json.dumps(facts, ensure_ascii=False, indent=2))
+        return
+    model, train = facts["model_config"], facts["train_config"]
+
+    def loss(value: float | None) -> str:
+        return "none yet" if value is None else f"{value:.4f} nats/char ({value / math.log(2):.4f} bits/char)"
+
+    hours, rest = divmod(int(facts["elapsed_seconds"]), 3600)
+    lines = [
+        f"checkpoint     {facts['path']} ({facts['file_bytes'] / 1e6:.1f} MB, format {facts['format_version']}, "
+        f"written by charrnn {facts['charrnn_version']} with torch {facts['torch_version']})",
+        f"model          {model['num_layers']} x {model['hidden_size']} LSTM, dropout {model['dropout']:g}, "
+        f"{facts['parameters']:,} parameters",
+        f"vocabulary     {facts['vocab_size']} characters",
+        f"trained on     {facts['text_path']} ({facts['text_chars']:,} characters, last {train['val_frac']:g} "
+        "held out for validation)",
+        f"training       batch {train['batch_size']} x {train['seq_len']}, lr {train['lr']:g}, "
+        f"grad clip {train['grad_clip']:g}, seed {train['seed']}",
+        f"progress       step {facts['step']:,}, epoch {facts['epoch']}, {facts['chars_seen']:,} characters seen, "
+        f"{hours}:{rest // 60:02d}:{rest % 60:02d} of training",
+        f"best val loss  {loss(facts['best_val_loss'])}",
+        f"last val loss  {loss(facts['last_val_loss'])}",
+    ]
+    if show_vocab:
+        lines.append("vocab          " + " ".join(repr(c)[1:-1] or " " for c in facts["vocab"]))
+    click.echo("\n".join(lines))
 
 
 @main.command()

@@ -50,6 +50,10 @@ class SampleConfig:
     prime: str = ""  # text the sample continues; empty starts from the zero state
     length: int = 500  # characters to generate after the prime
     temperature: float = 0.8  # < 1 sharper and safer, > 1 more surprising
+    top_k: int | None = None  # sample only among the k most likely characters
+    top_p: float | None = None  # sample only among the most likely characters whose mass reaches p
+    greedy: bool = False  # always take the most likely character
+    num_samples: int = 1  # samples drawn side by side as one batch
     on_unknown: str = "error"  # prime characters outside the vocabulary: "error" or "skip" them
 
 

@@ -1,12 +1,17 @@
-"""Loss of a model over a whole split, the way validation and evaluation both measure it."""
+"""Loss of a model over a whole split or text: validation and `charrnn evaluate` measure alike."""
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from charrnn.data import StreamBatches
+from charrnn.errors import CharRNNError
 from charrnn.model import CharLSTM
+from charrnn.vocab import UnknownCharactersError, Vocab
 
 
 @torch.inference_mode()
@@ -28,3 +33,47 @@ def mean_loss(model: CharLSTM, batches: StreamBatches) -> float:
     finally:
         model.train(was_training)
     return total / batches.num_chars
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """How well a model predicts a text."""
+
+    nats_per_char: float  # mean cross-entropy per scored character
+    chars_scored: int  # characters predicted (all but the first of each stream)
+    streams: int  # contiguous streams the text was scored in (state carried along each)
+    unknown: dict[str, int]  # characters outside the vocabulary, removed before scoring, and counts
+
+    @property
+    def bits_per_char(self) -> float:
+        return self.nats_per_char / math.log(2)
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(self.nats_per_char)
+
+
+def evaluate_text(
+    model: CharLSTM, vocab: Vocab, text: str, batch_size: int, seq_len: int, strict: bool = False
+) -> Evaluation:
+    """Cross-entropy of ``model`` over all of ``text``, laid out as ``batch_size`` streams.
+
+    With the trainer's batch size and the validation split's text, this is exactly the
+    validation loss the trainer reports; ``batch_size=1`` scores every character with all of
+    the text before it as context. Characters outside the vocabulary are counted and removed
+    (or, with ``strict``, raise UnknownCharactersError).
+    """
+    kept, unknown_chars = vocab.without_unknown(text)
+    if unknown_chars and strict:
+        raise UnknownCharactersError(unknown_chars, len(vocab))
+    ids = vocab.encode(kept)
+    if len(ids) < 2:
+        raise CharRNNError("the text needs at least 2 characters the model knows to be scored")
+    streams = min(batch_size, len(ids) - 1)  # a short text gets fewer streams, never none
+    batches = StreamBatches(ids, streams, seq_len, full_windows=False, device=model.head.weight.device)
+    return Evaluation(
+        nats_per_char=mean_loss(model, batches),
+        chars_scored=batches.num_chars,
+        streams=streams,
+        unknown={char: text.count(char) for char in unknown_chars},
+    )

@@ -85,10 +85,10 @@ class ReferenceLSTM:
                 h, c, gates = lstm_cell(layer_input[:, t], h, c, *self.weights(layer))
                 outputs.append(h)
                 if trace:
-                    sums = [total + gate.sum().item() for total, gate in zip(sums, gates)]
+                    sums = [total + gate.sum().item() for total, gate in zip(sums, gates, strict=True)]
             layer_input = torch.stack(outputs, dim=1)  # (B, T, H)
             h_n.append(h)
             c_n.append(c)
-            gate_sums.append({name: total / (batch_size * seq_len * hidden_size) for name, total in zip(GATE_NAMES, sums)})
+            gate_sums.append({name: total / (batch_size * seq_len * hidden_size) for name, total in zip(GATE_NAMES, sums, strict=True)})
         gate_trace = GateTrace(means=gate_sums) if trace else None
         return layer_input, (torch.stack(h_n), torch.stack(c_n)), gate_trace

@@ -1,72 +1,155 @@
 """Text generation: prime the state, then draw one character per step with the state carried.
 
 Each new character costs one single-step forward pass (O(1) in the length of the text so far):
-the LSTM state already summarises everything before it.
+the LSTM state already summarises everything before it. N samples are drawn as one batch of N
+rows (one forward per step for all of them).
+
+Reproducibility contract: sample i of a batch drawn with seed S uses its own random generator
+seeded with S + i, so it is the same text as a single sample drawn with seed S + i (exactly so
+in float64; in float32 a batched matrix multiply may round differently in the last bit, which
+can flip a draw that lands on a probability boundary).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import secrets
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 
+from charrnn.config import SampleConfig
 from charrnn.errors import CharRNNError
 from charrnn.model import CharLSTM
 from charrnn.vocab import Vocab
 
 
-def sample_next(logits: torch.Tensor, temperature: float, generator: torch.Generator) -> torch.Tensor:
-    """Draw one id per row from softmax(logits / temperature): (N, V) -> (N, 1).
+@dataclass(frozen=True)
+class Sampling:
+    """How the next character is chosen from the logits. Defaults live in ``SampleConfig``."""
 
-    The row maximum is subtracted before dividing, so a tiny temperature gives huge negative
-    numbers (probabilities of 0) rather than inf - inf = NaN.
+    temperature: float = SampleConfig.temperature  # divides the logits
+    top_k: int | None = SampleConfig.top_k  # keep only the k most likely characters
+    top_p: float | None = SampleConfig.top_p  # keep the smallest set whose probability reaches p
+    greedy: bool = SampleConfig.greedy  # always the most likely character (no randomness)
+
+    def check(self) -> None:
+        """Raise CharRNNError for values that cannot be sampled with."""
+        if not (self.temperature > 0 and math.isfinite(self.temperature)):
+            raise CharRNNError(f"temperature must be a positive finite number, got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            raise CharRNNError(f"top-k must be 1 or more, got {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise CharRNNError(f"top-p must be in (0, 1], got {self.top_p}")
+
+
+def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
+    """(N, V) logits with every character outside the top-k / top-p set set to -inf.
+
+    Top-p keeps, per row, the most likely characters in order until their probabilities add up
+    to at least p (the smallest such set); the most likely character always stays.
     """
-    scaled = (logits.float() - logits.max(dim=-1, keepdim=True).values) / temperature  # (N, V)
-    probs = torch.softmax(scaled, dim=-1)  # (N, V)
-    return torch.multinomial(probs, num_samples=1, generator=generator)  # (N, 1)
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth_best = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (N, 1)
+        logits = logits.masked_fill(logits < kth_best, -math.inf)
+    if top_p is not None and top_p < 1:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (N, V) each
+        sorted_probs = torch.softmax(sorted_logits, dim=-1)
+        mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs  # probability of the better ones
+        drop_sorted = mass_before >= top_p  # the set had already reached p without this one
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, -math.inf)
+    return logits
 
 
-def generate(
+def next_ids(logits: torch.Tensor, sampling: Sampling, generators: Sequence[torch.Generator]) -> torch.Tensor:
+    """One id per row: (N, V) logits -> (N,), row i drawn with ``generators[i]``.
+
+    The row maximum is subtracted before dividing by the temperature, so a tiny temperature
+    gives huge negative numbers (probabilities of 0) rather than inf - inf = NaN.
+    """
+    if sampling.greedy:
+        return logits.argmax(dim=-1)
+    scaled = (logits.float() - logits.max(dim=-1, keepdim=True).values) / sampling.temperature  # (N, V)
+    probs = torch.softmax(filter_logits(scaled, sampling.top_k, sampling.top_p), dim=-1)  # (N, V)
+    uniforms = torch.cat([torch.rand(1, generator=g, device=logits.device) for g in generators])  # (N,)
+    # Inverse-CDF draw: the first id whose cumulative probability exceeds the row's uniform
+    # (scaled by the row's total, which rounding can leave a hair under 1).
+    cumulative = probs.cumsum(dim=-1)  # (N, V)
+    return (cumulative <= uniforms[:, None] * cumulative[:, -1:]).sum(dim=-1)  # (N,)
+
+
+class _StopWatch:
+    """Holds back the end of a sample that might be the start of a stop text."""
+
+    def __init__(self, stops: Sequence[str]):
+        self.stops = [stop for stop in stops if stop]
+        self.pending = ""
+        self.stopped = False
+
+    def feed(self, character: str) -> str:
+        """Take the next character; return the text that can safely be shown now."""
+        self.pending += character
+        for stop in self.stops:
+            found = self.pending.find(stop)
+            if found >= 0:
+                self.stopped = True
+                shown, self.pending = self.pending[:found], ""
+                return shown
+        hold = max((n for stop in self.stops for n in range(1, len(stop)) if self.pending.endswith(stop[:n])), default=0)
+        shown, self.pending = self.pending[: len(self.pending) - hold], self.pending[len(self.pending) - hold :]
+        return shown
+
+    def flush(self) -> str:
+        shown, self.pending = self.pending, ""
+        return shown
+
+
+def stream_samples(
     model: CharLSTM,
     vocab: Vocab,
     prime: str,
     length: int,
-    temperature: float,
+    sampling: Sampling = Sampling(),
+    *,
     seed: int | None = None,
-) -> Iterator[str]:
-    """Return an iterator over ``length`` new characters that follow ``prime``.
+    num_samples: int = 1,
+    stop: Sequence[str] = (),
+) -> Iterator[tuple[int, str]]:
+    """Return an iterator of (sample index, text piece) as the samples grow, in order per sample.
 
-    The prime is fed through the model in one pass to build the state; an empty prime starts
-    from the zero state. The same model, prime, temperature and seed give the same text. Bad
-    arguments (unknown prime characters, a non-positive temperature) raise here, before any text.
+    Each sample continues ``prime`` (which is not repeated in the pieces) for at most ``length``
+    characters, ending early, without the stop text, when it produces one of ``stop``. Bad
+    arguments (unknown prime characters, a non-positive temperature, ...) raise here, before any
+    text. ``seed=None`` draws a random seed.
     """
-    if not (temperature > 0 and math.isfinite(temperature)):
-        raise CharRNNError(f"temperature must be a positive finite number, got {temperature}")
+    sampling.check()
     if length < 0:
         raise CharRNNError(f"length must be 0 or more, got {length}")
+    if num_samples < 1:
+        raise CharRNNError(f"the number of samples must be 1 or more, got {num_samples}")
     prime_ids = vocab.encode(prime, what="prime")
     device = model.head.weight.device
-    generator = torch.Generator(device=device)
-    if seed is None:
-        generator.seed()
-    else:
-        generator.manual_seed(seed)
+    base_seed = secrets.randbits(62) if seed is None else seed
+    generators = [torch.Generator(device=device).manual_seed(base_seed + i) for i in range(num_samples)]
     prime_tensor = torch.from_numpy(prime_ids).to(device).view(1, -1)  # (1, P)
-    return _generate(model, vocab, prime_tensor, length, temperature, generator)
+    return _pieces(model, vocab, prime_tensor, length, sampling, generators, stop)
 
 
 # As a decorator (not a `with` block) inference mode is switched on only while the generator
-# runs, and off again each time it hands a character back to the caller.
+# runs, and off again each time it hands a piece back to the caller.
 @torch.inference_mode()
-def _generate(
+def _pieces(
     model: CharLSTM,
     vocab: Vocab,
     prime_ids: torch.Tensor,
     length: int,
-    temperature: float,
-    generator: torch.Generator,
-) -> Iterator[str]:
+    sampling: Sampling,
+    generators: list[torch.Generator],
+    stop: Sequence[str],
+) -> Iterator[tuple[int, str]]:
+    num_samples = len(generators)
     was_training = model.training
     model.eval()
     try:
@@ -76,10 +159,56 @@ def _generate(
             logits = logits[-1:]  # (1, V): the prediction after the prime's last character
         else:
             logits = model.logits_from_state(state)  # (1, V)
+        # Every sample starts from the same primed state: compute it once, copy it N times.
+        logits = logits.expand(num_samples, -1)  # (N, V)
+        state = (state[0].repeat(1, num_samples, 1), state[1].repeat(1, num_samples, 1))  # (L, N, H) each
+        watches = [_StopWatch(stop) for _ in range(num_samples)]
         for position in range(length):
-            next_id = sample_next(logits, temperature, generator)  # (1, 1)
-            yield vocab.chars[next_id.item()]
+            ids = next_ids(logits, sampling, generators)  # (N,)
+            for row, id_ in enumerate(ids.tolist()):
+                if not watches[row].stopped:
+                    piece = watches[row].feed(vocab.chars[id_])
+                    if piece:
+                        yield row, piece
+            if all(watch.stopped for watch in watches):
+                return
             if position + 1 < length:  # the last character needs no prediction after it
-                logits, state = model(next_id, state)  # (1, V)
+                logits, state = model(ids.view(num_samples, 1), state)  # (N, V)
+        for row, watch in enumerate(watches):
+            tail = watch.flush()
+            if tail:
+                yield row, tail
     finally:
         model.train(was_training)
+
+
+def generate(
+    model: CharLSTM,
+    vocab: Vocab,
+    prime: str,
+    length: int,
+    sampling: Sampling = Sampling(),
+    *,
+    seed: int | None = None,
+    stop: Sequence[str] = (),
+) -> Iterator[str]:
+    """One sample, as an iterator of text pieces (characters, unless a stop text is pending)."""
+    return (piece for _, piece in stream_samples(model, vocab, prime, length, sampling, seed=seed, stop=stop))
+
+
+def generate_samples(
+    model: CharLSTM,
+    vocab: Vocab,
+    prime: str,
+    length: int,
+    sampling: Sampling = Sampling(),
+    *,
+    seed: int | None = None,
+    num_samples: int = 1,
+    stop: Sequence[str] = (),
+) -> list[str]:
+    """``num_samples`` whole samples (without the prime), drawn as one batch."""
+    texts = [""] * num_samples
+    for row, piece in stream_samples(model, vocab, prime, length, sampling, seed=seed, num_samples=num_samples, stop=stop):
+        texts[row] += piece
+    return texts

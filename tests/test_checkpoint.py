@@ -10,7 +10,7 @@ import torch
 
 from charrnn.checkpoint import FORMAT_VERSION, REQUIRED_KEYS, load_checkpoint, model_from_checkpoint, save_checkpoint
 from charrnn.errors import CharRNNError
-from charrnn.train import start_run
+from charrnn.trainer import start_run
 from conftest import quiet
 
 PLAIN = (str, int, float, bool, type(None), torch.Tensor)

@@ -7,7 +7,7 @@ import torch
 from charrnn.checkpoint import load_checkpoint, model_from_checkpoint
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.errors import CharRNNError
-from charrnn.train import fit, resume_run, start_run
+from charrnn.trainer import fit, resume_run, start_run
 from conftest import quiet
 
 

@@ -38,7 +38,7 @@ from charrnn.vocab import UnknownCharactersError, Vocab
 Log = Callable[[str], None]
 
 
-def _log_to_stdout(message: str) -> None:
+def log_to_stdout(message: str) -> None:
     """Print above the progress bar, flushed so that a log file or pipe sees it at once."""
     tqdm.write(message, file=sys.stdout)
     sys.stdout.flush()
@@ -302,7 +302,7 @@ def start_run(
     *,
     out_dir: str | Path | None = None,
     device: str = "auto",
-    log: Log = _log_to_stdout,
+    log: Log = log_to_stdout,
 ) -> TrainingRun:
     """A new run on the text at ``text_path``, ready for ``fit``; nothing is trained yet.
 
@@ -330,7 +330,7 @@ def resume_run(
     out_dir: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     device: str = "auto",
-    log: Log = _log_to_stdout,
+    log: Log = log_to_stdout,
 ) -> TrainingRun:
     """The run saved in ``checkpoint_path``, restored exactly, ready for ``fit``.
 
@@ -444,7 +444,7 @@ class _StopOnSignal:
             signal.signal(signum, handler)
 
 
-def fit(run: TrainingRun, *, log: Log = _log_to_stdout, progress_bar: bool = True) -> TrainResult:
+def fit(run: TrainingRun, *, log: Log = log_to_stdout, progress_bar: bool = True) -> TrainResult:
     """Train ``run`` until its step limit or a signal; validate and save along the way and at the end.
 
     SIGINT / SIGTERM stop it after the current step with last.pt saved; the result says which.
