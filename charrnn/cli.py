@@ -21,16 +21,12 @@ from click.core import ParameterSource
 
 from charrnn import __version__
 from charrnn.api import describe, load
-from charrnn.checkpoint import load_checkpoint, model_from_checkpoint
 from charrnn.config import ModelConfig, SampleConfig, TrainConfig, default_of
 from charrnn.data import read_text
 from charrnn.devices import DEVICE_CHOICES
 from charrnn.errors import CharRNNError
-from charrnn.explain import explain as explain_batch
-from charrnn.explain import render
-from charrnn.model import CharLSTM
+from charrnn.explain import explain_text, render
 from charrnn.trainer import fit, resume_run, start_run
-from charrnn.vocab import Vocab
 
 BUNDLED_BOOK = Path("corpora") / "tinyshakespeare.txt"
 
@@ -418,25 +414,14 @@ def explain(
       charrnn explain --hidden-size 64 --batch-size 4 --seq-len 16 --trace-gates
       charrnn explain --checkpoint checkpoints/tinyshakespeare/best.pt
     """
-    text = read_text(_text_or_bundled_book(text_file))
-    if checkpoint is not None:
-        if hidden_size is not None or num_layers is not None:
-            raise click.UsageError("--hidden-size and --num-layers describe a fresh model; drop them with --checkpoint")
-        saved = load_checkpoint(checkpoint)
-        model, vocab = model_from_checkpoint(saved)
-        saved_config = saved["train_config"]
-        batch_size = batch_size or saved_config["batch_size"]
-        seq_len = seq_len or saved_config["seq_len"]
-        val_frac = saved_config["val_frac"]
-    else:
-        vocab = Vocab.from_text(text)
-        model_config = ModelConfig(
-            hidden_size=hidden_size or default_of(ModelConfig, "hidden_size"),
-            num_layers=num_layers or default_of(ModelConfig, "num_layers"),
-        )
-        torch.manual_seed(seed)
-        model = CharLSTM(len(vocab), model_config)
-        batch_size = batch_size or default_of(TrainConfig, "batch_size")
-        seq_len = seq_len or default_of(TrainConfig, "seq_len")
-        val_frac = default_of(TrainConfig, "val_frac")
-    click.echo(render(explain_batch(model, vocab, text, batch_size, seq_len, val_frac, trace_gates)))
+    if checkpoint is not None and (hidden_size is not None or num_layers is not None):
+        raise click.UsageError("--hidden-size and --num-layers describe a fresh model; drop them with --checkpoint")
+    fresh = ModelConfig(
+        hidden_size=hidden_size or default_of(ModelConfig, "hidden_size"),
+        num_layers=num_layers or default_of(ModelConfig, "num_layers"),
+    )
+    explanation = explain_text(
+        read_text(_text_or_bundled_book(text_file)), checkpoint=checkpoint, model_config=fresh,
+        batch_size=batch_size, seq_len=seq_len, seed=seed, trace_gates=trace_gates,
+    )  # fmt: skip
+    click.echo(render(explanation))

@@ -8,11 +8,14 @@ the code it describes.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
+from charrnn.checkpoint import load_checkpoint, model_from_checkpoint
+from charrnn.config import ModelConfig, TrainConfig
 from charrnn.data import StreamBatches, split_train_val
 from charrnn.model import CharLSTM
 from charrnn.reference import GATE_NAMES, ReferenceLSTM
@@ -130,6 +133,33 @@ def explain(
         explanation.gate_means = trace.means
         explanation.reference_error = (reference_out - seen["lstm_out"]).abs().max().item()
     return explanation
+
+
+def explain_text(
+    text: str,
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    model_config: ModelConfig | None = None,
+    batch_size: int | None = None,
+    seq_len: int | None = None,
+    seed: int = TrainConfig.seed,
+    trace_gates: bool = False,
+) -> Explanation:
+    """``explain`` for a checkpoint's model (B and T default to its training run's), or for a
+    fresh model built from ``model_config`` and ``seed`` with the vocabulary of ``text``."""
+    if checkpoint is not None:
+        saved = load_checkpoint(checkpoint)
+        model, vocab = model_from_checkpoint(saved)
+        train_config = TrainConfig(**saved["train_config"])
+    else:
+        vocab = Vocab.from_text(text)
+        torch.manual_seed(seed)
+        model = CharLSTM(len(vocab), model_config or ModelConfig())
+        train_config = TrainConfig()
+    return explain(
+        model, vocab, text,
+        batch_size or train_config.batch_size, seq_len or train_config.seq_len, train_config.val_frac, trace_gates,
+    )  # fmt: skip
 
 
 def format_shape(shape: tuple[int, ...]) -> str:
