@@ -101,7 +101,7 @@ _TRAIN_OPTIONS = tuple(field.name for field in dataclasses.fields(TrainConfig)) 
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), callback=_finite, default=default_of(ModelConfig, "dropout"),
               help="Dropout on each LSTM layer's output while training.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=default_of(TrainConfig, "batch_size"),
-              help="Contiguous streams trained side by side (B).")
+              help="Contiguous streams trained side by side (B), per process under torchrun.")
 @click.option("--seq-len", type=click.IntRange(min=1), default=default_of(TrainConfig, "seq_len"),
               help="Characters per window: how far back gradients flow (T).")
 @click.option("--lr", type=click.FloatRange(0, 1, min_open=True), callback=_finite, default=default_of(TrainConfig, "lr"),
@@ -141,11 +141,15 @@ def train(
     validation loss improves. Ctrl-C (or SIGTERM) stops after the current step and saves
     last.pt; --resume continues exactly where it stopped.
 
+    Under torchrun it trains data-parallel (DistributedDataParallel): --batch-size streams per
+    process; rank 0 prints and writes the checkpoints.
+
     \b
     Examples:
       charrnn train
       charrnn train my_book.txt --hidden-size 512 --max-steps 5000
       charrnn train --resume checkpoints/tinyshakespeare/last.pt --max-steps 8000
+      torchrun --nproc-per-node 4 -m charrnn train my_book.txt --device cuda
     """
     common = {"out_dir": out, "device": device}
     if resume_from is not None:
@@ -160,13 +164,18 @@ def train(
         train_config = TrainConfig(**{name: options[name] for name in _TRAIN_OPTIONS})
         run = start_run(text_file, model_config, train_config, **common)
     result = fit(run, progress_bar=progress)
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
-    best = "n/a" if result.best_val_loss is None else f"{result.best_val_loss:.4f} nats/char"
-    click.echo(f"step {result.step}: best val loss {best}; checkpoints in {result.out_dir}")
+    if run.dist.is_main:
+        best = "n/a" if result.best_val_loss is None else f"{result.best_val_loss:.4f} nats/char"
+        click.echo(f"step {result.step}: best val loss {best}; checkpoints in {result.out_dir}")
+        if result.stopped_by_signal is not None:
+            click.echo(f"resume with: charrnn train --resume {result.out_dir / 'last.pt'}", err=True)
+        else:
+            click.echo(f"generate with: charrnn generate {result.out_dir / 'best.pt'} --prime \"...\"")
     if result.stopped_by_signal is not None:
-        click.echo(f"resume with: charrnn train --resume {result.out_dir / 'last.pt'}", err=True)
         ctx.exit(128 + result.stopped_by_signal)
-    click.echo(f"generate with: charrnn generate {result.out_dir / 'best.pt'} --prime \"...\"")
 
 
 @main.command()

@@ -29,7 +29,9 @@ class TrainConfig:
     """How a run trains. Data layout fields are fixed by a run; the rest may change on resume."""
 
     # --- data layout: fixed for the life of a run -------------------------------------------
-    batch_size: int = 32  # B: contiguous streams the text is split into
+    # B: contiguous streams the text is split into. A new run under torchrun gives this many to
+    # each process; checkpoints record the run's total (processes x B).
+    batch_size: int = 32
     seq_len: int = 100  # T: characters per window (steps of truncated BPTT)
     val_frac: float = 0.1  # tail fraction of the text held out for validation
     seed: int = 1234  # seeds weight init and dropout

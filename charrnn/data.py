@@ -69,7 +69,8 @@ class StreamBatches:
 
     With ``full_windows=True`` (training) every window is exactly T long and the < T leftover
     characters of each stream are skipped; with ``False`` (validation) the last window is shorter
-    so that every character of the split is scored.
+    so that every character of the split is scored. ``part=(i, n)`` keeps the i-th of n equal
+    blocks of streams: one data-parallel process's share of the same global layout.
     """
 
     def __init__(
@@ -81,6 +82,7 @@ class StreamBatches:
         full_windows: bool,
         device: torch.device | str = "cpu",
         name: str = "text",
+        part: tuple[int, int] = (0, 1),
     ):
         stream_len = (len(ids) - 1) // batch_size  # n: inputs per stream
         min_stream_len = seq_len if full_windows else 1
@@ -91,11 +93,16 @@ class StreamBatches:
                 f"{batch_size * min_stream_len + 1:,} that {options} need: "
                 "use a longer text or smaller values"
             )
+        index, count = part  # this process keeps rows [index·B/count, (index+1)·B/count)
+        if batch_size % count:
+            raise CharRNNError(f"{batch_size} streams cannot be shared equally by {count} processes")
+        rows = slice(index * batch_size // count, (index + 1) * batch_size // count)
         flat = torch.from_numpy(np.ascontiguousarray(ids[: batch_size * stream_len + 1]))
-        flat = flat.to(device)
-        self.inputs = flat[:-1].view(batch_size, stream_len)  # (B, n)
-        self.targets = flat[1:].view(batch_size, stream_len)  # (B, n): inputs shifted by one
-        self.batch_size = batch_size
+        inputs = flat[:-1].view(batch_size, stream_len)  # (B, n)
+        targets = flat[1:].view(batch_size, stream_len)  # (B, n): inputs shifted by one
+        self.inputs = inputs[rows].to(device)  # (B/count, n)
+        self.targets = targets[rows].to(device)
+        self.batch_size = batch_size // count
         self.seq_len = seq_len
         if full_windows:
             self.num_windows = stream_len // seq_len

@@ -15,8 +15,8 @@ from charrnn.vocab import UnknownCharactersError, Vocab
 
 
 @torch.inference_mode()
-def mean_loss(model: CharLSTM, batches: StreamBatches) -> float:
-    """Mean cross-entropy in nats per character over every window of ``batches``.
+def loss_sum(model: CharLSTM, batches: StreamBatches) -> tuple[float, int]:
+    """Summed cross-entropy (nats) over every window of ``batches``, and the characters scored.
 
     The state is carried from window to window, as in training, so each character is scored
     with all of its stream's preceding text as context. Dropout is off while scoring.
@@ -32,7 +32,13 @@ def mean_loss(model: CharLSTM, batches: StreamBatches) -> float:
             total += F.cross_entropy(logits, y.reshape(-1), reduction="sum").item()  # y: (B·T,)
     finally:
         model.train(was_training)
-    return total / batches.num_chars
+    return total, batches.num_chars
+
+
+def mean_loss(model: CharLSTM, batches: StreamBatches) -> float:
+    """Mean cross-entropy in nats per character over every window of ``batches``."""
+    total, count = loss_sum(model, batches)
+    return total / count
 
 
 @dataclass(frozen=True)

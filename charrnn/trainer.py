@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from charrnn import __version__
@@ -30,8 +31,9 @@ from charrnn.checkpoint import load_checkpoint, model_from_checkpoint, save_chec
 from charrnn.config import FIXED_ON_RESUME, ModelConfig, TrainConfig
 from charrnn.data import StreamBatches, read_text, split_train_val
 from charrnn.devices import resolve_device
+from charrnn.distributed import Distributed
 from charrnn.errors import CharRNNError
-from charrnn.evaluate import mean_loss
+from charrnn.evaluate import loss_sum
 from charrnn.model import CharLSTM, State, count_parameters, detach
 from charrnn.vocab import UnknownCharactersError, Vocab
 
@@ -82,6 +84,7 @@ class TrainingRun:
         val_batches: StreamBatches,
         out_dir: Path,
         device: torch.device,
+        dist: Distributed,
     ):
         self.vocab = vocab
         self.model = model
@@ -93,8 +96,12 @@ class TrainingRun:
         self.val_batches = val_batches
         self.out_dir = out_dir
         self.device = device
+        self.dist = dist
+        # Under torchrun the training forward goes through DDP, which averages the gradients of
+        # all processes during backward; validation and checkpoints use the plain model.
+        self.trained_model = DistributedDataParallel(model) if dist.enabled else model
         self.optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr)
-        self.state: State = model.init_state(train_config.batch_size)  # carried hidden state
+        self.state: State = model.init_state(train_batches.batch_size)  # this process's streams
         self.progress = Progress()
         self.best_val_loss: float | None = None
         self.last_val_loss: float | None = None
@@ -105,7 +112,7 @@ class TrainingRun:
     def train_step(self) -> float:
         """One optimizer step on the next window; returns its loss in nats per character."""
         x, y = self.train_batches.window(self.progress.window)  # (B, T) each
-        logits, state = self.model(x, self.state)  # (B·T, V)
+        logits, state = self.trained_model(x, self.state)  # (B·T, V)
         loss = F.cross_entropy(logits, y.reshape(-1))  # targets (B·T,)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -124,12 +131,12 @@ class TrainingRun:
         progress = self.progress
         progress.step += 1
         progress.window += 1
-        progress.chars_seen += y.numel()
+        progress.chars_seen += y.numel() * self.dist.world_size  # all processes
         if progress.window == self.train_batches.num_windows:
             # End of a pass: every stream starts again at its beginning, so the state does too.
             progress.epoch += 1
             progress.window = 0
-            self.state = self.model.init_state(self.train_config.batch_size)
+            self.state = self.model.init_state(self.train_batches.batch_size)
         return loss_value
 
     def validate(self, train_loss: float) -> bool:
@@ -138,7 +145,8 @@ class TrainingRun:
         ``train_loss`` is the mean training loss since the last validation. Returns whether the
         validation loss is a new best.
         """
-        val_loss = mean_loss(self.model, self.val_batches)
+        total, count = self.dist.sum(list(loss_sum(self.model, self.val_batches)), self.device)  # all streams
+        val_loss = total / count
         self.last_val_loss = val_loss
         progress = self.progress
         self.metrics.append({
@@ -153,18 +161,34 @@ class TrainingRun:
         return improved
 
     def save(self, name: str) -> Path:
-        """Write the whole run state to ``out_dir/name`` atomically."""
+        """Write the whole run state to ``out_dir/name`` atomically (rank 0 writes; all wait)."""
         path = self.out_dir / name
-        save_checkpoint(self.checkpoint_payload(), path)
+        payload = self.checkpoint_payload()  # every process takes part: it gathers their state
+        failure = None
+        if self.dist.is_main:
+            try:
+                save_checkpoint(payload, path)
+            except CharRNNError as exc:
+                failure = exc
+        if self.dist.max(int(failure is not None), self.device):  # also the barrier after the write
+            raise failure or CharRNNError(f"rank 0 could not write {path}; see its message")
         return path
 
     # --- checkpoint contents --------------------------------------------------------------------
 
     def checkpoint_payload(self) -> dict[str, Any]:
-        """Everything needed to generate and to resume, as plain types and CPU tensors."""
-        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        """Everything needed to generate and to resume, as plain types and CPU tensors.
+
+        Under torchrun this is a collective: the hidden state of every process's streams and
+        every process's RNG state are gathered, so the checkpoint describes the whole run.
+        """
+        torch_states = self.dist.gather(torch.get_rng_state()[None], dim=0, device=self.device)  # (P, S)
+        rng: dict[str, Any] = {
+            "torch": torch_states[0], "torch_per_process": list(torch_states), "python": random.getstate(),
+        }  # fmt: skip
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        hidden_state = [self.dist.gather(t.detach(), dim=1, device=self.device) for t in self.state]  # (L, B, H)
         return {
             "charrnn_version": __version__,
             "torch_version": str(torch.__version__),  # a str subclass that weights_only refuses
@@ -176,7 +200,8 @@ class TrainingRun:
             "text_chars": self.text_chars,
             "optimizer_state": _to_cpu(self.optimizer.state_dict()),
             "progress": dataclasses.asdict(self.progress),
-            "hidden_state": [t.detach().cpu() for t in self.state],
+            "hidden_state": hidden_state,
+            "processes": self.dist.world_size,
             "rng": rng,
             "best_val_loss": self.best_val_loss,
             "last_val_loss": self.last_val_loss,
@@ -192,19 +217,26 @@ class TrainingRun:
         for group in self.optimizer.param_groups:  # a resume may change the learning rate
             group["lr"] = self.train_config.lr
         self.progress = Progress(**checkpoint["progress"])
-        h, c = checkpoint["hidden_state"]
-        if h.shape != self.state[0].shape or c.shape != self.state[1].shape:
+        h, c = checkpoint["hidden_state"]  # (L, B, H) over all the run's streams
+        if h.shape[1] != self.train_config.batch_size or h.shape != c.shape:
             raise CharRNNError("the checkpoint's hidden state does not fit its own config")
-        self.state = (h.to(self.device), c.to(self.device))
+        rows = slice(self.dist.rank * self.train_batches.batch_size, (self.dist.rank + 1) * self.train_batches.batch_size)
+        self.state = (h[:, rows].to(self.device), c[:, rows].to(self.device))  # this process's streams
         if self.progress.window >= self.train_batches.num_windows:  # the text got shorter
             self.progress.window = 0
             self.progress.epoch += 1
-            self.state = self.model.init_state(self.train_config.batch_size)
+            self.state = self.model.init_state(self.train_batches.batch_size)
         self.best_val_loss = checkpoint["best_val_loss"]
         self.last_val_loss = checkpoint["last_val_loss"]
         self.metrics = list(checkpoint["metrics"])
         rng = checkpoint["rng"]
-        torch.set_rng_state(rng["torch"])
+        per_process = rng.get("torch_per_process", [rng["torch"]])
+        if len(per_process) == self.dist.world_size:  # same number of processes: exact
+            torch.set_rng_state(per_process[self.dist.rank])
+        else:  # re-laid out over a new number of processes: fresh, distinct dropout streams
+            torch.set_rng_state(rng["torch"])
+            if self.dist.rank:
+                torch.manual_seed(self.train_config.seed + self.dist.rank + self.progress.step)
         random.setstate(rng["python"])
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)
@@ -244,9 +276,14 @@ def _build_run(
     train_config: TrainConfig,
     out_dir: Path,
     device: torch.device,
+    dist: Distributed,
     model: CharLSTM | None = None,
 ) -> TrainingRun:
-    """Read and lay out the text; build a fresh model unless one is given; make the run."""
+    """Read and lay out the text; build a fresh model unless one is given; make the run.
+
+    ``train_config.batch_size`` is the run's total number of streams; each process trains on
+    its own equal share of them.
+    """
     text = read_text(text_path, train_config.decode_errors)
     if vocab is None:
         vocab = Vocab.from_text(text)
@@ -256,24 +293,34 @@ def _build_run(
         raise CharRNNError(f"{exc}. A resumed run keeps its vocabulary: train a new model on this text") from None
     del text
     train_ids, val_ids = split_train_val(ids, train_config.val_frac)
+    share = (dist.rank, dist.world_size)
     train_batches = StreamBatches(
         train_ids, train_config.batch_size, train_config.seq_len,
-        full_windows=True, device=device, name="training split",
+        full_windows=True, device=device, name="training split", part=share,
     )  # fmt: skip
     val_batches = StreamBatches(
-        val_ids, train_config.batch_size, train_config.seq_len,
-        full_windows=False, device=device, name=f"validation split ({train_config.val_frac:g} of the text)",
+        val_ids, train_config.batch_size, train_config.seq_len, full_windows=False, device=device,
+        name=f"validation split ({train_config.val_frac:g} of the text)", part=share,
     )  # fmt: skip
     if model is None:
-        torch.manual_seed(train_config.seed)
+        torch.manual_seed(train_config.seed)  # the same initial weights in every process
         model = CharLSTM(len(vocab), model_config)
+        if dist.rank:
+            torch.manual_seed(train_config.seed + dist.rank)  # but its own dropout masks
     model.to(device)
     _prepare_out_dir(out_dir)
     return TrainingRun(
         vocab=vocab, model=model, model_config=model_config, train_config=train_config,
         text_path=text_path, text_chars=len(ids), train_batches=train_batches,
-        val_batches=val_batches, out_dir=out_dir, device=device,
+        val_batches=val_batches, out_dir=out_dir, device=device, dist=dist,
     )  # fmt: skip
+
+
+def _join(device_name: str) -> tuple[torch.device, Distributed]:
+    """The device to train on and, under torchrun, this process's place among the others."""
+    device = resolve_device(device_name)
+    dist = Distributed.from_environment(device)
+    return dist.device(device), dist
 
 
 def _refuse_to_overwrite(out_dir: Path) -> None:
@@ -307,15 +354,21 @@ def start_run(
     """A new run on the text at ``text_path``, ready for ``fit``; nothing is trained yet.
 
     ``out_dir`` defaults to ``checkpoints/<text file stem>``; a directory that already holds a
-    run is refused rather than overwritten.
+    run is refused rather than overwritten. Under torchrun, ``train_config.batch_size`` streams
+    go to each process (the run's batch is that times the number of processes).
     """
     text_path = Path(text_path).resolve()
     out_dir = Path(out_dir) if out_dir is not None else Path("checkpoints") / text_path.stem
     _refuse_to_overwrite(out_dir)
+    device, dist = _join(device)
+    train_config = dataclasses.replace(train_config, batch_size=train_config.batch_size * dist.world_size)
     run = _build_run(
         text_path=text_path, vocab=None, model_config=model_config, train_config=train_config,
-        out_dir=out_dir, device=resolve_device(device),
+        out_dir=out_dir, device=device, dist=dist,
     )  # fmt: skip
+    log = log if dist.is_main else _silent
+    if dist.enabled:
+        log(f"{dist.world_size} processes x {run.train_batches.batch_size} streams = batch {train_config.batch_size}")
     log(
         f"training on {text_path.name}: {run.text_chars:,} characters, vocabulary {len(run.vocab)}, "
         f"{count_parameters(run.model):,} parameters, device {run.device}"
@@ -340,13 +393,30 @@ def resume_run(
     go to the checkpoint's own directory unless ``out_dir`` is given.
     """
     checkpoint_path = Path(checkpoint_path)
+    device, dist = _join(device)
+    log = log if dist.is_main else _silent
+    overrides = dict(overrides or {})
+    if "batch_size" in overrides:  # given per process, like a new run's
+        overrides["batch_size"] *= dist.world_size
     checkpoint = load_checkpoint(checkpoint_path)
     model, vocab = model_from_checkpoint(checkpoint)
     try:
         saved_train_config = TrainConfig(**checkpoint["train_config"])
     except TypeError as exc:
         raise CharRNNError(f"{checkpoint_path} has a training config this charrnn cannot read: {exc}") from None
-    train_config = _apply_overrides(model.config, saved_train_config, dict(overrides or {}), log)
+    train_config = _apply_overrides(model.config, saved_train_config, overrides, log)
+    saved_processes = checkpoint.get("processes", 1)
+    if train_config.batch_size % dist.world_size:
+        raise CharRNNError(
+            f"this run has {train_config.batch_size} streams, which {dist.world_size} processes cannot share "
+            f"equally: resume it with a number of processes that divides {train_config.batch_size}"
+        )
+    if saved_processes != dist.world_size:
+        log(
+            f"note: the run's {train_config.batch_size} streams were trained by {saved_processes} process(es) "
+            f"and now by {dist.world_size}: each takes {train_config.batch_size // dist.world_size}; weights, "
+            "optimizer, position and hidden state carry over exactly, dropout draws start afresh"
+        )
 
     saved_text = Path(checkpoint["text_path"])
     if text_path is None:
@@ -366,13 +436,17 @@ def resume_run(
 
     run = _build_run(
         text_path=text_path, vocab=vocab, model_config=model.config, train_config=train_config,
-        out_dir=out_dir, device=resolve_device(device), model=model,
+        out_dir=out_dir, device=device, dist=dist, model=model,
     )  # fmt: skip
     if text_path != saved_text or run.text_chars != checkpoint["text_chars"]:
         log(f"note: resuming on {text_path} ({run.text_chars:,} characters), not the run's own text")
     run.restore(checkpoint)
     log(f"resuming {checkpoint_path} at step {run.progress.step} (epoch {run.progress.epoch})")
     return run
+
+
+def _silent(message: str) -> None:
+    """The log of every process but rank 0."""
 
 
 def _refuse_to_go_back(last_path: Path, step: int) -> None:
@@ -452,7 +526,9 @@ def fit(run: TrainingRun, *, log: Log = log_to_stdout, progress_bar: bool = True
     config = run.train_config
     end_step = run.total_steps()
     progress = run.progress
-    chars_per_step = config.batch_size * config.seq_len
+    chars_per_step = config.batch_size * config.seq_len  # over all processes
+    dist = run.dist
+    log = log if dist.is_main else _silent
     if progress.step >= end_step:
         log(f"nothing to do: the run is at step {progress.step} and stops at {end_step}")
         return _result(run, None)
@@ -462,11 +538,12 @@ def fit(run: TrainingRun, *, log: Log = log_to_stdout, progress_bar: bool = True
     loss_sum, loss_count = 0.0, 0
     smoothed_loss = smoothed_rate = None
     saved_at = None
+    signum = 0  # the signal that stops the run, agreed by all processes
     with _StopOnSignal() as stop, tqdm(
         total=end_step, initial=progress.step, unit="step", dynamic_ncols=True,
-        disable=not progress_bar, file=sys.stderr,
+        disable=not (progress_bar and dist.is_main), file=sys.stderr,
     ) as bar:  # fmt: skip
-        while progress.step < end_step and stop.signum is None:
+        while progress.step < end_step and not signum:
             step_started = time.perf_counter()
             loss = run.train_step()
             now = time.perf_counter()
@@ -493,11 +570,14 @@ def fit(run: TrainingRun, *, log: Log = log_to_stdout, progress_bar: bool = True
             if progress.step % config.save_every == 0 or at_end:
                 run.save("last.pt")
                 saved_at = progress.step
-        if stop.signum is not None and saved_at != progress.step:
+            # torchrun passes a signal to every process, not always before the same step:
+            # they agree (one tiny all-reduce) so that all stop after the same one.
+            signum = dist.max(stop.signum or 0, run.device)
+        if signum and saved_at != progress.step:
             run.save("last.pt")
-    if stop.signum is not None:
-        log(f"stopped by {signal.Signals(stop.signum).name} at step {progress.step}; saved {run.out_dir / 'last.pt'}")
-    return _result(run, stop.signum)
+    if signum:
+        log(f"stopped by {signal.Signals(signum).name} at step {progress.step}; saved {run.out_dir / 'last.pt'}")
+    return _result(run, signum or None)
 
 
 def _smooth(average: float | None, value: float, keep: float = 0.95) -> float:
