@@ -18,7 +18,7 @@ from charrnn.config import ModelConfig, SampleConfig, TrainConfig
 from charrnn.devices import resolve_device
 from charrnn.evaluate import Evaluation, evaluate_text
 from charrnn.model import CharLSTM, count_parameters
-from charrnn.sample import Sampling, generate_samples, stream_samples
+from charrnn.sample import Sampling, collect, stream_samples
 from charrnn.trainer import Log, TrainResult, fit, log_to_stdout, start_run
 from charrnn.vocab import Vocab
 
@@ -44,18 +44,15 @@ class CharModel:
         prime: str = SampleConfig.prime,
         length: int = SampleConfig.length,
         *,
-        temperature: float = SampleConfig.temperature,
-        top_k: int | None = SampleConfig.top_k,
-        top_p: float | None = SampleConfig.top_p,
-        greedy: bool = SampleConfig.greedy,
         seed: int | None = None,
         num_samples: int = SampleConfig.num_samples,
         stop: Sequence[str] = (),
+        **sampling: Any,
     ) -> Iterator[tuple[int, str]]:
-        """(sample index, text piece) as the samples grow; see ``generate`` for the options."""
-        sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy)
+        """(sample index, text piece) as the samples grow. ``sampling`` takes the ``Sampling``
+        fields (temperature, top_k, top_p, greedy); see ``generate`` for all the options."""
         return stream_samples(
-            self.model, self.vocab, prime, length, sampling, seed=seed, num_samples=num_samples, stop=stop
+            self.model, self.vocab, prime, length, Sampling(**sampling), seed=seed, num_samples=num_samples, stop=stop
         )
 
     def generate(
@@ -79,10 +76,12 @@ class CharModel:
         any text in ``stop``. ``num_samples=N`` returns a list of N samples drawn as one batch,
         sample i with seed ``seed + i``; without it, one string.
         """
-        sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy)
-        texts = generate_samples(
-            self.model, self.vocab, prime, length, sampling, seed=seed, num_samples=num_samples or 1, stop=stop
-        )
+        count = num_samples or 1
+        pieces = self.stream(
+            prime, length, seed=seed, num_samples=count, stop=stop,
+            temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy,
+        )  # fmt: skip
+        texts = collect(pieces, count)
         return texts if num_samples is not None else texts[0]
 
     def evaluate(

@@ -26,6 +26,7 @@ from charrnn.data import read_text
 from charrnn.devices import DEVICE_CHOICES
 from charrnn.errors import CharRNNError
 from charrnn.explain import explain_text, render
+from charrnn.sample import collect
 from charrnn.trainer import fit, resume_run, start_run
 
 BUNDLED_BOOK = Path("corpora") / "tinyshakespeare.txt"
@@ -255,9 +256,7 @@ def generate(
             click.echo(piece, nl=False)
         click.echo()
         return
-    texts = [""] * num_samples
-    for row, piece in pieces:
-        texts[row] += piece
+    texts = collect(pieces, num_samples)
     body = "".join(
         (f"----- sample {i + 1} of {num_samples} (seed {seed + i}) -----\n" if num_samples > 1 else "")
         + prime + text + "\n"

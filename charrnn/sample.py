@@ -182,33 +182,9 @@ def _pieces(
         model.train(was_training)
 
 
-def generate(
-    model: CharLSTM,
-    vocab: Vocab,
-    prime: str,
-    length: int,
-    sampling: Sampling = Sampling(),
-    *,
-    seed: int | None = None,
-    stop: Sequence[str] = (),
-) -> Iterator[str]:
-    """One sample, as an iterator of text pieces (characters, unless a stop text is pending)."""
-    return (piece for _, piece in stream_samples(model, vocab, prime, length, sampling, seed=seed, stop=stop))
-
-
-def generate_samples(
-    model: CharLSTM,
-    vocab: Vocab,
-    prime: str,
-    length: int,
-    sampling: Sampling = Sampling(),
-    *,
-    seed: int | None = None,
-    num_samples: int = 1,
-    stop: Sequence[str] = (),
-) -> list[str]:
-    """``num_samples`` whole samples (without the prime), drawn as one batch."""
+def collect(pieces: Iterator[tuple[int, str]], num_samples: int) -> list[str]:
+    """Whole samples from the (sample index, piece) stream of ``stream_samples``."""
     texts = [""] * num_samples
-    for row, piece in stream_samples(model, vocab, prime, length, sampling, seed=seed, num_samples=num_samples, stop=stop):
+    for row, piece in pieces:
         texts[row] += piece
     return texts

@@ -6,7 +6,7 @@ import torch
 from charrnn.config import ModelConfig
 from charrnn.errors import CharRNNError
 from charrnn.model import CharLSTM
-from charrnn.sample import Sampling, filter_logits, generate, generate_samples, next_ids
+from charrnn.sample import Sampling, collect, filter_logits, next_ids, stream_samples
 from charrnn.vocab import UnknownCharactersError, Vocab
 
 VOCAB = Vocab.from_text("abcdefghijklmnopqrstuvwxyz ,.\n")
@@ -15,6 +15,16 @@ VOCAB = Vocab.from_text("abcdefghijklmnopqrstuvwxyz ,.\n")
 def make_model(dtype=torch.float32) -> CharLSTM:
     torch.manual_seed(3)
     return CharLSTM(len(VOCAB), ModelConfig(hidden_size=24, num_layers=2, dropout=0.5)).to(dtype)
+
+
+def generate(model, vocab, prime, length, sampling=Sampling(), *, seed=None, stop=()):
+    """One sample's pieces."""
+    return (piece for _, piece in stream_samples(model, vocab, prime, length, sampling, seed=seed, stop=stop))
+
+
+def generate_samples(model, vocab, prime, length, sampling=Sampling(), *, seed=None, num_samples=1):
+    pieces = stream_samples(model, vocab, prime, length, sampling, seed=seed, num_samples=num_samples)
+    return collect(pieces, num_samples)
 
 
 def sample(model, prime="the ", length=60, seed=5, stop=(), **sampling) -> str:
