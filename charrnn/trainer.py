@@ -145,7 +145,8 @@ class TrainingRun:
         ``train_loss`` is the mean training loss since the last validation. Returns whether the
         validation loss is a new best.
         """
-        total, count = self.dist.sum(list(loss_sum(self.model, self.val_batches)), self.device)  # all streams
+        # Each process scores its own streams; the sums over all processes give the split's mean.
+        total, count = self.dist.sum(list(loss_sum(self.model, self.val_batches)), self.device)
         val_loss = total / count
         self.last_val_loss = val_loss
         progress = self.progress
@@ -182,12 +183,10 @@ class TrainingRun:
         Under torchrun this is a collective: the hidden state of every process's streams and
         every process's RNG state are gathered, so the checkpoint describes the whole run.
         """
-        torch_states = self.dist.gather(torch.get_rng_state()[None], dim=0, device=self.device)  # (P, S)
-        rng: dict[str, Any] = {
-            "torch": torch_states[0], "torch_per_process": list(torch_states), "python": random.getstate(),
-        }  # fmt: skip
+        # One RNG state per process (each draws its own dropout masks), in rank order.
+        rng: dict[str, Any] = {"torch": self._gather_rng(torch.get_rng_state()), "python": random.getstate()}
         if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+            rng["cuda"] = self._gather_rng(torch.cuda.get_rng_state(self.device))
         hidden_state = [self.dist.gather(t.detach(), dim=1, device=self.device) for t in self.state]  # (L, B, H)
         return {
             "charrnn_version": __version__,
@@ -207,6 +206,9 @@ class TrainingRun:
             "last_val_loss": self.last_val_loss,
             "metrics": list(self.metrics),
         }
+
+    def _gather_rng(self, state: torch.Tensor) -> list[torch.Tensor]:
+        return list(self.dist.gather(state[None], dim=0, device=self.device))  # P states
 
     def restore(self, checkpoint: Mapping[str, Any]) -> None:
         """Take over optimizer, position, hidden state, metrics and RNG states from a checkpoint.
@@ -230,16 +232,14 @@ class TrainingRun:
         self.last_val_loss = checkpoint["last_val_loss"]
         self.metrics = list(checkpoint["metrics"])
         rng = checkpoint["rng"]
-        per_process = rng.get("torch_per_process", [rng["torch"]])
-        if len(per_process) == self.dist.world_size:  # same number of processes: exact
-            torch.set_rng_state(per_process[self.dist.rank])
-        else:  # re-laid out over a new number of processes: fresh, distinct dropout streams
-            torch.set_rng_state(rng["torch"])
-            if self.dist.rank:
-                torch.manual_seed(self.train_config.seed + self.dist.rank + self.progress.step)
-        random.setstate(rng["python"])
+        exact = len(rng["torch"]) == self.dist.world_size  # same number of processes as saved
+        mine = self.dist.rank if exact else 0
+        torch.set_rng_state(rng["torch"][mine])
         if "cuda" in rng and self.device.type == "cuda":
-            torch.cuda.set_rng_state(rng["cuda"], self.device)
+            torch.cuda.set_rng_state(rng["cuda"][mine], self.device)
+        if not exact and self.dist.rank:  # re-shared streams: fresh, distinct dropout draws
+            torch.manual_seed(self.train_config.seed + self.dist.rank + self.progress.step)
+        random.setstate(rng["python"])
 
     def total_steps(self) -> int:
         """The step at which this run ends: the earlier of --max-steps and --max-epochs."""
