@@ -43,6 +43,8 @@ class TrainConfig:
     max_epochs: int | None = 8  # stop after this many passes over the training split
     eval_every: int = 200  # steps between validations over the whole val split
     save_every: int = 200  # steps between writes of last.pt
+    # "auto": bf16 autocast on a CUDA GPU (fp16 on GPUs without bf16), fp32 elsewhere.
+    precision: str = "auto"
 
 
 @dataclass(frozen=True)

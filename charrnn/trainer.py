@@ -35,6 +35,7 @@ from charrnn.distributed import Distributed
 from charrnn.errors import CharRNNError
 from charrnn.evaluate import loss_sum
 from charrnn.model import CharLSTM, State, count_parameters, detach
+from charrnn.precision import Precision, resolve_precision
 from charrnn.vocab import UnknownCharactersError, Vocab
 
 Log = Callable[[str], None]
@@ -101,7 +102,15 @@ class TrainingRun:
         # all processes during backward; validation and checkpoints use the plain model.
         self.trained_model = DistributedDataParallel(model) if dist.enabled else model
         self.optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr)
+        self.precision: Precision = resolve_precision(train_config.precision, device)
+        self.scaler = self.precision.grad_scaler()  # a pass-through unless fp16
         self.state: State = model.init_state(train_batches.batch_size)  # this process's streams
+        # Reading a number off a GPU waits for all queued work, so there the divergence check
+        # is deferred: the flag below collects it on the device, and check_finite reads it
+        # before anything is validated or saved. On the CPU a read is free: each step checks.
+        self.check_each_step = device.type == "cpu"
+        self._finite = torch.ones((), dtype=torch.bool, device=device)
+        self._checked_step = 0  # the last step known to be finite
         self.progress = Progress()
         self.best_val_loss: float | None = None
         self.last_val_loss: float | None = None
@@ -109,25 +118,34 @@ class TrainingRun:
 
     # --- the loop's three operations ------------------------------------------------------------
 
-    def train_step(self) -> float:
-        """One optimizer step on the next window; returns its loss in nats per character."""
+    def train_step(self) -> torch.Tensor:
+        """One optimizer step on the next window; returns its loss in nats per character.
+
+        The loss comes back as a 0-dim tensor on the device: turning it into a number would make
+        the host wait for a GPU, so callers read losses in bulk, now and then.
+        """
         x, y = self.train_batches.window(self.progress.window)  # (B, T) each
-        logits, state = self.trained_model(x, self.state)  # (B·T, V)
-        loss = F.cross_entropy(logits, y.reshape(-1))  # targets (B·T,)
+        with self.precision.autocast():
+            logits, state = self.trained_model(x, self.state)  # (B·T, V)
+        loss = F.cross_entropy(logits.float(), y.reshape(-1))  # targets (B·T,); float32 under autocast
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
         max_norm = self.train_config.grad_clip if self.train_config.grad_clip > 0 else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
-        loss_value = loss.item()
-        if not (math.isfinite(loss_value) and math.isfinite(grad_norm.item())):
-            raise CharRNNError(
-                f"training diverged at step {self.progress.step + 1} (loss {loss_value}): the "
-                "step was not applied and the checkpoints on disk keep the last good weights. "
-                "Resume from last.pt with a lower --lr"
-            )
-        self.optimizer.step()
+        # Under fp16 the scaler itself skips steps whose gradients overflow (and lowers the
+        # scale); only a non-finite loss means the run diverged.
+        finite = torch.isfinite(loss) if self.scaler.is_enabled() else torch.isfinite(loss) & torch.isfinite(grad_norm)
+        if self.check_each_step:
+            if not finite.item():
+                raise self._diverged(f"at step {self.progress.step + 1} (loss {loss.item()}): the step was not applied")
+        else:
+            self._finite &= finite
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
 
-        self.state = detach(state)  # carried into the next window, its gradient history cut
+        # Carried into the next window with its gradient history cut; float32 whatever autocast did.
+        self.state = tuple(t.float() for t in detach(state))
         progress = self.progress
         progress.step += 1
         progress.window += 1
@@ -137,7 +155,23 @@ class TrainingRun:
             progress.epoch += 1
             progress.window = 0
             self.state = self.model.init_state(self.train_batches.batch_size)
-        return loss_value
+        return loss.detach()
+
+    def check_finite(self) -> None:
+        """Raise if any step since the last check had a non-finite loss or gradient.
+
+        Called before every validation and save, so that non-finite weights never reach a
+        checkpoint. Each CPU step is checked as it happens; on a GPU this is the one read.
+        """
+        if not self.check_each_step and not self._finite.item():
+            raise self._diverged(f"between steps {self._checked_step + 1} and {self.progress.step}")
+        self._checked_step = self.progress.step
+
+    def _diverged(self, when: str) -> CharRNNError:
+        return CharRNNError(
+            f"training diverged {when}; the checkpoints on disk keep the last good weights. "
+            "Resume from last.pt with a lower --lr"
+        )
 
     def validate(self, train_loss: float) -> bool:
         """Score the whole val split, add a metrics row, and save best.pt if it improved.
@@ -145,8 +179,10 @@ class TrainingRun:
         ``train_loss`` is the mean training loss since the last validation. Returns whether the
         validation loss is a new best.
         """
+        self.check_finite()
         # Each process scores its own streams; the sums over all processes give the split's mean.
-        total, count = self.dist.sum(list(loss_sum(self.model, self.val_batches)), self.device)
+        with self.precision.autocast():
+            total, count = self.dist.sum(list(loss_sum(self.model, self.val_batches)), self.device)
         val_loss = total / count
         self.last_val_loss = val_loss
         progress = self.progress
@@ -164,6 +200,7 @@ class TrainingRun:
     def save(self, name: str) -> Path:
         """Write the whole run state to ``out_dir/name`` atomically (rank 0 writes; all wait)."""
         path = self.out_dir / name
+        self.check_finite()
         payload = self.checkpoint_payload()  # every process takes part: it gathers their state
         failure = None
         if self.dist.is_main:
@@ -198,6 +235,7 @@ class TrainingRun:
             "text_path": str(self.text_path),
             "text_chars": self.text_chars,
             "optimizer_state": _to_cpu(self.optimizer.state_dict()),
+            "scaler_state": _to_cpu(self.scaler.state_dict()),  # {} unless fp16
             "progress": dataclasses.asdict(self.progress),
             "hidden_state": hidden_state,
             "processes": self.dist.world_size,
@@ -218,7 +256,10 @@ class TrainingRun:
         self.optimizer.load_state_dict(checkpoint["optimizer_state"])
         for group in self.optimizer.param_groups:  # a resume may change the learning rate
             group["lr"] = self.train_config.lr
+        if checkpoint.get("scaler_state") and self.scaler.is_enabled():  # fp16 then and now
+            self.scaler.load_state_dict(checkpoint["scaler_state"])
         self.progress = Progress(**checkpoint["progress"])
+        self._checked_step = self.progress.step
         h, c = checkpoint["hidden_state"]  # (L, B, H) over all the run's streams
         if h.shape[1] != self.train_config.batch_size or h.shape != c.shape:
             raise CharRNNError("the checkpoint's hidden state does not fit its own config")
@@ -232,11 +273,12 @@ class TrainingRun:
         self.last_val_loss = checkpoint["last_val_loss"]
         self.metrics = list(checkpoint["metrics"])
         rng = checkpoint["rng"]
-        exact = len(rng["torch"]) == self.dist.world_size  # same number of processes as saved
+        torch_states, cuda_states = _rng_states(rng.get("torch")), _rng_states(rng.get("cuda"))
+        exact = len(torch_states) == self.dist.world_size  # same number of processes as saved
         mine = self.dist.rank if exact else 0
-        torch.set_rng_state(rng["torch"][mine])
-        if "cuda" in rng and self.device.type == "cuda":
-            torch.cuda.set_rng_state(rng["cuda"][mine], self.device)
+        torch.set_rng_state(torch_states[mine])
+        if cuda_states and self.device.type == "cuda":
+            torch.cuda.set_rng_state(cuda_states[min(mine, len(cuda_states) - 1)], self.device)
         if not exact and self.dist.rank:  # re-shared streams: fresh, distinct dropout draws
             torch.manual_seed(self.train_config.seed + self.dist.rank + self.progress.step)
         random.setstate(rng["python"])
@@ -252,6 +294,21 @@ class TrainingRun:
         if not limits:
             raise CharRNNError("set --max-steps or --max-epochs so that training can end")
         return min(limits)
+
+
+def _rng_states(saved: Any) -> list[torch.Tensor]:
+    """The per-process RNG states of a checkpoint, as a list (possibly empty).
+
+    Checkpoints from before one state was kept per process hold a single tensor.
+    """
+    if saved is None:
+        return []
+    states = [saved] if isinstance(saved, torch.Tensor) else saved
+    if not isinstance(states, list) or not states or not all(
+        isinstance(t, torch.Tensor) and t.dtype == torch.uint8 and t.dim() == 1 for t in states
+    ):
+        raise CharRNNError("the checkpoint's saved random-number state is malformed: it cannot be resumed exactly")
+    return states
 
 
 def _to_cpu(value: Any) -> Any:
@@ -518,71 +575,117 @@ class _StopOnSignal:
             signal.signal(signum, handler)
 
 
+class TrainLoop:
+    """The body of ``fit``, one step per call: the step, its bookkeeping, validation, saves, progress.
+
+    Nothing here reads a number off the device per step: losses are summed where they are, and
+    the progress bar shows their mean since its last refresh (about twice a second).
+    benchmarks/train_step.py times exactly this against a minimal hand-written nn.LSTM loop.
+    """
+
+    refresh_seconds = 0.5  # how often the progress bar's loss and chars/s are brought up to date
+
+    def __init__(self, run: TrainingRun, bar: tqdm, log: Log):
+        self.run = run
+        self.bar = bar
+        self.log = log
+        self.end_step = run.total_steps()
+        self.chars_per_step = run.train_config.batch_size * run.train_config.seq_len  # over all processes
+        self.saved_at: int | None = None
+        self._started = time.perf_counter()
+        self._elapsed_before = run.progress.elapsed_seconds
+        self._loss_sum = torch.zeros((), device=run.device)  # training losses since the last validation
+        self._loss_count = 0
+        self._train_seconds = 0.0  # time in training steps (validation and saves excluded)
+        self._shown = (self._started, 0.0, 0, 0.0)  # at the bar's last refresh: time, loss sum, count, train seconds
+
+    @property
+    def done(self) -> bool:
+        return self.run.progress.step >= self.end_step
+
+    def step(self) -> None:
+        run, config, progress = self.run, self.run.train_config, self.run.progress
+        step_started = time.perf_counter()
+        self._loss_sum += run.train_step()
+        now = time.perf_counter()
+        self._loss_count += 1
+        self._train_seconds += now - step_started
+        progress.elapsed_seconds = self._elapsed_before + now - self._started
+        self.bar.update(1)
+        if not self.bar.disable and now - self._shown[0] >= self.refresh_seconds:
+            self._refresh_bar(now)
+        at_end = progress.step == self.end_step
+        if progress.step % config.eval_every == 0 or at_end:
+            self._validate()
+        if progress.step % config.save_every == 0 or at_end:
+            run.save("last.pt")
+            self.saved_at = progress.step
+
+    def _refresh_bar(self, now: float) -> None:
+        """Mean loss and chars/s over the steps since the last refresh (one read of the device)."""
+        loss_sum = self._loss_sum.item()
+        _, shown_sum, shown_count, shown_seconds = self._shown
+        if self._loss_count > shown_count:
+            loss = (loss_sum - shown_sum) / (self._loss_count - shown_count)
+            rate = self.chars_per_step * (self._loss_count - shown_count) / (self._train_seconds - shown_seconds)
+            val = "-" if self.run.last_val_loss is None else f"{self.run.last_val_loss:.3f}"
+            self.bar.set_postfix_str(f"loss={loss:.3f} val={val} chars/s={rate:,.0f}", refresh=False)
+        self._shown = (now, loss_sum, self._loss_count, self._train_seconds)
+
+    def _validate(self) -> None:
+        train_loss = self._loss_sum.item() / self._loss_count
+        self._loss_sum.zero_()
+        self._loss_count = 0
+        self._shown = (self._shown[0], 0.0, 0, self._train_seconds)
+        improved = self.run.validate(train_loss=train_loss)
+        row = self.run.metrics[-1]
+        minutes, seconds = divmod(int(row["elapsed_seconds"]), 60)
+        self.log(
+            f"step {row['step']} ({minutes}:{seconds:02d}): train loss {row['train_loss']:.4f}, "
+            f"val loss {row['val_loss']:.4f} ({row['val_loss'] / math.log(2):.3f} bits/char)"
+            + (" *best*" if improved else "")
+        )
+
+
+def progress_bar_for(run: TrainingRun, enabled: bool = True) -> tqdm:
+    """The tqdm bar ``fit`` draws on stderr (rank 0 only)."""
+    return tqdm(
+        total=run.total_steps(), initial=run.progress.step, unit="step", dynamic_ncols=True,
+        disable=not (enabled and run.dist.is_main), file=sys.stderr,
+    )  # fmt: skip
+
+
 def fit(run: TrainingRun, *, log: Log = log_to_stdout, progress_bar: bool = True) -> TrainResult:
     """Train ``run`` until its step limit or a signal; validate and save along the way and at the end.
 
     SIGINT / SIGTERM stop it after the current step with last.pt saved; the result says which.
     """
-    config = run.train_config
-    end_step = run.total_steps()
     progress = run.progress
-    chars_per_step = config.batch_size * config.seq_len  # over all processes
     dist = run.dist
     log = log if dist.is_main else _silent
+    end_step = run.total_steps()
     if progress.step >= end_step:
         log(f"nothing to do: the run is at step {progress.step} and stops at {end_step}")
         return _result(run, None)
 
-    started = time.perf_counter()
-    elapsed_before = progress.elapsed_seconds
-    loss_sum, loss_count = 0.0, 0
-    smoothed_loss = smoothed_rate = None
-    saved_at = None
+    # torchrun passes a signal to every process, not always before the same step: they agree
+    # (one tiny all-reduce, a no-op for a single process) so that all stop after the same one.
+    # On a GPU that read waits for the queued work, so there they agree every few steps.
+    agree_every = 1 if run.device.type == "cpu" else 8
     signum = 0  # the signal that stops the run, agreed by all processes
-    with _StopOnSignal() as stop, tqdm(
-        total=end_step, initial=progress.step, unit="step", dynamic_ncols=True,
-        disable=not (progress_bar and dist.is_main), file=sys.stderr,
-    ) as bar:  # fmt: skip
-        while progress.step < end_step and not signum:
-            step_started = time.perf_counter()
-            loss = run.train_step()
-            now = time.perf_counter()
-            progress.elapsed_seconds = elapsed_before + now - started
-            loss_sum, loss_count = loss_sum + loss, loss_count + 1
-            rate = chars_per_step / (now - step_started)  # training chars/s, validation excluded
-            smoothed_loss = _smooth(smoothed_loss, loss)
-            smoothed_rate = _smooth(smoothed_rate, rate)
-            val = "-" if run.last_val_loss is None else f"{run.last_val_loss:.3f}"
-            bar.set_postfix_str(f"loss={smoothed_loss:.3f} val={val} chars/s={smoothed_rate:,.0f}", refresh=False)
-            bar.update(1)
-
-            at_end = progress.step == end_step
-            if progress.step % config.eval_every == 0 or at_end:
-                improved = run.validate(train_loss=loss_sum / loss_count)
-                loss_sum, loss_count = 0.0, 0
-                row = run.metrics[-1]
-                minutes, seconds = divmod(int(row["elapsed_seconds"]), 60)
-                log(
-                    f"step {row['step']} ({minutes}:{seconds:02d}): train loss {row['train_loss']:.4f}, "
-                    f"val loss {row['val_loss']:.4f} ({row['val_loss'] / math.log(2):.3f} bits/char)"
-                    + (" *best*" if improved else "")
-                )
-            if progress.step % config.save_every == 0 or at_end:
-                run.save("last.pt")
-                saved_at = progress.step
-            # torchrun passes a signal to every process, not always before the same step:
-            # they agree (one tiny all-reduce) so that all stop after the same one.
+    with _StopOnSignal() as stop, progress_bar_for(run, progress_bar) as bar:
+        loop = TrainLoop(run, bar, log)
+        while not loop.done and not signum:
+            loop.step()
+            if progress.step % agree_every == 0:
+                signum = dist.max(stop.signum or 0, run.device)
+        if not signum:  # stopped at the end, perhaps between two agreements
             signum = dist.max(stop.signum or 0, run.device)
-        if signum and saved_at != progress.step:
+        if signum and loop.saved_at != progress.step:
             run.save("last.pt")
     if signum:
         log(f"stopped by {signal.Signals(signum).name} at step {progress.step}; saved {run.out_dir / 'last.pt'}")
     return _result(run, signum or None)
-
-
-def _smooth(average: float | None, value: float, keep: float = 0.95) -> float:
-    """Exponential moving average for the progress bar; the first value starts it."""
-    return value if average is None else keep * average + (1 - keep) * value
 
 
 def _result(run: TrainingRun, signum: int | None) -> TrainResult:

@@ -77,3 +77,66 @@ def test_any_depth_builds_and_runs(num_layers):
     model = CharLSTM(V, ModelConfig(hidden_size=8, num_layers=num_layers, dropout=0.2))
     logits, (h, _) = model(torch.randint(0, V, (2, 5)))
     assert logits.shape == (10, V) and h.shape == (num_layers, 2, 8)
+
+
+@pytest.mark.parametrize("num_layers", [1, 3])
+def test_the_lookup_path_gives_the_one_hot_path_logits_state_and_gradients(num_layers):
+    # A one-hot vector times W_ih is a column of W_ih: the large-vocabulary path reads the column.
+    torch.manual_seed(0)
+    model = CharLSTM(V, ModelConfig(hidden_size=H, num_layers=num_layers, dropout=0.0)).double()
+    ids = torch.randint(0, V, (B, T))
+    state = tuple(torch.randn(num_layers, B, H, dtype=torch.float64) for _ in range(2))
+    results = {}
+    for mode in ("one-hot", "lookup"):
+        model.input_mode = mode
+        model.zero_grad()
+        logits, (h, c) = model(ids, state)
+        (logits.square().sum() + h.sum() + c.sum()).backward()
+        results[mode] = (logits, h, c, *(p.grad.clone() for p in model.parameters()))
+    for one_hot_value, lookup_value in zip(results["one-hot"], results["lookup"], strict=True):
+        torch.testing.assert_close(lookup_value, one_hot_value, rtol=0, atol=1e-12)
+
+
+def test_large_vocabularies_never_build_a_one_hot_tensor(monkeypatch):
+    import charrnn.model as model_module
+    from charrnn.model import ONE_HOT_MAX_VOCAB
+
+    small = CharLSTM(ONE_HOT_MAX_VOCAB, ModelConfig(hidden_size=8))
+    large = CharLSTM(ONE_HOT_MAX_VOCAB + 1, ModelConfig(hidden_size=8))
+    assert (small.input_mode, large.input_mode) == ("one-hot", "lookup")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("one_hot called on the lookup path")
+
+    monkeypatch.setattr(model_module, "one_hot", refuse)
+    logits, _ = large(torch.randint(0, ONE_HOT_MAX_VOCAB + 1, (2, 5)))
+    assert logits.shape == (10, ONE_HOT_MAX_VOCAB + 1)
+    with pytest.raises(AssertionError, match="lookup path"):
+        small(torch.randint(0, ONE_HOT_MAX_VOCAB, (2, 5)))
+
+
+def test_the_lookup_path_applies_dropout_between_layers_only_in_training():
+    torch.manual_seed(0)
+    model = CharLSTM(V, ModelConfig(hidden_size=H, num_layers=2, dropout=0.5))
+    model.input_mode = "lookup"
+    ids = torch.randint(0, V, (B, T))
+    model.eval()
+    assert torch.equal(model(ids)[0], model(ids)[0])
+    model.output_dropout.p = 0.0  # only the dropout between the layers is left
+    model.train()
+    assert not torch.equal(model(ids)[0], model(ids)[0])
+
+
+def test_the_generation_step_matches_the_model_forward():
+    from charrnn.stepper import LSTMStepper
+
+    model = make_model(dtype=torch.float64).eval()
+    stepper = LSTMStepper(model)
+    state = tuple(torch.randn(L, B, H, dtype=torch.float64) for _ in range(2))
+    step_state = state
+    ids = torch.randint(0, V, (B, T))
+    for t in range(T):
+        expected, state = model(ids[:, t : t + 1], state)  # (B, V)
+        logits, step_state = stepper.step(ids[:, t], step_state)
+        torch.testing.assert_close(logits, expected, rtol=0, atol=1e-12)
+        torch.testing.assert_close(step_state, state, rtol=0, atol=1e-12)

@@ -1,5 +1,6 @@
 import dataclasses
 import math
+import random
 
 import pytest
 import torch
@@ -7,6 +8,7 @@ import torch
 from charrnn.checkpoint import load_checkpoint, model_from_checkpoint
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.errors import CharRNNError
+from charrnn.model import ONE_HOT_MAX_VOCAB
 from charrnn.trainer import fit, resume_run, start_run
 from conftest import quiet
 
@@ -140,3 +142,39 @@ def test_a_diverging_run_stops_without_writing_non_finite_weights(book_slice, tm
         fit(run, log=quiet, progress_bar=False)
     assert (out / "last.pt").read_bytes() == before
     assert run.progress.step == 1
+
+
+def test_exact_resume_holds_on_the_large_vocabulary_path(tmp_path, tiny_model, tiny_train):
+    rng = random.Random(0)
+    chars = [chr(0x4E00 + i) for i in range(ONE_HOT_MAX_VOCAB + 88)]
+    book = tmp_path / "large.txt"
+    book.write_text("".join(chars) + "".join(rng.choice(chars) for _ in range(5000)), encoding="utf-8")
+    config = dataclasses.replace(tiny_train, max_steps=6, eval_every=3, save_every=3)
+    straight = start_run(book, tiny_model, config, out_dir=tmp_path / "a", device="cpu", log=quiet)
+    assert straight.model.input_mode == "lookup"
+    fit(straight, log=quiet, progress_bar=False)
+    train(book, tiny_model, dataclasses.replace(config, max_steps=3), out_dir=tmp_path / "b")
+    resumed = resume_run(tmp_path / "b" / "last.pt", overrides={"max_steps": 6}, device="cpu", log=quiet)
+    fit(resumed, log=quiet, progress_bar=False)
+    for name, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+
+
+def test_resume_reads_the_older_single_tensor_rng_format_and_refuses_a_malformed_one(
+    book_slice, tmp_path, tiny_model, tiny_train
+):
+    out = tmp_path / "run"
+    train(book_slice, tiny_model, dataclasses.replace(tiny_train, max_steps=4), out_dir=out)
+    checkpoint = load_checkpoint(out / "last.pt")
+    old = tmp_path / "old" / "last.pt"
+    old.parent.mkdir()
+    checkpoint["rng"]["torch"] = checkpoint["rng"]["torch"][0]  # as written before one state per process
+    torch.save(checkpoint, old)
+    run = resume_run(old, overrides={"max_steps": 5}, device="cpu", log=quiet)
+    assert torch.equal(torch.get_rng_state(), checkpoint["rng"]["torch"])
+    assert fit(run, log=quiet, progress_bar=False).step == 5
+
+    checkpoint["rng"]["torch"] = "not a state"
+    torch.save(checkpoint, old)
+    with pytest.raises(CharRNNError, match="random-number state is malformed"):
+        resume_run(old, overrides={"max_steps": 6}, device="cpu", log=quiet)
