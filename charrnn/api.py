@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import secrets
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from charrnn.checkpoint import load_checkpoint, model_from_checkpoint
 from charrnn.config import ModelConfig, SampleConfig, TrainConfig
 from charrnn.devices import resolve_device
+from charrnn.errors import CharRNNError
 from charrnn.evaluate import Evaluation, evaluate_text
 from charrnn.model import CharLSTM, count_parameters
 from charrnn.sample import Sampling, collect, stream_samples
@@ -23,14 +25,42 @@ from charrnn.trainer import Log, TrainResult, fit, log_to_stdout, start_run
 from charrnn.vocab import Vocab
 
 
+def read_train_config(saved: Any, path: str | os.PathLike, needed: Sequence[str], remedy: str) -> TrainConfig:
+    """The training config ``saved`` in checkpoint ``path``, for defaults taken from its run.
+
+    Keys this charrnn does not know (a newer version's) are ignored. A field in ``needed`` that
+    is missing or unusable raises CharRNNError ending with ``remedy``: a silent default would
+    lay the text out differently from the run.
+    """
+    saved = saved if isinstance(saved, dict) else {}
+    for name in needed:
+        value = saved.get(name)
+        if name == "val_frac":
+            usable = isinstance(value, float) and 0 < value < 1
+        else:  # batch_size, seq_len
+            usable = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        if value is None:
+            raise CharRNNError(f"the training config in {path} has no {name}: {remedy}")
+        if not usable:
+            raise CharRNNError(f"the training config in {path} has an unusable {name} ({value!r}): {remedy}")
+    known = {field.name for field in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{name: value for name, value in saved.items() if name in known})
+
+
 class CharModel:
-    """A trained model, ready to generate and to evaluate. Made by ``charrnn.load``."""
+    """A trained model, ready to generate and to evaluate. Made by ``charrnn.load``.
+
+    ``last_seed`` is the seed the latest ``generate`` / ``stream`` call used (the one it drew
+    when given ``seed=None``): pass it back as ``seed=`` to draw the same samples again.
+    """
 
     def __init__(self, model: CharLSTM, vocab: Vocab, checkpoint: dict[str, Any], path: Path):
         self.model = model
         self.vocab = vocab
         self.path = path
-        self.train_config = TrainConfig(**checkpoint["train_config"])
+        # Read only when evaluate needs a default from it: generation never does.
+        self.saved_train_config = checkpoint["train_config"]
+        self.last_seed: int | None = None
 
     def __repr__(self) -> str:
         config = self.model.config
@@ -46,14 +76,18 @@ class CharModel:
         *,
         seed: int | None = None,
         num_samples: int = SampleConfig.num_samples,
-        stop: Sequence[str] = (),
+        stop: str | Sequence[str] = (),
         **sampling: Any,
     ) -> Iterator[tuple[int, str]]:
         """(sample index, text piece) as the samples grow. ``sampling`` takes the ``Sampling``
         fields (temperature, top_k, top_p, greedy); see ``generate`` for all the options."""
-        return stream_samples(
+        if seed is None:  # drawn here, not in stream_samples, so that it can be kept in last_seed
+            seed = secrets.randbits(31)  # short enough to type back
+        pieces = stream_samples(
             self.model, self.vocab, prime, length, Sampling(**sampling), seed=seed, num_samples=num_samples, stop=stop
         )
+        self.last_seed = seed  # only once the arguments passed the checks
+        return pieces
 
     def generate(
         self,
@@ -66,17 +100,19 @@ class CharModel:
         greedy: bool = SampleConfig.greedy,
         seed: int | None = None,
         num_samples: int | None = None,
-        stop: Sequence[str] = (),
+        stop: str | Sequence[str] = (),
     ) -> str | list[str]:
         """Text that continues ``prime`` (the prime itself not included).
 
         ``temperature`` divides the logits; ``top_k`` / ``top_p`` restrict the draw to the k most
         likely characters / the smallest set reaching probability p (combinable); ``greedy``
-        always takes the most likely one. A sample ends after ``length`` characters or just before
-        any text in ``stop``. ``num_samples=N`` returns a list of N samples drawn as one batch,
-        sample i with seed ``seed + i``; without it, one string.
+        always takes the most likely one. A sample ends after ``length`` characters or just
+        before the leftmost place where a ``stop`` text (one str, or several) occurs in it; only
+        the generated text is searched, not the prime. ``num_samples=N`` returns a list of N
+        samples drawn as one batch, sample i with seed ``seed + i`` (all in 0 .. 2**64 - 1);
+        without it, one string. ``seed=None`` draws a seed and keeps it in ``last_seed``.
         """
-        count = num_samples or 1
+        count = 1 if num_samples is None else num_samples  # 0 is refused, not taken for 1
         pieces = self.stream(
             prime, length, seed=seed, num_samples=count, stop=stop,
             temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy,
@@ -87,17 +123,21 @@ class CharModel:
     def evaluate(
         self, text: str, *, batch_size: int | None = None, seq_len: int | None = None, strict: bool = False
     ) -> Evaluation:
-        """Cross-entropy over all of ``text`` (nats, bits per character, perplexity).
+        """Cross-entropy of the model on ``text`` (nats, bits per character, perplexity).
 
-        Scored as the trainer scores its validation split: ``batch_size`` contiguous streams (by
-        default the training batch size) with the state carried; ``batch_size=1`` gives every
-        character all of the text before it as context. Characters outside the vocabulary are
-        counted and left out (``strict=True`` raises instead).
+        Scored as the trainer scores its validation split: B = ``batch_size`` contiguous streams
+        (by default the training batch size) of (n - 1) // B characters each, the state carried.
+        Every character but the first is scored once, less the last (n - 1) mod B, which do not
+        fill a stream (``chars_scored`` says how many were); ``batch_size=1`` leaves none out and
+        gives each character all of the text before it as context. Characters outside the
+        vocabulary are counted and removed first (``strict=True`` raises instead).
         """
-        return evaluate_text(
-            self.model, self.vocab, text,
-            batch_size or self.train_config.batch_size, seq_len or self.train_config.seq_len, strict,
-        )  # fmt: skip
+        needed = [name for name, given in (("batch_size", batch_size), ("seq_len", seq_len)) if given is None]
+        if needed:
+            remedy = "give the batch size and sequence length (--batch-size, --seq-len)"
+            saved = read_train_config(self.saved_train_config, self.path, needed, remedy)
+            batch_size, seq_len = batch_size or saved.batch_size, seq_len or saved.seq_len
+        return evaluate_text(self.model, self.vocab, text, batch_size, seq_len, strict)
 
 
 def load(path: str | os.PathLike, device: str = "auto") -> CharModel:

@@ -11,7 +11,6 @@ import dataclasses
 import json
 import math
 import re
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from charrnn.data import read_text
 from charrnn.devices import DEVICE_CHOICES
 from charrnn.errors import CharRNNError
 from charrnn.explain import explain_text, render
+from charrnn.precision import PRECISION_CHOICES
 from charrnn.sample import collect
 from charrnn.trainer import fit, resume_run, start_run
 
@@ -80,6 +80,8 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
 
 
 _SEED = click.IntRange(0, 2**63 - 1)
+# What torch.Generator.manual_seed takes; sample i of a batch uses seed + i, checked in generate.
+_SAMPLE_SEED = click.IntRange(0, 2**64 - 1)
 
 _device_option = click.option(
     "--device", type=click.Choice(DEVICE_CHOICES), default="auto",
@@ -121,6 +123,8 @@ _TRAIN_OPTIONS = tuple(field.name for field in dataclasses.fields(TrainConfig)) 
               help="Steps between writes of last.pt.")
 @click.option("--seed", type=_SEED, default=default_of(TrainConfig, "seed"), help="Seed for weight init and dropout.")
 @_device_option
+@click.option("--precision", type=click.Choice(PRECISION_CHOICES), default=default_of(TrainConfig, "precision"),
+              help="auto: bf16 autocast on a CUDA GPU (fp16 where it has no bf16), fp32 elsewhere.")
 @click.option("--resume", "resume_from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Continue the run saved in this checkpoint (its last.pt).")
 @click.option("--decode-errors", type=click.Choice(["strict", "replace"]), default=default_of(TrainConfig, "decode_errors"),
@@ -184,7 +188,8 @@ def train(
 @click.option("--prime", default=default_of(SampleConfig, "prime"),
               help="Text to start from; the sample continues it. Empty: start from the zero state.")
 @click.option("--prime-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Read the prime from this UTF-8 file instead (long or non-ASCII primes).")
+              help="Read the prime from this UTF-8 file instead (long or non-ASCII primes); "
+                   "an empty file is the empty prime.")
 @click.option("--length", type=click.IntRange(min=0), default=default_of(SampleConfig, "length"),
               help="Characters to generate after the prime (at most, with --stop).")
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), callback=_finite,
@@ -199,10 +204,11 @@ def train(
               help="Always take the most likely character: deterministic, often repetitive.")
 @click.option("--num-samples", type=click.IntRange(min=1), default=default_of(SampleConfig, "num_samples"),
               help="Independent samples, drawn side by side as one batch; sample i uses seed + i.")
-@click.option("--seed", type=_SEED, default=None, show_default="random",
-              help="Seed for sampling: the same seed gives the same text.")
+@click.option("--seed", type=_SAMPLE_SEED, default=None, show_default="random",
+              help="Seed for sampling: the same seed gives the same text (on the same machine and torch build).")
 @click.option("--stop", multiple=True, metavar="TEXT",
-              help="End a sample just before it produces TEXT (repeatable; \\n and \\t are understood).")
+              help="End a sample just before TEXT, or the leftmost of several (repeatable; \\n and \\t are "
+                   "understood). Only the generated text is searched, not the prime.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the samples to this new file, with a header saying what made them.")
 @click.option("--no-header", is_flag=True, help="With --output: write the samples only.")
@@ -237,7 +243,12 @@ def generate(
     if prime_file is not None:
         if ctx.get_parameter_source("prime") is not ParameterSource.DEFAULT:
             raise click.UsageError("give the prime with --prime or with --prime-file, not both")
-        prime = read_text(prime_file)
+        prime = _read_utf8(prime_file, empty_ok=True)  # an empty file is the empty prime, like --prime ""
+    if seed is not None and seed + num_samples - 1 > 2**64 - 1:
+        raise click.BadParameter(
+            f"{seed} + {num_samples - 1} is over 2**64 - 1: sample i uses seed + i, so give at most "
+            f"{2**64 - num_samples} with --num-samples {num_samples}", ctx=ctx, param_hint="'--seed'",
+        )  # fmt: skip
     if output is not None and output.exists():
         raise CharRNNError(f"{output} already exists: choose another --output (charrnn never overwrites it)")
     model = load(checkpoint, device)
@@ -246,9 +257,9 @@ def generate(
         if dropped:
             shown = " ".join(repr(c) for c in dropped)
             click.echo(f"warning: dropped prime character(s) outside the vocabulary: {shown}", err=True)
-    seed = secrets.randbits(31) if seed is None else seed  # chosen here so that it can be reported
     stops = [_unescape(text) for text in stop]
     pieces = model.stream(prime, length, **sampling, seed=seed, num_samples=num_samples, stop=stops)
+    seed = model.last_seed  # the one drawn when --seed was not given, for the separators and header
 
     if output is None and num_samples == 1:  # stream as it is produced
         click.echo(prime, nl=False)
@@ -272,6 +283,22 @@ def generate(
     except OSError as exc:
         raise CharRNNError(f"cannot write {output}: {exc.strerror or exc}") from None
     click.echo(f"wrote {num_samples} sample(s) to {output}", err=True)
+
+
+def _read_utf8(path: Path, *, empty_ok: bool = False) -> str:
+    """``read_text`` for commands that have no --decode-errors, so that its advice to pass it
+    is not given; with ``empty_ok`` an empty file is the empty text rather than an error."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CharRNNError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not raw and empty_ok:
+        return ""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CharRNNError(f"{path} is not valid UTF-8 (byte offset {exc.start}): convert it to UTF-8") from None
+    return read_text(path)  # the same BOM, CRLF, NUL-byte and empty-file handling as everywhere
 
 
 def _unescape(text: str) -> str:
@@ -366,6 +393,13 @@ def info(checkpoint: Path, show_vocab: bool, as_json: bool) -> None:
     def loss(value: float | None) -> str:
         return "none yet" if value is None else f"{value:.4f} nats/char ({value / math.log(2):.4f} bits/char)"
 
+    def setting(name: str, spec: str = "") -> str:
+        """A training setting as saved; "?" where the checkpoint lacks it (it is only shown here)."""
+        try:
+            return format(train[name], spec)
+        except (KeyError, TypeError, ValueError):
+            return "?"
+
     hours, rest = divmod(int(facts["elapsed_seconds"]), 3600)
     lines = [
         f"checkpoint     {facts['path']} ({facts['file_bytes'] / 1e6:.1f} MB, format {facts['format_version']}, "
@@ -373,10 +407,10 @@ def info(checkpoint: Path, show_vocab: bool, as_json: bool) -> None:
         f"model          {model['num_layers']} x {model['hidden_size']} LSTM, dropout {model['dropout']:g}, "
         f"{facts['parameters']:,} parameters",
         f"vocabulary     {facts['vocab_size']} characters",
-        f"trained on     {facts['text_path']} ({facts['text_chars']:,} characters, last {train['val_frac']:g} "
+        f"trained on     {facts['text_path']} ({facts['text_chars']:,} characters, last {setting('val_frac', 'g')} "
         "held out for validation)",
-        f"training       batch {train['batch_size']} x {train['seq_len']}, lr {train['lr']:g}, "
-        f"grad clip {train['grad_clip']:g}, seed {train['seed']}",
+        f"training       batch {setting('batch_size')} x {setting('seq_len')}, lr {setting('lr', 'g')}, "
+        f"grad clip {setting('grad_clip', 'g')}, seed {setting('seed')}",
         f"progress       step {facts['step']:,}, epoch {facts['epoch']}, {facts['chars_seen']:,} characters seen, "
         f"{hours}:{rest // 60:02d}:{rest % 60:02d} of training",
         f"best val loss  {loss(facts['best_val_loss'])}",
@@ -429,7 +463,7 @@ def explain(
         num_layers=num_layers or default_of(ModelConfig, "num_layers"),
     )
     explanation = explain_text(
-        read_text(_text_or_bundled_book(text_file)), checkpoint=checkpoint, model_config=fresh,
+        _read_utf8(_text_or_bundled_book(text_file)), checkpoint=checkpoint, model_config=fresh,
         batch_size=batch_size, seq_len=seq_len, seed=seed, trace_gates=trace_gates,
     )  # fmt: skip
     click.echo(render(explanation))

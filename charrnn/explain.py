@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from charrnn.api import read_train_config
 from charrnn.checkpoint import load_checkpoint, model_from_checkpoint
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.data import StreamBatches, split_train_val
@@ -73,8 +74,11 @@ def explain(
         seen["head_in"], seen["logits"] = inputs[0], output
 
     hooks = [model.lstm.register_forward_hook(record_lstm), model.head.register_forward_hook(record_head)]
-    was_training = model.training
+    was_training, input_mode = model.training, model.input_mode
     model.eval()
+    # The explicit one-hot path, whatever the vocabulary size: the one-hot tensor is what is shown
+    # (a large vocabulary trains with the equivalent row lookup; see charrnn/model.py).
+    model.input_mode = "one-hot"
     try:
         with torch.no_grad():
             logits, _ = model(x)  # (B·T, V)
@@ -82,6 +86,7 @@ def explain(
             loss = F.cross_entropy(logits, targets).item()
     finally:
         model.train(was_training)
+        model.input_mode = input_mode
         for hook in hooks:
             hook.remove()
 
@@ -150,7 +155,10 @@ def explain_text(
     if checkpoint is not None:
         saved = load_checkpoint(checkpoint)
         model, vocab = model_from_checkpoint(saved)
-        train_config = TrainConfig(**saved["train_config"])
+        # The run's split and (unless given) its B and T lay out the batch its first step trained on.
+        read_train_config(saved["train_config"], checkpoint, ["val_frac"], "explain a fresh model (no --checkpoint)")
+        needed = [name for name, given in (("batch_size", batch_size), ("seq_len", seq_len)) if not given]
+        train_config = read_train_config(saved["train_config"], checkpoint, needed, "give --batch-size and --seq-len")
     else:
         vocab = Vocab.from_text(text)
         torch.manual_seed(seed)

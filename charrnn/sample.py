@@ -22,6 +22,7 @@ import torch
 from charrnn.config import SampleConfig
 from charrnn.errors import CharRNNError
 from charrnn.model import CharLSTM
+from charrnn.stepper import LSTMStepper
 from charrnn.vocab import Vocab
 
 
@@ -47,12 +48,15 @@ class Sampling:
 def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
     """(N, V) logits with every character outside the top-k / top-p set set to -inf.
 
-    Top-p keeps, per row, the most likely characters in order until their probabilities add up
-    to at least p (the smallest such set); the most likely character always stays.
+    Top-k keeps exactly k characters per row, even when several tie at the k-th value (the
+    tied ones ``torch.topk`` picks). Top-p keeps, per row, the most likely characters in order
+    until their probabilities add up to at least p (the smallest such set); the most likely
+    character always stays.
     """
     if top_k is not None and top_k < logits.shape[-1]:
-        kth_best = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (N, 1)
-        logits = logits.masked_fill(logits < kth_best, -math.inf)
+        best = torch.topk(logits, top_k, dim=-1).indices  # (N, k)
+        keep = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, best, True)  # (N, V)
+        logits = logits.masked_fill(~keep, -math.inf)
     if top_p is not None and top_p < 1:
         sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (N, V) each
         sorted_probs = torch.softmax(sorted_logits, dim=-1)
@@ -81,28 +85,51 @@ def next_ids(logits: torch.Tensor, sampling: Sampling, generators: Sequence[torc
 
 
 class _StopWatch:
-    """Holds back the end of a sample that might be the start of a stop text."""
+    """Cuts one sample just before the leftmost place where any stop text occurs in it.
+
+    Shown text must never be taken back, so the end of the sample that might still become a
+    stop text is held back. A stop found at position i is acted on only once no other stop can
+    still complete at a position before i: with stops ["abcd", "bc"], "abc" waits for one more
+    character, since "abcd" would end the sample earlier.
+    """
 
     def __init__(self, stops: Sequence[str]):
         self.stops = [stop for stop in stops if stop]
-        self.pending = ""
+        self.pending = ""  # generated text not shown yet
         self.stopped = False
+
+    def _match(self) -> int | None:
+        """Position of the leftmost stop text in ``pending``, if any."""
+        return min((i for stop in self.stops if (i := self.pending.find(stop)) >= 0), default=None)
+
+    def _open_before(self, end: int) -> int:
+        """The first position before ``end`` where a stop text has begun and may still complete
+        (``pending`` from there is a proper prefix of one); ``end`` if there is none."""
+        for start in range(end):
+            rest = self.pending[start:]
+            if any(len(stop) > len(rest) and stop.startswith(rest) for stop in self.stops):
+                return start
+        return end
 
     def feed(self, character: str) -> str:
         """Take the next character; return the text that can safely be shown now."""
+        if not self.stops:
+            return character
         self.pending += character
-        for stop in self.stops:
-            found = self.pending.find(stop)
-            if found >= 0:
-                self.stopped = True
-                shown, self.pending = self.pending[:found], ""
-                return shown
-        hold = max((n for stop in self.stops for n in range(1, len(stop)) if self.pending.endswith(stop[:n])), default=0)
-        shown, self.pending = self.pending[: len(self.pending) - hold], self.pending[len(self.pending) - hold :]
+        match = self._match()
+        end = len(self.pending) if match is None else match
+        hold = self._open_before(end)
+        if match is not None and hold == match:  # nothing earlier can still complete
+            self.stopped = True
+            shown, self.pending = self.pending[:match], ""
+            return shown
+        shown, self.pending = self.pending[:hold], self.pending[hold:]
         return shown
 
     def flush(self) -> str:
-        shown, self.pending = self.pending, ""
+        """The held-back text once the sample has reached its length (cut at a stop in it)."""
+        match = self._match()
+        shown, self.pending = self.pending[:match], ""
         return shown
 
 
@@ -116,25 +143,37 @@ def stream_samples(
     seed: int | None = None,
     num_samples: int = 1,
     stop: Sequence[str] = (),
+    fast: bool = True,
 ) -> Iterator[tuple[int, str]]:
     """Return an iterator of (sample index, text piece) as the samples grow, in order per sample.
 
     Each sample continues ``prime`` (which is not repeated in the pieces) for at most ``length``
-    characters, ending early, without the stop text, when it produces one of ``stop``. Bad
-    arguments (unknown prime characters, a non-positive temperature, ...) raise here, before any
-    text. ``seed=None`` draws a random seed.
+    characters. ``stop`` (one str, or several) ends a sample just before the leftmost place where
+    any of them occurs in its generated text; the prime is not searched, so a stop text that
+    begins in the prime and ends in the sample does not count. Bad arguments (unknown prime
+    characters, a non-positive temperature, a seed out of range, ...) raise here, before any
+    text. Sample i uses seed ``seed + i``, which must fit in 0 .. 2**64 - 1 (what
+    ``torch.Generator.manual_seed`` takes); ``seed=None`` draws a random seed. ``fast=False``
+    runs every step through ``CharLSTM.forward`` (nn.LSTM) instead of ``LSTMStepper``: the slow
+    reference the fast path is tested against.
     """
     sampling.check()
     if length < 0:
         raise CharRNNError(f"length must be 0 or more, got {length}")
     if num_samples < 1:
         raise CharRNNError(f"the number of samples must be 1 or more, got {num_samples}")
+    max_seed = 2**64 - num_samples  # sample i uses seed + i, at most 2**64 - 1
+    if seed is not None and not (isinstance(seed, int) and 0 <= seed <= max_seed):
+        several = f" for {num_samples} samples (sample i uses seed + i)" if num_samples > 1 else ""
+        raise CharRNNError(f"seed must be an integer from 0 to {max_seed}{several}, got {seed!r}")
+    if isinstance(stop, str):  # one stop text, not a sequence of one-character stops
+        stop = [stop]
     prime_ids = vocab.encode(prime, what="prime")
     device = model.head.weight.device
     base_seed = secrets.randbits(62) if seed is None else seed
     generators = [torch.Generator(device=device).manual_seed(base_seed + i) for i in range(num_samples)]
     prime_tensor = torch.from_numpy(prime_ids).to(device).view(1, -1)  # (1, P)
-    return _pieces(model, vocab, prime_tensor, length, sampling, generators, stop)
+    return _pieces(model, vocab, prime_tensor, length, sampling, generators, stop, fast)
 
 
 # As a decorator (not a `with` block) inference mode is switched on only while the generator
@@ -148,6 +187,7 @@ def _pieces(
     sampling: Sampling,
     generators: list[torch.Generator],
     stop: Sequence[str],
+    fast: bool,
 ) -> Iterator[tuple[int, str]]:
     num_samples = len(generators)
     was_training = model.training
@@ -163,6 +203,8 @@ def _pieces(
         logits = logits.expand(num_samples, -1)  # (N, V)
         state = (state[0].repeat(1, num_samples, 1), state[1].repeat(1, num_samples, 1))  # (L, N, H) each
         watches = [_StopWatch(stop) for _ in range(num_samples)]
+        # One-character steps go through the stepper: the same equations, one multiply per layer.
+        step = LSTMStepper(model).step if fast else lambda ids, state: model(ids.view(-1, 1), state)
         for position in range(length):
             ids = next_ids(logits, sampling, generators)  # (N,)
             for row, id_ in enumerate(ids.tolist()):
@@ -173,7 +215,7 @@ def _pieces(
             if all(watch.stopped for watch in watches):
                 return
             if position + 1 < length:  # the last character needs no prediction after it
-                logits, state = model(ids.view(num_samples, 1), state)  # (N, V)
+                logits, state = step(ids, state)  # (N, V)
         for row, watch in enumerate(watches):
             tail = watch.flush()
             if tail:

@@ -5,9 +5,11 @@ import math
 import random
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 import charrnn
+import charrnn.cli
 from charrnn.checkpoint import load_checkpoint
 from charrnn.cli import main
 from conftest import quiet
@@ -32,8 +34,18 @@ def trained(tmp_path_factory):
     return root / "run", text
 
 
-def test_num_samples_are_separated_and_reproducible(trained):
+def test_num_samples_are_separated_and_reproducible(trained, monkeypatch):
     run, _ = trained
+    real_load = charrnn.cli.load
+
+    def load_float64(path, device):
+        # In float32 a batch's matrix multiply may round differently in the last bit from a
+        # single row's and so flip a draw; in float64 sample i is exactly the single sample.
+        model = real_load(path, device)
+        model.model.double()
+        return model
+
+    monkeypatch.setattr(charrnn.cli, "load", load_float64)
     args = ("generate", run / "last.pt", "--prime", "ROMEO:", "--length", 40, "--num-samples", 3, "--seed", 9)
     first, again = invoke(*args), invoke(*args)
     assert first.exit_code == 0, first.output
@@ -154,3 +166,54 @@ def test_python_api_generate_evaluate_and_train(trained, tmp_path):
         charrnn.train(text, hiden_size=3)
     with pytest.raises(charrnn.CharRNNError, match="already holds a run"):
         charrnn.train(text, out_dir=run, log=quiet, progress_bar=False)
+
+
+def test_python_api_stop_num_samples_and_the_seed_it_drew(trained):
+    run, _ = trained
+    model = charrnn.load(run / "best.pt", device="cpu")
+    full = model.generate("ROMEO:", 200, seed=4)
+    stop = next(full[i : i + 3] for i in range(20, 150) if full[i : i + 3].isalpha())
+    assert min(full.find(c) for c in stop) < full.find(stop)  # a stop per character would end it sooner
+    assert model.generate("ROMEO:", 200, seed=4, stop=stop) == full[: full.find(stop)]
+    assert model.generate("ROMEO:", 200, seed=4, stop=[stop]) == full[: full.find(stop)]
+
+    for bad in (0, -1):
+        with pytest.raises(charrnn.CharRNNError, match="number of samples must be 1 or more"):
+            model.generate("ROMEO:", 10, num_samples=bad)
+    with pytest.raises(charrnn.CharRNNError, match="seed must be an integer"):
+        model.generate("ROMEO:", 10, seed=2**64)
+
+    drawn = model.generate("ROMEO:", 60)
+    seed = model.last_seed
+    assert isinstance(seed, int) and model.generate("ROMEO:", 60, seed=seed) == drawn
+    several = model.generate("ROMEO:", 60, num_samples=2)
+    assert several == model.generate("ROMEO:", 60, num_samples=2, seed=model.last_seed)
+    assert model.last_seed != seed  # a fresh draw each time
+
+
+def test_a_checkpoint_with_an_odd_training_config_generates_and_explains_what_is_missing(trained, tmp_path):
+    run, text = trained
+    checkpoint = load_checkpoint(run / "last.pt")
+    checkpoint["train_config"] = {**checkpoint["train_config"], "warmup_steps": 100}  # a newer charrnn's key
+    del checkpoint["train_config"]["batch_size"]
+    odd = tmp_path / "odd.pt"
+    torch.save(checkpoint, odd)
+
+    model = charrnn.load(odd, device="cpu")
+    assert len(model.generate("ROMEO:", 20, seed=1)) == 20  # generation never reads it
+    with pytest.raises(charrnn.CharRNNError, match="training config in .*odd.pt has no batch_size: give the batch"):
+        model.evaluate(text.read_text())
+    assert model.evaluate(text.read_text(), batch_size=2).chars_scored > 0  # seq_len is there, batch_size given
+
+    result = invoke("evaluate", odd, text)
+    assert result.exit_code == 1 and "has no batch_size" in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert invoke("evaluate", odd, text, "--batch-size", 2).exit_code == 0
+    assert invoke("generate", odd, "--length", 5).exit_code == 0
+    described = invoke("info", odd)
+    assert described.exit_code == 0 and "batch ? x 16" in described.stdout  # shown as far as it goes
+
+    checkpoint["train_config"]["batch_size"] = "four"
+    torch.save(checkpoint, odd)
+    with pytest.raises(charrnn.CharRNNError, match=r"unusable batch_size \('four'\)"):
+        charrnn.load(odd).evaluate(text.read_text())

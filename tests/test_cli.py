@@ -55,6 +55,53 @@ def test_empty_prime_starts_from_the_zero_state(trained):
     assert len(result.stdout) == 51
 
 
+def test_an_empty_prime_file_is_the_empty_prime(trained, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    from_file = invoke("generate", trained / "last.pt", "--prime-file", empty, "--length", 40, "--seed", 3)
+    assert from_file.exit_code == 0, from_file.output
+    from_option = invoke("generate", trained / "last.pt", "--prime", "", "--length", 40, "--seed", 3)
+    assert from_file.stdout == from_option.stdout
+
+
+def test_a_non_utf8_prime_file_gets_advice_that_fits_generate(trained, tmp_path):
+    latin1 = tmp_path / "prime.txt"
+    latin1.write_bytes("caf\u00e9".encode("latin-1"))
+    result = invoke("generate", trained / "last.pt", "--prime-file", latin1)
+    assert result.exit_code == 1
+    assert result.output.strip().endswith("prime.txt is not valid UTF-8 (byte offset 3): convert it to UTF-8")
+    assert "--decode-errors" not in result.output
+
+
+def test_seeds_up_to_2_64_minus_1_for_all_the_samples(trained):
+    top = 2**64 - 1
+    assert invoke("generate", trained / "last.pt", "--length", 5, "--seed", top).exit_code == 0
+    too_big = invoke("generate", trained / "last.pt", "--length", 5, "--seed", top + 1)
+    assert too_big.exit_code == 2 and "--seed" in too_big.output
+    negative = invoke("generate", trained / "last.pt", "--length", 5, "--seed", -1)
+    assert negative.exit_code == 2 and "--seed" in negative.output
+    batch = invoke("generate", trained / "last.pt", "--length", 5, "--seed", top, "--num-samples", 3)
+    assert batch.exit_code == 2 and "--seed" in batch.output and f"at most {top - 2}" in batch.output
+    fits = invoke("generate", trained / "last.pt", "--length", 5, "--seed", top - 2, "--num-samples", 3)
+    assert fits.exit_code == 0 and f"(seed {top})" in fits.stdout
+
+
+def test_a_random_seed_is_reported_and_reproduces_the_samples(trained):
+    drawn = invoke("generate", trained / "last.pt", "--length", 30, "--num-samples", 2)
+    assert drawn.exit_code == 0, drawn.output
+    seed = int(drawn.stdout.split("(seed ", 1)[1].split(")", 1)[0])
+    again = invoke("generate", trained / "last.pt", "--length", 30, "--num-samples", 2, "--seed", seed)
+    assert again.stdout == drawn.stdout
+
+
+def test_the_precision_option_reaches_the_run(book_slice, tmp_path):
+    result = invoke("train", book_slice, "--out", tmp_path / "run", "--max-steps", 1, "--precision", "fp32", *TINY)
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["train_config"]["precision"] == "fp32"
+    bad = invoke("train", book_slice, "--out", tmp_path / "other", "--precision", "fp8", *TINY)
+    assert bad.exit_code == 2 and "--precision" in bad.output
+
+
 def test_unknown_prime_characters_can_be_skipped_with_a_warning(trained):
     result = invoke("generate", trained / "last.pt", "--prime", "Zebra ROMEO", "--length", 5, "--seed", 1,
                     "--on-unknown", "skip")

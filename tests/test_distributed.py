@@ -1,5 +1,6 @@
 """Data-parallel training under torchrun (DistributedDataParallel, Gloo on the CPU), two processes."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -29,6 +30,24 @@ else:
 fit(run, log=quiet, progress_bar=False)
 torch.save(run.model.state_dict(), f"{out}/rank{run.dist.rank}.pt")
 print("val", run.last_val_loss, flush=True)
+"""
+
+
+# `charrnn train` as torchrun runs it, with each rank also writing where it stopped (only rank 0
+# prints, so its log alone cannot show that the others stopped after the same step).
+_CLI_REPORTING_EACH_RANK = """
+import json, sys
+import charrnn.cli
+reports, fit = sys.argv[1], charrnn.cli.fit
+def fit_and_report(run, **options):
+    result = fit(run, **options)
+    with open(f"{reports}/rank{run.dist.rank}.json", "w") as file:
+        json.dump({"step": run.progress.step, "signal": result.stopped_by_signal,
+                   "weights": float(sum(p.double().sum() for p in run.model.parameters()))}, file)
+    return result
+charrnn.cli.fit = fit_and_report
+sys.argv = ["charrnn", *sys.argv[2:]]
+charrnn.cli.main()
 """
 
 
@@ -86,9 +105,13 @@ def test_a_ddp_run_resumes_a_single_process_checkpoint(book_slice, tmp_path):
 
 def test_sigterm_to_the_launcher_stops_every_rank_after_the_same_step(book_slice, tmp_path):
     out = tmp_path / "run"
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    script = tmp_path / "cli_reporting_each_rank.py"
+    script.write_text(_CLI_REPORTING_EACH_RANK)
     launcher = subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "charrnn", "train", str(book_slice), "--out", str(out), "--max-steps", "1000000",
+         str(script), str(reports), "train", str(book_slice), "--out", str(out), "--max-steps", "1000000",
          "--eval-every", "1000000", "--save-every", "1000000", "--hidden-size", "16", "--batch-size", "2",
          "--seq-len", "8", "--no-progress", "--device", "cpu"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -103,3 +126,7 @@ def test_sigterm_to_the_launcher_stops_every_rank_after_the_same_step(book_slice
     assert step > 0
     assert stdout.count(f"stopped by SIGTERM at step {step}") == 1  # rank 0 reports, for both
     assert sorted(p.name for p in out.iterdir()) == ["last.pt"]
+    ranks = [json.loads((reports / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [r["step"] for r in ranks] == [step, step]  # every rank stopped after the saved step
+    assert [r["signal"] for r in ranks] == [signal.SIGTERM, signal.SIGTERM]
+    assert ranks[0]["weights"] == ranks[1]["weights"]  # the same replica: no rank took an extra step

@@ -6,6 +6,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from charrnn.checkpoint import load_checkpoint
 from charrnn.cli import main
 from charrnn.config import ModelConfig
 from charrnn.data import StreamBatches, split_train_val
@@ -33,14 +34,17 @@ def real_shapes(text: str, hidden: int, layers: int, batch: int, seq: int) -> di
     batches = StreamBatches(train_ids, batch, seq, full_windows=True)
     x, y = batches.window(0)
     seen = {}
-    model.lstm.register_forward_hook(lambda m, i, o: seen.update(one_hot=i[0], out=o[0], h=o[1][0], c=o[1][1]))
+    model.lstm.register_forward_hook(
+        lambda m, i, o: seen.update(one_hot=i[0], h0=i[1][0], c0=i[1][1], out=o[0], h=o[1][0], c=o[1][1])
+    )  # the initial state is the LSTM's input (i), the final state its output (o)
     model.head.register_forward_hook(lambda m, i, o: seen.update(head_in=i[0]))
     with torch.no_grad():
         logits, _ = model(x)
+    assert seen["c0"].shape == seen["h0"].shape and not seen["h0"].any()  # zeros, as the report says
     return {
         "text": (len(text),), "ids": ids.shape, "train ids": train_ids.shape,
         "streams": tuple(batches.inputs.shape), "x": tuple(x.shape), "one-hot(x)": tuple(seen["one_hot"].shape),
-        "initial h, c": tuple(seen["h"].shape), "LSTM output": tuple(seen["out"].shape),
+        "initial h, c": tuple(seen["h0"].shape), "LSTM output": tuple(seen["out"].shape),
         "final h": tuple(seen["h"].shape), "final c": tuple(seen["c"].shape),
         "reshape": tuple(seen["head_in"].shape), "logits": tuple(logits.shape), "y": tuple(y.shape),
         "y.reshape(-1)": tuple(y.reshape(-1).shape), "loss": (),
@@ -80,3 +84,52 @@ def test_explain_refuses_fresh_model_options_with_a_checkpoint(book_slice, tmp_p
     fake.write_bytes(b"")
     result = CliRunner().invoke(main, ["explain", str(book_slice), "--checkpoint", str(fake), "--hidden-size", "8"])
     assert result.exit_code == 2
+
+
+def test_explain_a_checkpoint_whose_training_config_lacks_what_it_needs(book_slice, tmp_path):
+    run = tmp_path / "run"
+    trained = CliRunner().invoke(main, [
+        "train", str(book_slice), "--out", str(run), "--max-steps", "1", "--hidden-size", "8",
+        "--batch-size", "3", "--seq-len", "6", "--no-progress",
+    ])  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    checkpoint = load_checkpoint(run / "last.pt")
+    checkpoint["train_config"] = {**checkpoint["train_config"], "warmup_steps": 100}  # a newer charrnn's key
+    odd = tmp_path / "odd.pt"
+    torch.save(checkpoint, odd)
+    result = CliRunner().invoke(main, ["explain", str(book_slice), "--checkpoint", str(odd)])
+    assert result.exit_code == 0, result.output  # unknown keys are ignored
+    assert printed_shapes(result.output)["x"] == (3, 6)
+
+    del checkpoint["train_config"]["seq_len"]
+    torch.save(checkpoint, odd)
+    result = CliRunner().invoke(main, ["explain", str(book_slice), "--checkpoint", str(odd)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip().endswith("has no seq_len: give --batch-size and --seq-len")
+    given = CliRunner().invoke(main, ["explain", str(book_slice), "--checkpoint", str(odd), "--seq-len", "5"])
+    assert given.exit_code == 0 and printed_shapes(given.output)["x"] == (3, 5)
+
+    del checkpoint["train_config"]["val_frac"]
+    torch.save(checkpoint, odd)
+    result = CliRunner().invoke(main, ["explain", str(book_slice), "--checkpoint", str(odd), "--seq-len", "5"])
+    assert result.exit_code == 1 and "has no val_frac: explain a fresh model (no --checkpoint)" in result.output
+
+
+def test_a_non_utf8_text_gets_advice_that_fits_explain(tmp_path):
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("caf\u00e9 ".encode("latin-1") * 400)
+    result = CliRunner().invoke(main, ["explain", str(latin1), "--hidden-size", "8"])
+    assert result.exit_code == 1
+    assert result.output.strip().endswith("latin1.txt is not valid UTF-8 (byte offset 3): convert it to UTF-8")
+    assert "--decode-errors" not in result.output
+
+
+def test_explain_shows_the_one_hot_tensor_for_a_large_vocabulary_too(tmp_path):
+    from charrnn.model import ONE_HOT_MAX_VOCAB
+
+    vocab_size = ONE_HOT_MAX_VOCAB + 10  # trained through the row lookup, explained as one-hot
+    book = tmp_path / "large.txt"
+    book.write_text("".join(chr(0x4E00 + i % vocab_size) for i in range(4000)), encoding="utf-8")
+    result = CliRunner().invoke(main, ["explain", str(book), "--hidden-size", "8", "--batch-size", "2", "--seq-len", "5"])
+    assert result.exit_code == 0, result.output
+    assert printed_shapes(result.output)["one-hot(x)"] == (2, 5, vocab_size)
