@@ -8,7 +8,9 @@ per-sample seeded draws, stop-text watch, text assembly). "minimal" is the sampl
 PyTorch char-RNNs write: one ``nn.LSTM`` call per character on a one-hot (N, 1, V) input, softmax
 with temperature, ``torch.multinomial``. Same weights (a 2 x 512 model on tinyshakespeare's 65
 characters; untrained: speed does not depend on the values), the same prime and length; the two
-are timed alternately, one whole generation each (A B A B ...).
+are timed alternately, one whole generation each (A B A B ...). "matrix multiplies alone" runs
+only the generation step's multiplies (one per layer and the head, same shapes and weights) as
+many times: the arithmetic floor on this machine, which no sampler of this model can beat in float32.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from interleave import interleave, print_ratio, print_table  # noqa: E402
 import charrnn  # noqa: E402
 from charrnn.config import ModelConfig, TrainConfig  # noqa: E402
 from charrnn.model import CharLSTM  # noqa: E402
+from charrnn.stepper import LSTMStepper  # noqa: E402
 from charrnn.trainer import start_run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +56,17 @@ def minimal_sample(model: CharLSTM, prime_ids: list[int], length: int, num_sampl
     return drawn
 
 
+@torch.inference_mode()
+def multiplies_alone(stepper: LSTMStepper, hidden_size: int, length: int, num_samples: int) -> None:
+    """Only the matrix multiplies of ``length`` generation steps for ``num_samples`` streams."""
+    h = torch.zeros(num_samples, hidden_size)
+    for _ in range(length):
+        torch.mm(h, stepper.first_hh)  # (N, H) x (H, 4H)
+        for weight, _ in stepper.upper:
+            torch.mm(torch.cat([h, h], dim=1), weight)  # (N, 2H) x (2H, 4H)
+        torch.mm(h, stepper.head_weight)  # (N, H) x (H, V)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter texts, fewer rounds (under 3 minutes)")
@@ -66,6 +80,8 @@ def main() -> None:
                         out_dir=Path(workdir) / "run", device="cpu", log=lambda message: None)  # fmt: skip
         model = charrnn.load(run.save("last.pt"), device="cpu")
     prime_ids = model.vocab.encode(PRIME).tolist()
+    with torch.inference_mode():
+        stepper = LSTMStepper(model.model)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.num_layers} x {args.hidden_size} LSTM, "
           f"V {len(model.vocab)}, prime {PRIME!r}, temperature {TEMPERATURE}")  # fmt: skip
     for num_samples, length in ((1, 1000 if args.quick else 3000), (16, 300 if args.quick else 1000)):
@@ -77,12 +93,16 @@ def main() -> None:
         def minimal(num_samples: int = num_samples, length: int = length) -> None:
             minimal_sample(model.model, prime_ids, length, num_samples, seed=1)
 
-        series = interleave([("charrnn generate", charrnn_generate, chars), ("minimal nn.LSTM sampler", minimal, chars)],
-                            rounds=rounds)  # fmt: skip
+        def floor(num_samples: int = num_samples, length: int = length) -> None:
+            multiplies_alone(stepper, args.hidden_size, length, num_samples)
+
+        series = interleave([("charrnn generate", charrnn_generate, chars), ("minimal nn.LSTM sampler", minimal, chars),
+                             ("matrix multiplies alone (floor)", floor, chars)], rounds=rounds)  # fmt: skip
         target = ">= 2,000 chars/s" if num_samples == 1 else ">= 15,000 chars/s in total"
         print_table(f"{num_samples} stream(s) x {length} characters; {rounds} rounds (target {target})", series,
                     "chars/s, all streams")  # fmt: skip
         print_ratio("charrnn / minimal", series[0], series[1])
+        print_ratio("charrnn / matrix multiplies alone", series[0], series[2])
 
 
 if __name__ == "__main__":

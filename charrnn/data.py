@@ -17,6 +17,7 @@ first (and the < B left over at the end) is predicted exactly once per pass.
 
 from __future__ import annotations
 
+import codecs
 import math
 import os
 from pathlib import Path
@@ -34,6 +35,12 @@ def read_text(path: str | os.PathLike, decode_errors: str = "strict") -> str:
     book saved on two systems gives the same characters. Empty files, files with NUL bytes
     (binary) and invalid UTF-8 are refused with a message; ``decode_errors="replace"`` turns
     undecodable bytes into U+FFFD instead.
+
+    The BOM and the line ends are dealt with in the bytes, before decoding, so a big book is held
+    at most as its bytes plus its text (or, for a moment, two copies of its bytes), never also as
+    a second, normalised copy of the text, which Python stores at up to 4 bytes per character.
+    That gives the same text: CR and LF are never part of a multi-byte character, and U+FFFD
+    never stands for either.
     """
     try:
         raw = Path(path).read_bytes()
@@ -41,21 +48,31 @@ def read_text(path: str | os.PathLike, decode_errors: str = "strict") -> str:
         raise CharRNNError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not raw:
         raise CharRNNError(f"{path} is empty: give a text file with some characters in it")
-    if b"\x00" in raw:
-        offset = raw.index(b"\x00")
-        raise CharRNNError(
-            f"{path} looks binary (NUL byte at offset {offset}): give a plain UTF-8 text file"
-        )
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise CharRNNError(f"{path} looks binary (NUL byte at offset {nul}): give a plain UTF-8 text file")
+    text_start = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
+    raw = raw.replace(b"\r\n", b"\n")  # the same object when there is no CRLF
     try:
-        text = raw.decode("utf-8", errors=decode_errors)
+        return str(memoryview(raw)[text_start:], "utf-8", decode_errors)  # a view: no copy of the bytes
+    except UnicodeDecodeError:
+        del raw  # room for reading the file again to find the offset
+    raise CharRNNError(
+        f"{path} is not valid UTF-8 (byte offset {_invalid_utf8_offset(path)}): convert it to UTF-8, "
+        "or pass --decode-errors replace to replace undecodable bytes"
+    )
+
+
+def _invalid_utf8_offset(path: str | os.PathLike) -> int | str:
+    """Where the file stops being UTF-8, found in the file as it is on disk: the text that failed
+    to decode had lost its BOM and the CR of each CRLF, so its offsets are not the file's."""
+    try:
+        Path(path).read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise CharRNNError(
-            f"{path} is not valid UTF-8 (byte offset {exc.start}): convert it to UTF-8, "
-            "or pass --decode-errors replace to replace undecodable bytes"
-        ) from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    return text.replace("\r\n", "\n")
+        return exc.start
+    except OSError:
+        pass
+    return "unknown: the file changed while it was read"
 
 
 def split_train_val(ids: np.ndarray, val_frac: float) -> tuple[np.ndarray, np.ndarray]:

@@ -76,11 +76,13 @@ def next_ids(logits: torch.Tensor, sampling: Sampling, generators: Sequence[torc
     if sampling.greedy:
         return logits.argmax(dim=-1)
     scaled = (logits.float() - logits.max(dim=-1, keepdim=True).values) / sampling.temperature  # (N, V)
-    probs = torch.softmax(filter_logits(scaled, sampling.top_k, sampling.top_p), dim=-1)  # (N, V)
-    uniforms = torch.cat([torch.rand(1, generator=g, device=logits.device) for g in generators])  # (N,)
-    # Inverse-CDF draw: the first id whose cumulative probability exceeds the row's uniform
-    # (scaled by the row's total, which rounding can leave a hair under 1).
-    cumulative = probs.cumsum(dim=-1)  # (N, V)
+    # Unnormalised probabilities: every value is in [0, 1] (the best is exp(0) = 1), and the
+    # draw below scales by the row's total instead of dividing every entry by it.
+    weights = filter_logits(scaled, sampling.top_k, sampling.top_p).exp()  # (N, V)
+    uniforms = [torch.rand(1, generator=g, device=logits.device) for g in generators]
+    uniforms = uniforms[0] if len(uniforms) == 1 else torch.cat(uniforms)  # (N,)
+    # Inverse-CDF draw: the first id whose cumulative weight exceeds uniform x the row's total.
+    cumulative = weights.cumsum(dim=-1)  # (N, V)
     return (cumulative <= uniforms[:, None] * cumulative[:, -1:]).sum(dim=-1)  # (N,)
 
 

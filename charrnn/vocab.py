@@ -2,7 +2,8 @@
 
 The vocabulary is the sorted set of distinct characters of the training text. Ids are kept in the
 smallest integer dtype that holds them (uint8 for a typical English book), and encoding is
-vectorised through a code-point lookup table, so a 100 MB book costs about its own size in ids.
+vectorised through a code-point lookup table, a chunk at a time, so a 100 MB book costs about its
+own size in ids and a few small temporary arrays.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 
 from charrnn.errors import CharRNNError
 
-# Characters encoded per chunk: bounds the temporary UTF-32 copy to 16 MB whatever the text size.
+# Characters encoded per chunk: bounds the temporary code-point arrays (16 MB at most) whatever the text size.
 _CHUNK_CHARS = 4 * 1024 * 1024
 _NUM_CODE_POINTS = 0x110000  # U+0000 .. U+10FFFF
 
@@ -34,10 +35,14 @@ class UnknownCharactersError(CharRNNError):
 
 
 def _code_points(text: str) -> Iterable[np.ndarray]:
-    """Yield the text's Unicode code points as uint32 arrays, one chunk at a time."""
+    """Yield the text's Unicode code points one chunk at a time: uint8 for an ASCII chunk (a quarter
+    of the memory and several times faster than UTF-32), uint32 otherwise."""
     for start in range(0, len(text), _CHUNK_CHARS):
         chunk = text[start : start + _CHUNK_CHARS]
-        yield np.frombuffer(chunk.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        if chunk.isascii():  # O(1): Python keeps the flag
+            yield np.frombuffer(chunk.encode("ascii"), dtype=np.uint8)
+        else:
+            yield np.frombuffer(chunk.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 
 def id_dtype(vocab_size: int) -> np.dtype:
@@ -63,9 +68,11 @@ class Vocab:
         self.chars = chars
         self.dtype = id_dtype(len(chars))
         code_points = np.array([ord(c) for c in chars], dtype=np.int64)
-        # table[code point] = id, or -1; the extra last slot catches every larger code point.
-        self._table = np.full(int(code_points[-1]) + 2, -1, dtype=np.int32)
-        self._table[code_points] = np.arange(len(chars), dtype=np.int32)
+        # table[code point] = id, or -1; the extra last slot catches every larger code point. Signed
+        # for the -1, and no wider than needed: the lookup's output is the size of a chunk.
+        table_dtype = np.int16 if len(chars) <= 1 << 15 else np.int32
+        self._table = np.full(int(code_points[-1]) + 2, -1, dtype=table_dtype)
+        self._table[code_points] = np.arange(len(chars), dtype=table_dtype)
         self._char_array = np.array(chars, dtype=object)
 
     @classmethod
@@ -73,7 +80,8 @@ class Vocab:
         """The sorted distinct characters of ``text``, found without a Python-level loop."""
         seen = np.zeros(_NUM_CODE_POINTS, dtype=bool)  # one flag per Unicode code point
         for code_points in _code_points(text):
-            seen[code_points] = True
+            counts = np.bincount(code_points)  # faster than seen[code_points] = True
+            seen[: counts.size] |= counts > 0
         return cls([chr(cp) for cp in np.flatnonzero(seen)])
 
     def __len__(self) -> int:
@@ -87,7 +95,7 @@ class Vocab:
 
     def _lookup(self, code_points: np.ndarray) -> np.ndarray:
         """Ids for an array of code points; -1 where a character is not in the vocabulary."""
-        return self._table[np.minimum(code_points, len(self._table) - 1)]
+        return np.take(self._table, code_points, mode="clip")  # larger code points: the last slot, -1
 
     def unknown_chars(self, text: str) -> list[str]:
         """The distinct characters of ``text`` that are not in the vocabulary, sorted."""
@@ -101,8 +109,7 @@ class Vocab:
         unknown = self.unknown_chars(text)
         if not unknown:
             return text, []
-        dropped = set(unknown)
-        return "".join(c for c in text if c not in dropped), unknown
+        return text.translate(dict.fromkeys(map(ord, unknown))), unknown  # in C, not a loop per character
 
     def encode(self, text: str, what: str = "text") -> np.ndarray:
         """Label-encode ``text`` to a 1-D array of ids (dtype ``self.dtype``).

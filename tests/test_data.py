@@ -78,3 +78,60 @@ def test_read_text_refuses_empty_binary_and_non_utf8_files(tmp_path):
     with pytest.raises(CharRNNError, match="not valid UTF-8 .byte offset 3"):
         read_text(latin1)
     assert read_text(latin1, decode_errors="replace") == "caf\ufffd au lait"
+
+
+def read_whole(raw: bytes, decode_errors: str) -> str:
+    """The obvious reading that read_text must match: decode it all, drop a BOM, replace CRLF."""
+    text = raw.decode("utf-8", errors=decode_errors)
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return text.replace("\r\n", "\n")
+
+
+# Pieces of files that meet at awkward places: CR/LF next to cut, invalid and multi-byte characters.
+FRAGMENTS = [b"a", b"\r", b"\n", b"\r\n", "\ufeff".encode(), "\u00e9".encode(), "\u4e2d".encode(),
+             "\U0001f642".encode(), b"\xff", b"\xe4", b"\xb8", b"\xf0\x9f", b"\xed\xa0\x80", b"\xc3"]  # fmt: skip
+
+
+def test_read_text_gives_the_text_and_errors_of_decoding_the_whole_file_then_normalising(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "book.txt"
+    for _ in range(600):
+        raw = b"".join(FRAGMENTS[i] for i in rng.integers(len(FRAGMENTS), size=rng.integers(1, 12)))
+        path.write_bytes(raw)
+        assert read_text(path, decode_errors="replace") == read_whole(raw, "replace"), raw
+        try:
+            expected = read_whole(raw, "strict")
+        except UnicodeDecodeError as exc:
+            with pytest.raises(CharRNNError, match=rf"not valid UTF-8 \(byte offset {exc.start}\)"):
+                read_text(path)
+        else:
+            assert read_text(path) == expected, raw
+
+
+def test_invalid_utf8_offset_is_the_files_own_after_a_bom_and_crlf_line_ends(tmp_path):
+    path = tmp_path / "book.txt"
+    path.write_bytes(b"\xef\xbb\xbfab\r\ncd\r\n\r\n\xffef")
+    with pytest.raises(CharRNNError, match=r"byte offset 13\)"):
+        read_text(path)
+    assert read_text(path, decode_errors="replace") == "ab\ncd\n\n\ufffdef"
+
+
+def test_read_text_keeps_lone_carriage_returns_and_only_a_leading_bom(tmp_path):
+    path = tmp_path / "book.txt"
+    path.write_bytes("\ufeff\ufeffa\rb\r\r\nc\n\rd\r".encode("utf-8"))
+    assert read_text(path) == "\ufeffa\rb\r\nc\n\rd\r"
+
+
+def test_a_nul_byte_makes_a_file_binary_even_after_invalid_utf8(tmp_path):
+    path = tmp_path / "mixed.bin"
+    path.write_bytes(b"ab\xffcd\x00ef")
+    with pytest.raises(CharRNNError, match="binary .NUL byte at offset 5"):
+        read_text(path)
+
+
+def test_read_text_says_a_file_it_cannot_read(tmp_path):
+    with pytest.raises(CharRNNError, match="cannot read .*missing.txt"):
+        read_text(tmp_path / "missing.txt")
+    with pytest.raises(CharRNNError, match="cannot read"):
+        read_text(tmp_path)

@@ -63,3 +63,42 @@ def test_vocabulary_must_be_sorted_single_characters():
     for bad in (["b", "a"], ["ab"], ["a", "a"], []):
         with pytest.raises(CharRNNError):
             Vocab(bad)
+
+
+@pytest.mark.parametrize(
+    ("vocab_size", "dtype"),
+    [(1, np.uint8), (256, np.uint8), (257, np.int16), (1 << 15, np.int16), ((1 << 15) + 1, np.int32)],
+)
+def test_ids_are_the_smallest_dtype_that_holds_the_vocabulary_at_its_limits(vocab_size, dtype):
+    chars = [chr(0x20 + i) for i in range(vocab_size)]  # ASCII first, then wider characters
+    vocab = Vocab(chars)
+    ids = vocab.encode(chars[-1] + chars[0] + chars[-1])
+    assert ids.dtype == dtype
+    assert ids.tolist() == [vocab_size - 1, 0, vocab_size - 1]
+
+
+def test_unknown_characters_are_found_in_ascii_and_wide_chunks_inside_and_beyond_the_table(monkeypatch):
+    monkeypatch.setattr(vocab_module, "_CHUNK_CHARS", 4)
+    cjk_vocab = Vocab.from_text("春眠不覺曉abc")  # a long lookup table, ids in int16
+    with pytest.raises(UnknownCharactersError) as info:
+        cjk_vocab.encode("abcabcZ春眠")  # 'Z' lies inside the table, in an ASCII chunk
+    assert info.value.unknown == ("Z",)
+    gap_vocab = Vocab.from_text("ac")  # 'b' is a hole in a short table, '中' lies beyond it
+    with pytest.raises(UnknownCharactersError) as info:
+        gap_vocab.encode("acacb\u4e2d")
+    assert info.value.unknown == ("b", "\u4e2d")
+
+
+def test_vocabulary_of_text_mixing_ascii_and_wide_chunks(monkeypatch):
+    monkeypatch.setattr(vocab_module, "_CHUNK_CHARS", 3)
+    text = "abc" * 3 + "春眠不覺曉" + "xyz" + "\U0001f642\n"
+    vocab = Vocab.from_text(text)
+    assert vocab.chars == tuple(sorted(set(text)))
+    assert vocab.decode(vocab.encode(text)) == text
+
+
+def test_without_unknown_drops_exactly_the_unknown_characters():
+    vocab = Vocab.from_text("abc ")
+    kept, unknown = vocab.without_unknown("a\u2603b c\U0001f642a\u2603")
+    assert kept == "ab ca" and unknown == ["\u2603", "\U0001f642"]
+    assert vocab.without_unknown("cab") == ("cab", [])
