@@ -69,12 +69,13 @@ def make_minimal(loop: TrainLoop) -> MinimalLoop:
 def peak_rss_mb(text: Path, setup: str) -> float:
     """Peak RSS (MB) of a fresh process that builds ``setup`` on ``text`` and trains 5 steps."""
     code = (
-        "import resource, sys, tempfile; sys.path.insert(0, sys.argv[1]); from pathlib import Path\n"
+        "import sys, tempfile; sys.path.insert(0, sys.argv[1]); from pathlib import Path\n"
         "import large_vocab as lv\n"
         "loop = lv.make_loop(Path(sys.argv[2]), Path(tempfile.mkdtemp()) / 'run', None if sys.argv[3] == 'charrnn' else 'one-hot')\n"
         "step = lv.make_minimal(loop).step if sys.argv[3] == 'minimal' else loop.step\n"
         "for _ in range(5): step()\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"  # KB on Linux
+        # VmHWM, not ru_maxrss: a child's ru_maxrss starts from its parent's peak.
+        "print([line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')][0])\n"  # kB
     )
     done = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent), str(text), setup],
                           check=True, capture_output=True, text=True)  # fmt: skip

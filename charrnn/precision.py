@@ -46,12 +46,29 @@ class Precision:
         return torch.amp.GradScaler(self.device_type, enabled=self.scales_loss)
 
 
-def resolve_precision(name: str, device: torch.device, *, cuda_bf16: bool | None = None) -> Precision:
+def cpu_runs_bf16_lstm() -> bool:
+    """Whether this CPU can run an LSTM under bf16 autocast.
+
+    oneDNN's bf16 LSTM needs AVX512 (an AVX2-only CPU refuses to build it), so ask by running a
+    tiny one rather than reading CPU flags.
+    """
+    lstm = torch.nn.LSTM(4, 4)
+    try:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            lstm(torch.zeros(1, 1, 4))
+    except RuntimeError:
+        return False
+    return True
+
+
+def resolve_precision(
+    name: str, device: torch.device, *, cuda_bf16: bool | None = None, cpu_bf16: bool | None = None
+) -> Precision:
     """The precision to train with on ``device``.
 
     ``auto`` is bf16 on a CUDA GPU that supports it (fp16 on older ones) and fp32 elsewhere:
     on a CPU without bf16 units 16-bit autocast is slower, and fp32 keeps exact resume simple.
-    ``cuda_bf16`` overrides the GPU query (tests run without a GPU).
+    ``cuda_bf16`` and ``cpu_bf16`` override the hardware queries (for tests).
     """
     if name not in PRECISION_CHOICES:
         raise CharRNNError(f"unknown precision {name!r}: choose one of {', '.join(PRECISION_CHOICES)}")
@@ -62,4 +79,6 @@ def resolve_precision(name: str, device: torch.device, *, cuda_bf16: bool | None
         return Precision("bf16" if supported else "fp16", device.type)
     if name == "fp16" and device.type != "cuda":
         raise CharRNNError(f"--precision fp16 needs a CUDA GPU (the {device.type} has no fp16 LSTM): use bf16 or fp32")
+    if name == "bf16" and device.type == "cpu" and not (cpu_runs_bf16_lstm() if cpu_bf16 is None else cpu_bf16):
+        raise CharRNNError("--precision bf16 needs a CPU with AVX512 (this one cannot run a bf16 LSTM): use fp32")
     return Precision(name, device.type)

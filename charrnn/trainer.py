@@ -341,6 +341,7 @@ def _build_run(
     ``train_config.batch_size`` is the run's total number of streams; each process trains on
     its own equal share of them.
     """
+    resolve_precision(train_config.precision, device)  # refuse an impossible choice before reading or writing
     text = read_text(text_path, train_config.decode_errors)
     if vocab is None:
         vocab = Vocab.from_text(text)

@@ -7,7 +7,7 @@ import torch
 
 from charrnn.checkpoint import load_checkpoint
 from charrnn.errors import CharRNNError
-from charrnn.precision import resolve_precision
+from charrnn.precision import cpu_runs_bf16_lstm, resolve_precision
 from charrnn.trainer import fit, resume_run, start_run
 from conftest import quiet
 
@@ -24,7 +24,7 @@ def test_auto_is_fp32_on_the_cpu_and_16_bit_on_a_gpu():
 def test_only_fp16_gets_a_loss_scaler():
     assert resolve_precision("fp16", CUDA).scales_loss
     assert not resolve_precision("bf16", CUDA).scales_loss
-    assert not resolve_precision("bf16", CPU).grad_scaler().is_enabled()
+    assert not resolve_precision("bf16", CPU, cpu_bf16=True).grad_scaler().is_enabled()
     assert not resolve_precision("fp32", CPU).grad_scaler().is_enabled()
 
 
@@ -35,6 +35,30 @@ def test_fp16_on_the_cpu_and_unknown_names_are_refused():
         resolve_precision("fp8", CPU)
 
 
+def test_bf16_on_a_cpu_that_cannot_run_it_is_refused_before_anything_is_written(book_slice, tmp_path, tiny_model,
+                                                                                tiny_train):  # fmt: skip
+    assert resolve_precision("bf16", CPU, cpu_bf16=True).name == "bf16"
+    with pytest.raises(CharRNNError, match="bf16 needs a CPU with AVX512"):
+        resolve_precision("bf16", CPU, cpu_bf16=False)
+    # The real query agrees with what this CPU does under bf16 autocast.
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        try:
+            torch.nn.LSTM(3, 3)(torch.ones(2, 1, 3))
+            runs = True
+        except RuntimeError:
+            runs = False
+    assert cpu_runs_bf16_lstm() == runs
+    if not runs:
+        config = dataclasses.replace(tiny_train, precision="bf16")
+        with pytest.raises(CharRNNError, match="bf16 needs a CPU"):
+            start_run(book_slice, tiny_model, config, out_dir=tmp_path / "run", device="cpu", log=quiet)
+        assert not (tmp_path / "run").exists()
+
+
+# oneDNN's bf16 LSTM needs AVX512; with oneDNN off, PyTorch's own kernels run bf16 autocast on any
+# CPU, which is what these tests need: the trainer's handling of autocast is the same either way.
+@torch.backends.mkldnn.flags(enabled=False)
+@pytest.mark.filterwarnings("ignore:TF32 acceleration")  # said by torch whenever oneDNN flags are set
 def test_bf16_autocast_trains_and_keeps_float32_weights_and_state(book_slice, tmp_path, tiny_model, tiny_train):
     config = dataclasses.replace(tiny_train, precision="bf16", max_steps=4)
     run = start_run(book_slice, tiny_model, config, out_dir=tmp_path / "run", device="cpu", log=quiet)
@@ -49,6 +73,8 @@ def test_bf16_autocast_trains_and_keeps_float32_weights_and_state(book_slice, tm
     assert saved["train_config"]["precision"] == "bf16" and saved["last_val_loss"] < 5
 
 
+@torch.backends.mkldnn.flags(enabled=False)
+@pytest.mark.filterwarnings("ignore:TF32 acceleration")  # said by torch whenever oneDNN flags are set
 def test_stop_and_resume_is_bit_identical_under_bf16(book_slice, tmp_path, tiny_model, tiny_train):
     config = dataclasses.replace(tiny_train, precision="bf16", max_steps=6, eval_every=3, save_every=3)
     straight = start_run(book_slice, tiny_model, config, out_dir=tmp_path / "a", device="cpu", log=quiet)
