@@ -58,13 +58,15 @@ def minimal_sample(model: CharLSTM, prime_ids: list[int], length: int, num_sampl
 
 @torch.inference_mode()
 def multiplies_alone(stepper: LSTMStepper, hidden_size: int, length: int, num_samples: int) -> None:
-    """Only the matrix multiplies of ``length`` generation steps for ``num_samples`` streams."""
+    """Only the matrix multiplies of ``length`` generation steps for ``num_samples`` streams,
+    laid out as the stepper lays them out."""
     h = torch.zeros(num_samples, hidden_size)
+    gates = torch.zeros(4 * hidden_size)
     for _ in range(length):
-        torch.mm(h, stepper.first_hh)  # (N, H) x (H, 4H)
-        for weight, _ in stepper.upper:
-            torch.mm(torch.cat([h, h], dim=1), weight)  # (N, 2H) x (2H, 4H)
-        torch.mm(h, stepper.head_weight)  # (N, H) x (H, V)
+        stepper.first_hh(h, gates)  # (N, H) x (H, 4H)
+        for projection, _ in stepper.upper:
+            projection(torch.cat([h, h], dim=1), gates)  # (N, 2H) x (2H, 4H)
+        stepper.head(h, stepper.head_bias)  # (N, H) x (H, V)
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from charrnn.config import ModelConfig
 from charrnn.model import CharLSTM, count_parameters, detach
 from charrnn.reference import ReferenceLSTM
+from charrnn.stepper import WIDE_BATCH, LSTMStepper
 
 V, H, L, B, T = 11, 16, 2, 3, 7
 
@@ -127,14 +128,20 @@ def test_the_lookup_path_applies_dropout_between_layers_only_in_training():
     assert not torch.equal(model(ids)[0], model(ids)[0])
 
 
-def test_the_generation_step_matches_the_model_forward():
-    from charrnn.stepper import LSTMStepper
-
+@pytest.mark.parametrize("streams", [1, 3, WIDE_BATCH + 1])  # the split multiply, and W xᵀ from WIDE_BATCH on
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_generation_step_matches_the_model_forward(streams, threads):
     model = make_model(dtype=torch.float64).eval()
-    stepper = LSTMStepper(model)
-    state = tuple(torch.randn(L, B, H, dtype=torch.float64) for _ in range(2))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)  # the weights are split into one block per thread
+    try:
+        stepper = LSTMStepper(model)
+    finally:
+        torch.set_num_threads(before)
+    assert stepper.first_hh.parts == threads
+    state = tuple(torch.randn(L, streams, H, dtype=torch.float64) for _ in range(2))
     step_state = state
-    ids = torch.randint(0, V, (B, T))
+    ids = torch.randint(0, V, (streams, T))
     for t in range(T):
         expected, state = model(ids[:, t : t + 1], state)  # (B, V)
         logits, step_state = stepper.step(ids[:, t], step_state)

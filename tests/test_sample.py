@@ -14,7 +14,7 @@ from charrnn.sample import (
     next_ids,
     stream_samples,
 )
-from charrnn.stepper import LSTMStepper
+from charrnn.stepper import WIDE_BATCH, LSTMStepper
 from charrnn.vocab import UnknownCharactersError, Vocab
 
 VOCAB = Vocab.from_text("abcdefghijklmnopqrstuvwxyz ,.\n")
@@ -143,6 +143,7 @@ def test_a_batch_is_one_forward_per_step(monkeypatch):
 
 @pytest.mark.parametrize("sampling, num_samples", [
     (Sampling(), 1), (Sampling(temperature=1.3, top_k=5), 3), (Sampling(temperature=0.6, top_p=0.9), 2),
+    (Sampling(temperature=0.9), WIDE_BATCH),  # the stepper's other layout
 ])  # fmt: skip
 def test_the_fast_step_gives_the_same_text_as_nn_lstm(sampling, num_samples):
     model = make_model()
