@@ -27,6 +27,7 @@ from charrnn.errors import CharRNNError
 from charrnn.explain import explain_text, render
 from charrnn.precision import PRECISION_CHOICES
 from charrnn.sample import collect
+from charrnn.schedule import SCHEDULES
 from charrnn.trainer import fit, resume_run, start_run
 
 BUNDLED_BOOK = Path("corpora") / "tinyshakespeare.txt"
@@ -117,6 +118,18 @@ _TRAIN_OPTIONS = tuple(field.name for field in dataclasses.fields(TrainConfig)) 
               show_default="none", help="Stop at this step, counted from the run's start (across resumes).")
 @click.option("--max-epochs", type=click.IntRange(min=1), default=default_of(TrainConfig, "max_epochs"),
               help="Stop after this many passes over the training split (whichever limit comes first).")
+@click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), callback=_finite,
+              default=default_of(TrainConfig, "time_limit"), show_default="none", metavar="MINUTES",
+              help="Stop when training time (summed over resumes) reaches this, the final validation and save included.")
+@click.option("--lr-schedule", type=click.Choice(SCHEDULES), default=default_of(TrainConfig, "lr_schedule"),
+              help="Learning rate over the run: warm-up, then cosine or linear decay to --min-lr-ratio x --lr "
+                   "(driven by steps, or by time when --time-limit comes first), or constant.")
+@click.option("--warmup-steps", type=click.IntRange(min=0), default=default_of(TrainConfig, "warmup_steps"),
+              help="Steps of linear warm-up before a decaying schedule.")
+@click.option("--min-lr-ratio", type=click.FloatRange(0, 1), callback=_finite,
+              default=default_of(TrainConfig, "min_lr_ratio"), help="Where a decaying schedule ends, as a fraction of --lr.")
+@click.option("--patience", type=click.IntRange(min=1), default=default_of(TrainConfig, "patience"), show_default="off",
+              help="Stop after this many validations in a row without a new best.")
 @click.option("--eval-every", type=click.IntRange(min=1), default=default_of(TrainConfig, "eval_every"),
               help="Steps between validations over the whole val split (saves best.pt when it improves).")
 @click.option("--save-every", type=click.IntRange(min=1), default=default_of(TrainConfig, "save_every"),

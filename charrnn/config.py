@@ -41,6 +41,13 @@ class TrainConfig:
     grad_clip: float = 5.0  # max global gradient norm; 0 disables clipping
     max_steps: int | None = None  # stop after this many steps since the run began
     max_epochs: int | None = 8  # stop after this many passes over the training split
+    # Stop when training time (summed over resumes) would pass this many minutes, the final
+    # validation and checkpoint included.
+    time_limit: float | None = None
+    lr_schedule: str = "constant"  # "cosine" or "linear" decay to min_lr_ratio · lr, or "constant"
+    warmup_steps: int = 0  # steps of linear warm-up before a decaying schedule
+    min_lr_ratio: float = 0.1  # the decay's floor, as a fraction of lr
+    patience: int | None = None  # stop after this many validations in a row without a new best
     eval_every: int = 200  # steps between validations over the whole val split
     save_every: int = 200  # steps between writes of last.pt
     # "auto": bf16 autocast on a CUDA GPU (fp16 on GPUs without bf16), fp32 elsewhere.

@@ -34,8 +34,10 @@ from charrnn.devices import resolve_device
 from charrnn.distributed import Distributed
 from charrnn.errors import CharRNNError
 from charrnn.evaluate import loss_sum
+from charrnn.metrics import append_row
 from charrnn.model import CharLSTM, State, count_parameters, detach
 from charrnn.precision import Precision, resolve_precision
+from charrnn.schedule import fraction_done, learning_rate
 from charrnn.vocab import UnknownCharactersError, Vocab
 
 Log = Callable[[str], None]
@@ -112,6 +114,9 @@ class TrainingRun:
         self._finite = torch.ones((), dtype=torch.bool, device=device)
         self._checked_step = 0  # the last step known to be finite
         self.progress = Progress()
+        # Training seconds the schedule and the time limit go by: the same on every process
+        # (under torchrun, the processes agree on it; see TrainLoop).
+        self.agreed_seconds = 0.0
         self.best_val_loss: float | None = None
         self.last_val_loss: float | None = None
         self.metrics: list[dict[str, Any]] = []
@@ -124,6 +129,8 @@ class TrainingRun:
         The loss comes back as a 0-dim tensor on the device: turning it into a number would make
         the host wait for a GPU, so callers read losses in bulk, now and then.
         """
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate()
         x, y = self.train_batches.window(self.progress.window)  # (B, T) each
         with self.precision.autocast():
             logits, state = self.trained_model(x, self.state)  # (B·T, V)
@@ -157,6 +164,18 @@ class TrainingRun:
             self.state = self.model.init_state(self.train_batches.batch_size)
         return loss.detach()
 
+    @property
+    def time_limit_seconds(self) -> float | None:
+        limit = self.train_config.time_limit
+        return None if limit is None else limit * 60
+
+    def learning_rate(self) -> float:
+        """The schedule's rate for the next step."""
+        config = self.train_config
+        done = fraction_done(self.progress.step, self.total_steps(), self.agreed_seconds, self.time_limit_seconds)
+        return learning_rate(config.lr_schedule, config.lr, self.progress.step, done,
+                             warmup_steps=config.warmup_steps, min_lr_ratio=config.min_lr_ratio)  # fmt: skip
+
     def check_finite(self) -> None:
         """Raise if any step since the last check had a non-finite loss or gradient.
 
@@ -173,8 +192,8 @@ class TrainingRun:
             "Resume from last.pt with a lower --lr"
         )
 
-    def validate(self, train_loss: float) -> bool:
-        """Score the whole val split, add a metrics row, and save best.pt if it improved.
+    def validate(self, train_loss: float, chars_per_second: float | None = None) -> bool:
+        """Score the whole val split, add a metrics row (and to metrics.csv), save best.pt if it improved.
 
         ``train_loss`` is the mean training loss since the last validation. Returns whether the
         validation loss is a new best.
@@ -189,8 +208,10 @@ class TrainingRun:
         self.metrics.append({
             "step": progress.step, "epoch": progress.epoch, "chars_seen": progress.chars_seen,
             "elapsed_seconds": round(progress.elapsed_seconds, 3), "train_loss": train_loss,
-            "val_loss": val_loss, "lr": self.optimizer.param_groups[0]["lr"],
+            "val_loss": val_loss, "lr": self.optimizer.param_groups[0]["lr"], "chars_per_second": chars_per_second,
         })  # fmt: skip
+        if self.dist.is_main:
+            append_row(self.out_dir, self.metrics[-1])
         improved = self.best_val_loss is None or val_loss < self.best_val_loss
         if improved:
             self.best_val_loss = val_loss
@@ -272,6 +293,7 @@ class TrainingRun:
         self.best_val_loss = checkpoint["best_val_loss"]
         self.last_val_loss = checkpoint["last_val_loss"]
         self.metrics = list(checkpoint["metrics"])
+        self.agreed_seconds = self.progress.elapsed_seconds
         rng = checkpoint["rng"]
         torch_states, cuda_states = _rng_states(rng.get("torch")), _rng_states(rng.get("cuda"))
         exact = len(torch_states) == self.dist.world_size  # same number of processes as saved
@@ -591,6 +613,11 @@ class TrainLoop:
         self.bar = bar
         self.log = log
         self.end_step = run.total_steps()
+        self.ended_early: str | None = None  # why the run ended before end_step: "time limit", "patience"
+        # Processes agree on the clock every step on the CPU; on a GPU that read waits for the
+        # queued work, so there every few steps.
+        self.agree_every = 1 if run.device.type == "cpu" else 8
+        self._finish_seconds: float | None = None  # the longest validation + save seen: kept in reserve
         self.chars_per_step = run.train_config.batch_size * run.train_config.seq_len  # over all processes
         self.saved_at: int | None = None
         self._started = time.perf_counter()
@@ -598,11 +625,13 @@ class TrainLoop:
         self._loss_sum = torch.zeros((), device=run.device)  # training losses since the last validation
         self._loss_count = 0
         self._train_seconds = 0.0  # time in training steps (validation and saves excluded)
+        self._steps_here = 0  # steps taken by this loop (this session)
+        self._train_seconds_at_validation = 0.0
         self._shown = (self._started, 0.0, 0, 0.0)  # at the bar's last refresh: time, loss sum, count, train seconds
 
     @property
     def done(self) -> bool:
-        return self.run.progress.step >= self.end_step
+        return self.run.progress.step >= self.end_step or self.ended_early is not None
 
     def step(self) -> None:
         run, config, progress = self.run, self.run.train_config, self.run.progress
@@ -610,17 +639,51 @@ class TrainLoop:
         self._loss_sum += run.train_step()
         now = time.perf_counter()
         self._loss_count += 1
+        self._steps_here += 1
         self._train_seconds += now - step_started
         progress.elapsed_seconds = self._elapsed_before + now - self._started
         self.bar.update(1)
         if not self.bar.disable and now - self._shown[0] >= self.refresh_seconds:
             self._refresh_bar(now)
-        at_end = progress.step == self.end_step
+        if progress.step % self.agree_every == 0 or progress.step == self.end_step:
+            run.agreed_seconds = run.dist.max(round(progress.elapsed_seconds * 1000), run.device) / 1000
+            if run.time_limit_seconds is not None and self._time_is_up():
+                self.ended_early = "time limit"
+        at_end = progress.step == self.end_step or self.ended_early is not None
+        finish_started = time.perf_counter()
         if progress.step % config.eval_every == 0 or at_end:
             self._validate()
+            if config.patience is not None and not at_end and validations_since_best(run.metrics) >= config.patience:
+                self.ended_early = "patience"
+                at_end = True
         if progress.step % config.save_every == 0 or at_end:
             run.save("last.pt")
             self.saved_at = progress.step
+        finished = time.perf_counter() - finish_started
+        self._finish_seconds = max(self._finish_seconds or 0.0, finished)
+        if at_end and self.ended_early:
+            self.log(self._ended_early_message())
+
+    def _time_is_up(self) -> bool:
+        """Whether one more stretch of steps, then the final validation and save, would pass the limit.
+
+        Every process must decide alike, so the decision is agreed (the largest wins).
+        """
+        run = self.run
+        step_seconds = self._train_seconds / max(1, self._steps_here)
+        reserve = self._finish_seconds if self._finish_seconds else (
+            run.val_batches.num_windows * step_seconds / 2 + 1.0  # no validation timed yet: a guess
+        )  # fmt: skip
+        up = run.agreed_seconds + self.agree_every * step_seconds + reserve >= run.time_limit_seconds
+        return bool(run.dist.max(int(up), run.device))
+
+    def _ended_early_message(self) -> str:
+        run = self.run
+        if self.ended_early == "patience":
+            return (f"stopping at step {run.progress.step}: no new best validation loss in "
+                    f"{run.train_config.patience} validations (--patience)")  # fmt: skip
+        minutes = run.progress.elapsed_seconds / 60
+        return f"stopping at step {run.progress.step}: the time limit of {run.train_config.time_limit:g} min is reached ({minutes:.1f} min trained)"
 
     def _refresh_bar(self, now: float) -> None:
         """Mean loss and chars/s over the steps since the last refresh (one read of the device)."""
@@ -631,14 +694,22 @@ class TrainLoop:
             rate = self.chars_per_step * (self._loss_count - shown_count) / (self._train_seconds - shown_seconds)
             val = "-" if self.run.last_val_loss is None else f"{self.run.last_val_loss:.3f}"
             self.bar.set_postfix_str(f"loss={loss:.3f} val={val} chars/s={rate:,.0f}", refresh=False)
+            limit = self.run.time_limit_seconds
+            if limit is not None:  # the bar's end (and so its ETA) is where the time runs out
+                step_seconds = self._train_seconds / self._steps_here
+                left = limit - self.run.progress.elapsed_seconds - (self._finish_seconds or 0.0)
+                self.bar.total = min(self.end_step, self.run.progress.step + max(0, int(left / step_seconds)))
         self._shown = (now, loss_sum, self._loss_count, self._train_seconds)
 
     def _validate(self) -> None:
         train_loss = self._loss_sum.item() / self._loss_count
+        seconds = self._train_seconds - self._train_seconds_at_validation
+        chars_per_second = self.chars_per_step * self._loss_count / seconds if seconds > 0 else None
+        self._train_seconds_at_validation = self._train_seconds
         self._loss_sum.zero_()
         self._loss_count = 0
         self._shown = (self._shown[0], 0.0, 0, self._train_seconds)
-        improved = self.run.validate(train_loss=train_loss)
+        improved = self.run.validate(train_loss=train_loss, chars_per_second=chars_per_second)
         row = self.run.metrics[-1]
         minutes, seconds = divmod(int(row["elapsed_seconds"]), 60)
         self.log(
@@ -646,6 +717,15 @@ class TrainLoop:
             f"val loss {row['val_loss']:.4f} ({row['val_loss'] / math.log(2):.3f} bits/char)"
             + (" *best*" if improved else "")
         )
+
+
+def validations_since_best(metrics: list[dict[str, Any]]) -> int:
+    """How many validations have gone by since the best one (0 when the last is the best)."""
+    losses = [row["val_loss"] for row in metrics]
+    if not losses:
+        return 0
+    best_index = min(range(len(losses)), key=lambda index: (losses[index], index))
+    return len(losses) - 1 - best_index
 
 
 def progress_bar_for(run: TrainingRun, enabled: bool = True) -> tqdm:
@@ -668,17 +748,21 @@ def fit(run: TrainingRun, *, log: Log = log_to_stdout, progress_bar: bool = True
     if progress.step >= end_step:
         log(f"nothing to do: the run is at step {progress.step} and stops at {end_step}")
         return _result(run, None)
+    limit = run.time_limit_seconds
+    if limit is not None and progress.elapsed_seconds >= limit:
+        log(f"nothing to do: the run has trained {progress.elapsed_seconds / 60:.1f} min, its --time-limit is "
+            f"{run.train_config.time_limit:g}; resume with a larger --time-limit")  # fmt: skip
+        return _result(run, None)
 
     # torchrun passes a signal to every process, not always before the same step: they agree
     # (one tiny all-reduce, a no-op for a single process) so that all stop after the same one.
     # On a GPU that read waits for the queued work, so there they agree every few steps.
-    agree_every = 1 if run.device.type == "cpu" else 8
     signum = 0  # the signal that stops the run, agreed by all processes
     with _StopOnSignal() as stop, progress_bar_for(run, progress_bar) as bar:
         loop = TrainLoop(run, bar, log)
         while not loop.done and not signum:
             loop.step()
-            if progress.step % agree_every == 0:
+            if progress.step % loop.agree_every == 0:
                 signum = dist.max(stop.signum or 0, run.device)
         if not signum:  # stopped at the end, perhaps between two agreements
             signum = dist.max(stop.signum or 0, run.device)

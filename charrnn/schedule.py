@@ -1,0 +1,42 @@
+"""The learning rate at each step: a linear warm-up, then a decay to a floor.
+
+The rate is a pure function of where the run is (its step, or its training time when a time
+budget is the binding limit), so nothing extra is saved: a resumed run computes the same rate
+its uninterrupted twin would have. Step-driven schedules therefore keep resume bit-exact; a
+time-driven one follows the wall clock, which no two runs share.
+
+    warm-up:  lr · (step + 1) / warmup_steps                      for the first warmup_steps steps
+    cosine:   floor + (lr - floor) · (1 + cos(π · done)) / 2      done: fraction of the run behind us
+    linear:   floor + (lr - floor) · (1 - done)
+    constant: lr
+"""
+
+from __future__ import annotations
+
+import math
+
+SCHEDULES = ("cosine", "linear", "constant")
+
+
+def fraction_done(step: int, end_step: int, elapsed_seconds: float, time_limit_seconds: float | None) -> float:
+    """How much of the run is behind us, in [0, 1]: by steps, or by time when that is further along."""
+    done = step / end_step
+    if time_limit_seconds is not None:
+        done = max(done, elapsed_seconds / time_limit_seconds)
+    return min(1.0, done)
+
+
+def learning_rate(
+    schedule: str, base_lr: float, step: int, done: float, *, warmup_steps: int, min_lr_ratio: float
+) -> float:
+    """The rate for the optimizer step after ``step`` steps, ``done`` of the way through the run."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}: choose one of {', '.join(SCHEDULES)}")
+    if schedule == "constant":
+        return base_lr
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    floor = base_lr * min_lr_ratio
+    if schedule == "cosine":
+        return floor + (base_lr - floor) * (1 + math.cos(math.pi * done)) / 2
+    return floor + (base_lr - floor) * (1 - done)
