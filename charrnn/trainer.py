@@ -645,9 +645,11 @@ class TrainLoop:
         self.bar.update(1)
         if not self.bar.disable and now - self._shown[0] >= self.refresh_seconds:
             self._refresh_bar(now)
-        if progress.step % self.agree_every == 0 or progress.step == self.end_step:
+        if run.time_limit_seconds is None:
+            run.agreed_seconds = progress.elapsed_seconds  # nothing goes by the clock: no need to agree
+        elif progress.step % self.agree_every == 0 or progress.step == self.end_step:
             run.agreed_seconds = run.dist.max(round(progress.elapsed_seconds * 1000), run.device) / 1000
-            if run.time_limit_seconds is not None and self._time_is_up():
+            if self._time_is_up():
                 self.ended_early = "time limit"
         at_end = progress.step == self.end_step or self.ended_early is not None
         finish_started = time.perf_counter()
