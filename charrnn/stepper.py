@@ -59,7 +59,8 @@ class LSTMStepper:
     @torch.no_grad()
     def __init__(self, model: CharLSTM):
         lstm = model.lstm
-        parts = torch.get_num_threads()
+        # Split into one block per CPU thread; a GPU multiply already uses the whole device.
+        parts = torch.get_num_threads() if lstm.weight_hh_l0.device.type == "cpu" else 1
         biases = [getattr(lstm, f"bias_ih_l{k}") + getattr(lstm, f"bias_hh_l{k}") for k in range(lstm.num_layers)]
         # Row v of the table is W_ih0 one_hot(v) + both layer-0 biases: (V, 4H).
         self.input_table = (lstm.weight_ih_l0.t() + biases[0]).contiguous()
