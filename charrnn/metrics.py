@@ -1,6 +1,6 @@
 """metrics.csv: one row per validation, appended as the run goes and across resumes.
 
-The file is the run's learning curve in a form any tool reads; ``charrnn plot`` draws it. Rows
+The file is the run's learning curve in a form any tool (a spreadsheet, pandas) reads. Rows
 are only ever appended (a resume adds to it, it never starts it again), so a run stopped and
 resumed keeps one history.
 """
@@ -38,17 +38,3 @@ def _format(value: object) -> str:
         return f"{value:.6g}" if math.isfinite(value) else ""
     return str(value)
 
-
-def read_rows(run_dir: Path) -> list[dict[str, float | None]]:
-    """The rows of ``run_dir/metrics.csv`` as numbers (None where a value is missing)."""
-    path = run_dir / METRICS_FILE
-    if not path.is_file():
-        raise CharRNNError(f"{path} does not exist: pass a run directory that charrnn train wrote")
-    try:
-        with path.open(newline="", encoding="utf-8") as file:
-            reader = csv.DictReader(file)
-            if reader.fieldnames is None or not {"step", "val_loss"} <= set(reader.fieldnames):
-                raise CharRNNError(f"{path} is not a charrnn metrics file (no step and val_loss columns)")
-            return [{name: float(value) if value else None for name, value in row.items() if name} for row in reader]
-    except ValueError as exc:
-        raise CharRNNError(f"{path} has a value that is not a number: {exc}") from None
