@@ -3,7 +3,7 @@
 Usage: python benchmarks/sample_speed.py [--quick] [--hidden-size 512] [--num-layers 2]
 
 "charrnn" is what `charrnn generate` runs: ``charrnn.load`` a checkpoint, then
-``CharModel.generate`` (prime, then one character per step through ``LSTMStepper``, temperature,
+``CharModel.generate`` (prime, then one character per step through ``Stepper``, temperature,
 per-sample seeded draws, stop-text watch, text assembly). "minimal" is the sampler the popular
 PyTorch char-RNNs write: one ``nn.LSTM`` call per character on a one-hot (N, 1, V) input, softmax
 with temperature, ``torch.multinomial``. Same weights (a 2 x 512 model on tinyshakespeare's 65
@@ -28,8 +28,8 @@ from interleave import interleave, print_ratio, print_table  # noqa: E402
 
 import charrnn  # noqa: E402
 from charrnn.config import ModelConfig, TrainConfig  # noqa: E402
-from charrnn.model import CharLSTM  # noqa: E402
-from charrnn.stepper import LSTMStepper  # noqa: E402
+from charrnn.model import CharRNN  # noqa: E402
+from charrnn.stepper import Stepper  # noqa: E402
 from charrnn.trainer import start_run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,32 +39,32 @@ TEMPERATURE = 0.8
 
 
 @torch.inference_mode()
-def minimal_sample(model: CharLSTM, prime_ids: list[int], length: int, num_samples: int, seed: int) -> list[list[int]]:
+def minimal_sample(model: CharRNN, prime_ids: list[int], length: int, num_samples: int, seed: int) -> list[list[int]]:
     """The tutorials' sampler, on the same weights: nn.LSTM called once per character."""
     generator = torch.Generator().manual_seed(seed)
     vocab_size = model.vocab_size
     ids = torch.tensor(prime_ids).repeat(num_samples, 1)  # (N, P)
-    outputs, state = model.lstm(F.one_hot(ids, vocab_size).float())  # (N, P, H)
+    outputs, state = model.rnn(F.one_hot(ids, vocab_size).float())  # (N, P, H)
     logits = model.head(outputs[:, -1])  # (N, V)
     drawn = []
     for _ in range(length):
         probs = torch.softmax(logits / TEMPERATURE, dim=-1)
         ids = torch.multinomial(probs, 1, generator=generator)  # (N, 1)
         drawn.append(ids[:, 0].tolist())
-        outputs, state = model.lstm(F.one_hot(ids, vocab_size).float(), state)  # (N, 1, H)
+        outputs, state = model.rnn(F.one_hot(ids, vocab_size).float(), state)  # (N, 1, H)
         logits = model.head(outputs[:, -1])
     return drawn
 
 
 @torch.inference_mode()
-def multiplies_alone(stepper: LSTMStepper, hidden_size: int, length: int, num_samples: int) -> None:
+def multiplies_alone(stepper: Stepper, hidden_size: int, length: int, num_samples: int) -> None:
     """Only the matrix multiplies of ``length`` generation steps for ``num_samples`` streams,
     laid out as the stepper lays them out."""
     h = torch.zeros(num_samples, hidden_size)
     gates = torch.zeros(4 * hidden_size)
     for _ in range(length):
         stepper.first_hh(h, gates)  # (N, H) x (H, 4H)
-        for projection, _ in stepper.upper:
+        for projection, *_ in stepper.upper:
             projection(torch.cat([h, h], dim=1), gates)  # (N, 2H) x (2H, 4H)
         stepper.head(h, stepper.head_bias)  # (N, H) x (H, V)
 
@@ -83,7 +83,7 @@ def main() -> None:
         model = charrnn.load(run.save("last.pt"), device="cpu")
     prime_ids = model.vocab.encode(PRIME).tolist()
     with torch.inference_mode():
-        stepper = LSTMStepper(model.model)
+        stepper = Stepper(model.model)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.num_layers} x {args.hidden_size} LSTM, "
           f"V {len(model.vocab)}, prime {PRIME!r}, temperature {TEMPERATURE}")  # fmt: skip
     for num_samples, length in ((1, 1000 if args.quick else 3000), (16, 300 if args.quick else 1000)):

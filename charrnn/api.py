@@ -19,7 +19,7 @@ from charrnn.config import ModelConfig, SampleConfig, TrainConfig
 from charrnn.devices import resolve_device
 from charrnn.errors import CharRNNError
 from charrnn.evaluate import Evaluation, evaluate_text
-from charrnn.model import CharLSTM, count_parameters
+from charrnn.model import CharRNN, count_parameters
 from charrnn.sample import Sampling, collect, stream_samples
 from charrnn.trainer import Log, TrainResult, fit, log_to_stdout, start_run
 from charrnn.vocab import Vocab
@@ -54,7 +54,7 @@ class CharModel:
     when given ``seed=None``): pass it back as ``seed=`` to draw the same samples again.
     """
 
-    def __init__(self, model: CharLSTM, vocab: Vocab, checkpoint: dict[str, Any], path: Path):
+    def __init__(self, model: CharRNN, vocab: Vocab, checkpoint: dict[str, Any], path: Path):
         self.model = model
         self.vocab = vocab
         self.path = path
@@ -65,7 +65,7 @@ class CharModel:
     def __repr__(self) -> str:
         config = self.model.config
         return (
-            f"CharModel({self.path}: {config.num_layers}x{config.hidden_size} LSTM, "
+            f"CharModel({self.path}: {config.num_layers}x{config.hidden_size} {config.cell.upper()}, "
             f"vocabulary {len(self.vocab)}, device {self.model.head.weight.device})"
         )
 

@@ -9,7 +9,7 @@ states, metrics).
     format, format_version, charrnn_version, torch_version
     model_config: dict          vocab: list[str]          model_state: state_dict
     train_config: dict          text_path: str            text_chars: int
-    optimizer_state: dict       progress: dict            hidden_state: [h, c], each (L, B, H)
+    optimizer_state: dict       progress: dict            hidden_state: [h, c] (LSTM) or [h], each (L, B, H)
     rng: dict                   best_val_loss, last_val_loss: float | None
     metrics: list[dict]
 """
@@ -28,7 +28,7 @@ import torch
 
 from charrnn.config import ModelConfig
 from charrnn.errors import CharRNNError
-from charrnn.model import CharLSTM
+from charrnn.model import CharRNN
 from charrnn.vocab import Vocab
 
 FORMAT = "charrnn-checkpoint"
@@ -147,12 +147,19 @@ def _first_damaged_record(path: Path) -> str | None:
 
 def model_from_checkpoint(
     checkpoint: dict[str, Any], device: torch.device | str = "cpu"
-) -> tuple[CharLSTM, Vocab]:
+) -> tuple[CharRNN, Vocab]:
     """The model (weights loaded, on ``device``) and vocabulary stored in a loaded checkpoint."""
     try:
         vocab = Vocab(checkpoint["vocab"])
-        model = CharLSTM(len(vocab), ModelConfig(**checkpoint["model_config"]))
-        model.load_state_dict(checkpoint["model_state"])
-    except (TypeError, RuntimeError, CharRNNError) as exc:
+        model = CharRNN(len(vocab), ModelConfig(**checkpoint["model_config"]))
+        model.load_state_dict(_renamed_weights(checkpoint["model_state"]))
+    except (TypeError, ValueError, RuntimeError, CharRNNError) as exc:
         raise CharRNNError(f"the checkpoint's model does not fit its config: {exc}") from None
     return model.to(device), vocab
+
+
+def _renamed_weights(model_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Weights under the model's current names: checkpoints from before --cell call the
+    recurrent module ``lstm`` (``lstm.weight_ih_l0``, ...), now ``rnn``."""
+    return {("rnn." + name[len("lstm."):] if name.startswith("lstm.") else name): tensor
+            for name, tensor in model_state.items()}  # fmt: skip

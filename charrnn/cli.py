@@ -25,6 +25,8 @@ from charrnn.data import read_text
 from charrnn.devices import DEVICE_CHOICES
 from charrnn.errors import CharRNNError
 from charrnn.explain import explain_text, render
+from charrnn.model import CELLS
+from charrnn.plot import plot_run
 from charrnn.precision import PRECISION_CHOICES
 from charrnn.sample import collect
 from charrnn.schedule import SCHEDULES
@@ -89,7 +91,7 @@ _device_option = click.option(
     help="Where to run: auto picks cuda, then mps, then cpu.",
 )  # fmt: skip
 
-_MODEL_OPTIONS = ("hidden_size", "num_layers", "dropout")
+_MODEL_OPTIONS = ("hidden_size", "num_layers", "dropout", "cell")
 _TRAIN_OPTIONS = tuple(field.name for field in dataclasses.fields(TrainConfig))  # all are options
 
 
@@ -98,12 +100,14 @@ _TRAIN_OPTIONS = tuple(field.name for field in dataclasses.fields(TrainConfig)) 
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               show_default="checkpoints/<text file stem>; on resume, the checkpoint's directory",
               help="Run directory for last.pt and best.pt.")
+@click.option("--cell", type=click.Choice(CELLS), default=default_of(ModelConfig, "cell"),
+              help="The recurrent cell: LSTM, GRU or a plain tanh RNN.")
 @click.option("--hidden-size", type=click.IntRange(min=1), default=default_of(ModelConfig, "hidden_size"),
-              help="LSTM units per layer (H).")
+              help="Units per recurrent layer (H).")
 @click.option("--num-layers", type=click.IntRange(min=1), default=default_of(ModelConfig, "num_layers"),
-              help="Stacked LSTM layers (L).")
+              help="Stacked recurrent layers (L).")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), callback=_finite, default=default_of(ModelConfig, "dropout"),
-              help="Dropout on each LSTM layer's output while training.")
+              help="Dropout on each recurrent layer's output while training.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=default_of(TrainConfig, "batch_size"),
               help="Contiguous streams trained side by side (B), per process under torchrun.")
 @click.option("--seq-len", type=click.IntRange(min=1), default=default_of(TrainConfig, "seq_len"),
@@ -134,6 +138,11 @@ _TRAIN_OPTIONS = tuple(field.name for field in dataclasses.fields(TrainConfig)) 
               help="Steps between validations over the whole val split (saves best.pt when it improves).")
 @click.option("--save-every", type=click.IntRange(min=1), default=default_of(TrainConfig, "save_every"),
               help="Steps between writes of last.pt.")
+@click.option("--sample-every", type=click.IntRange(min=1), default=default_of(TrainConfig, "sample_every"),
+              show_default="at each validation", help="Steps between the short samples printed while training.")
+@click.option("--sample-length", type=click.IntRange(min=1), default=default_of(TrainConfig, "sample_length"),
+              help="Characters in each sample printed while training.")
+@click.option("--no-sample", is_flag=True, help="Print no samples while training.")
 @click.option("--seed", type=_SEED, default=default_of(TrainConfig, "seed"), help="Seed for weight init and dropout.")
 @_device_option
 @click.option("--precision", type=click.Choice(PRECISION_CHOICES), default=default_of(TrainConfig, "precision"),
@@ -151,6 +160,7 @@ def train(
     resume_from: Path | None,
     device: str,
     progress: bool,
+    no_sample: bool,
     **options: Any,
 ) -> None:
     """Train a character-level LSTM on TEXT_FILE (default: the bundled tinyshakespeare).
@@ -170,11 +180,14 @@ def train(
       torchrun --nproc-per-node 4 -m charrnn train my_book.txt --device cuda
     """
     common = {"out_dir": out, "device": device}
+    given = {
+        name: value for name, value in options.items() if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
+    }  # fmt: skip
+    if no_sample:
+        if "sample_every" in given:
+            raise click.UsageError("--no-sample and --sample-every contradict each other: give one")
+        options["sample_every"] = given["sample_every"] = 0
     if resume_from is not None:
-        given = {
-            name: value for name, value in options.items()
-            if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
-        }  # fmt: skip
         run = resume_run(resume_from, text_path=text_file, overrides=given, **common)
     else:
         text_file = _text_or_bundled_book(text_file)
@@ -417,7 +430,8 @@ def info(checkpoint: Path, show_vocab: bool, as_json: bool) -> None:
     lines = [
         f"checkpoint     {facts['path']} ({facts['file_bytes'] / 1e6:.1f} MB, format {facts['format_version']}, "
         f"written by charrnn {facts['charrnn_version']} with torch {facts['torch_version']})",
-        f"model          {model['num_layers']} x {model['hidden_size']} LSTM, dropout {model['dropout']:g}, "
+        f"model          {model['num_layers']} x {model['hidden_size']} {model.get('cell', 'lstm').upper()}, "
+        f"dropout {model['dropout']:g}, "
         f"{facts['parameters']:,} parameters",
         f"vocabulary     {facts['vocab_size']} characters",
         f"trained on     {facts['text_path']} ({facts['text_chars']:,} characters, last {setting('val_frac', 'g')} "
@@ -438,6 +452,8 @@ def info(checkpoint: Path, show_vocab: bool, as_json: bool) -> None:
 @click.argument("text_file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Explain this trained model (and its vocabulary) instead of a fresh one.")
+@click.option("--cell", type=click.Choice(CELLS), default=None, show_default=default_of(ModelConfig, "cell"),
+              help="The cell of a fresh model.")
 @click.option("--hidden-size", type=click.IntRange(min=1), default=None, show_default=str(default_of(ModelConfig, "hidden_size")),
               help="H of a fresh model.")
 @click.option("--num-layers", type=click.IntRange(min=1), default=None, show_default=str(default_of(ModelConfig, "num_layers")),
@@ -451,6 +467,7 @@ def info(checkpoint: Path, show_vocab: bool, as_json: bool) -> None:
 def explain(
     text_file: Path | None,
     checkpoint: Path | None,
+    cell: str | None,
     hidden_size: int | None,
     num_layers: int | None,
     batch_size: int | None,
@@ -469,14 +486,40 @@ def explain(
       charrnn explain --hidden-size 64 --batch-size 4 --seq-len 16 --trace-gates
       charrnn explain --checkpoint checkpoints/tinyshakespeare/best.pt
     """
-    if checkpoint is not None and (hidden_size is not None or num_layers is not None):
-        raise click.UsageError("--hidden-size and --num-layers describe a fresh model; drop them with --checkpoint")
+    if checkpoint is not None and (cell is not None or hidden_size is not None or num_layers is not None):
+        raise click.UsageError("--cell, --hidden-size and --num-layers describe a fresh model; drop them with --checkpoint")
     fresh = ModelConfig(
         hidden_size=hidden_size or default_of(ModelConfig, "hidden_size"),
         num_layers=num_layers or default_of(ModelConfig, "num_layers"),
+        cell=cell or default_of(ModelConfig, "cell"),
     )
     explanation = explain_text(
         _read_utf8(_text_or_bundled_book(text_file)), checkpoint=checkpoint, model_config=fresh,
         batch_size=batch_size, seq_len=seq_len, seed=seed, trace_gates=trace_gates,
     )  # fmt: skip
     click.echo(render(explanation))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, show_default="RUN_DIR/loss.png",
+              help="Image to write; its suffix picks the format (.png, .svg, .pdf). An existing file is not replaced.")
+def plot(run_dir: Path, out: Path | None) -> None:
+    """Draw RUN_DIR's train and validation loss against characters seen and training time.
+
+    Reads RUN_DIR/metrics.csv, which `charrnn train` appends to at each validation; RUN_DIR may
+    also be a checkpoint in it. The default RUN_DIR/loss.png is redrawn on every call. Needs
+    matplotlib: pip install "charrnn[plot]".
+
+    \b
+    Examples:
+      charrnn plot checkpoints/tinyshakespeare
+      charrnn plot checkpoints/tinyshakespeare --out curves.svg
+    """
+    if run_dir.is_file():  # a checkpoint: its run directory
+        run_dir = run_dir.parent
+    if out is None:
+        out = run_dir / "loss.png"
+    elif out.exists():
+        raise CharRNNError(f"{out} already exists: choose another --out (charrnn never overwrites it)")
+    click.echo(f"wrote {plot_run(run_dir, out)}")

@@ -19,9 +19,10 @@ class ModelConfig:
     The vocabulary size V is not here: it is read off the vocabulary stored beside the config.
     """
 
-    hidden_size: int = 256  # H: LSTM units per layer
+    hidden_size: int = 256  # H: units per layer
     num_layers: int = 2  # L: stacked LSTM layers
-    dropout: float = 0.1  # dropout on the output of every LSTM layer (training only)
+    dropout: float = 0.1  # dropout on the output of every recurrent layer (training only)
+    cell: str = "lstm"  # the recurrent cell: "lstm", "gru" or "rnn" (tanh)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,10 @@ class TrainConfig:
     patience: int | None = None  # stop after this many validations in a row without a new best
     eval_every: int = 200  # steps between validations over the whole val split
     save_every: int = 200  # steps between writes of last.pt
+    # Steps between the short samples printed while training (and one at the end), so that the
+    # text can be seen improving; None: at every validation (eval_every); 0: never.
+    sample_every: int | None = None
+    sample_length: int = 200  # characters in each of those samples
     # "auto": bf16 autocast on a CUDA GPU (fp16 on GPUs without bf16), fp32 elsewhere.
     precision: str = "auto"
 
@@ -70,7 +75,7 @@ class SampleConfig:
 
 # Fields a resume keeps from the checkpoint: changing them would make the saved optimizer state,
 # data position or hidden state meaningless.
-FIXED_ON_RESUME = ("hidden_size", "num_layers", "dropout", "batch_size", "seq_len", "val_frac", "seed")
+FIXED_ON_RESUME = ("cell", "hidden_size", "num_layers", "dropout", "batch_size", "seq_len", "val_frac", "seed")
 
 
 def default_of(config_cls: type, name: str) -> Any:

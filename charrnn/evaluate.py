@@ -10,12 +10,12 @@ import torch.nn.functional as F
 
 from charrnn.data import StreamBatches
 from charrnn.errors import CharRNNError
-from charrnn.model import CharLSTM
+from charrnn.model import CharRNN
 from charrnn.vocab import UnknownCharactersError, Vocab
 
 
 @torch.inference_mode()
-def loss_sum(model: CharLSTM, batches: StreamBatches) -> tuple[float, int]:
+def loss_sum(model: CharRNN, batches: StreamBatches) -> tuple[float, int]:
     """Summed cross-entropy (nats) over every window of ``batches``, and the characters scored.
 
     The state is carried from window to window, as in training, so each character is scored
@@ -37,7 +37,7 @@ def loss_sum(model: CharLSTM, batches: StreamBatches) -> tuple[float, int]:
     return total, batches.num_chars
 
 
-def mean_loss(model: CharLSTM, batches: StreamBatches) -> float:
+def mean_loss(model: CharRNN, batches: StreamBatches) -> float:
     """Mean cross-entropy in nats per character over every window of ``batches``."""
     total, count = loss_sum(model, batches)
     return total / count
@@ -62,7 +62,7 @@ class Evaluation:
 
 
 def evaluate_text(
-    model: CharLSTM, vocab: Vocab, text: str, batch_size: int, seq_len: int, strict: bool = False
+    model: CharRNN, vocab: Vocab, text: str, batch_size: int, seq_len: int, strict: bool = False
 ) -> Evaluation:
     """Cross-entropy of ``model`` over all of ``text``, laid out as ``batch_size`` streams.
 

@@ -1,6 +1,6 @@
 """`charrnn explain`: one real batch through the real model, every shape on the way printed.
 
-Shapes are read off the tensors themselves (forward hooks on the LSTM and the output layer, and
+Shapes are read off the tensors themselves (forward hooks on the recurrent layers and the output layer, and
 the values ``forward`` returns), never from a table kept by hand, so the report cannot drift from
 the code it describes.
 """
@@ -18,8 +18,9 @@ from charrnn.api import read_train_config
 from charrnn.checkpoint import load_checkpoint, model_from_checkpoint
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.data import StreamBatches, split_train_val
-from charrnn.model import CharLSTM
-from charrnn.reference import GATE_NAMES, ReferenceLSTM
+from charrnn.errors import CharRNNError
+from charrnn.model import CELL_GATES, CharRNN
+from charrnn.reference import ReferenceLSTM
 from charrnn.vocab import Vocab
 
 
@@ -36,7 +37,7 @@ class Step:
 class Explanation:
     """Everything `charrnn explain` prints, as data (the tests read it too)."""
 
-    sizes: dict[str, int]  # B, T, V, H, L
+    sizes: dict[str, int]  # B, T, V, H, L, G (weight blocks per layer: 4 for an LSTM)
     steps: list[Step]
     loss: float
     example: tuple[str, str]  # stream 0 of the window: its input characters and their targets
@@ -47,7 +48,7 @@ class Explanation:
 
 
 def explain(
-    model: CharLSTM,
+    model: CharRNN,
     vocab: Vocab,
     text: str,
     batch_size: int,
@@ -66,14 +67,18 @@ def explain(
     x, y = batches.window(0)  # (B, T) each
     seen: dict[str, torch.Tensor] = {}
 
-    def record_lstm(module, inputs, output):
-        seen["one_hot"], seen["initial_h"] = inputs[0], inputs[1][0]
-        seen["lstm_out"], (seen["h_n"], seen["c_n"]) = output
+    def record_rnn(module, inputs, output):
+        # nn.LSTM's state is a pair (h, c); nn.GRU's and nn.RNN's is h alone.
+        initial, (seen["rnn_out"], final) = inputs[1], output
+        seen["one_hot"], seen["initial_h"] = inputs[0], initial[0] if isinstance(initial, tuple) else initial
+        seen["h_n"], seen["c_n"] = final if isinstance(final, tuple) else (final, None)
 
     def record_head(module, inputs, output):
         seen["head_in"], seen["logits"] = inputs[0], output
 
-    hooks = [model.lstm.register_forward_hook(record_lstm), model.head.register_forward_hook(record_head)]
+    if trace_gates and model.cell != "lstm":
+        raise CharRNNError(f"--trace-gates follows the LSTM's gate equations; this model's cell is {model.cell}: drop --trace-gates")
+    hooks = [model.rnn.register_forward_hook(record_rnn), model.head.register_forward_hook(record_head)]
     was_training, input_mode = model.training, model.input_mode
     model.eval()
     # The explicit one-hot path, whatever the vocabulary size: the one-hot tensor is what is shown
@@ -92,17 +97,20 @@ def explain(
 
     B, T = x.shape
     V, H, L = model.vocab_size, model.config.hidden_size, model.config.num_layers
+    cell, is_lstm = model.cell.upper(), model.cell == "lstm"
     steps = [
         Step("text", (len(text),), "the training text, one entry per character"),
         Step("ids", tuple(ids.shape), f"label-encoded: each character's index in the sorted vocabulary ({ids.dtype})"),
         Step("train ids", tuple(train_ids.shape), f"the first {1 - val_frac:.0%}; validation keeps the rest"),
         Step("streams", tuple(batches.inputs.shape), "the training ids cut into B contiguous streams, one per row"),
         Step("x", tuple(x.shape), f"window 0: the first {T} characters of every stream"),
-        Step("one-hot(x)", tuple(seen["one_hot"].shape), "each id as a V-vector with a single 1: the LSTM's input"),
-        Step("initial h, c", tuple(seen["initial_h"].shape), "state carried in from the previous window (zeros here)"),
-        Step("LSTM output", tuple(seen["lstm_out"].shape), "top layer's hidden state h_t at every time step"),
+        Step("one-hot(x)", tuple(seen["one_hot"].shape), f"each id as a V-vector with a single 1: the {cell}'s input"),
+        Step("initial h, c" if is_lstm else "initial h", tuple(seen["initial_h"].shape),
+             "state carried in from the previous window (zeros here)"),
+        Step(f"{cell} output", tuple(seen["rnn_out"].shape), "top layer's hidden state h_t at every time step"),
         Step("final h", tuple(seen["h_n"].shape), "each layer's h after the last step: carried to the next window"),
-        Step("final c", tuple(seen["c_n"].shape), "each layer's cell state after the last step: carried too"),
+        *([Step("final c", tuple(seen["c_n"].shape), "each layer's cell state after the last step: carried too")]
+          if is_lstm else []),
         Step("reshape", tuple(seen["head_in"].shape), "time folded into the batch: every step is one example"),
         Step("logits", tuple(seen["logits"].shape), "Linear(H -> V): a score per next character, per position"),
         Step("y", tuple(y.shape), "targets: x shifted one character along the text"),
@@ -111,21 +119,21 @@ def explain(
     ]
 
     parameters: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
-    for name, tensor in model.named_parameters():  # lstm.weight_ih_l0 -> "LSTM layer 0", "weight_ih"
+    for name, tensor in model.named_parameters():  # rnn.weight_ih_l0 -> "LSTM layer 0", "weight_ih"
         module, tensor_name = name.split(".")
-        if module == "lstm":
+        if module == "rnn":
             tensor_name, layer = tensor_name.rsplit("_l", 1)
-            group = f"LSTM layer {layer}"
+            group = f"{cell} layer {layer}"
         else:
             group = "Linear head"
         parameters.setdefault(group, []).append((tensor_name, tuple(tensor.shape)))
-    w_ih = model.lstm.weight_ih_l0.detach()  # (4H, V)
+    w_ih = model.rnn.weight_ih_l0.detach()  # (G·H, V)
     gate_blocks = [
         (gate, k * H, (k + 1) * H - 1, w_ih[k * H : (k + 1) * H].abs().mean().item())
-        for k, gate in enumerate(GATE_NAMES)
+        for k, gate in enumerate(CELL_GATES[model.cell])
     ]
     explanation = Explanation(
-        sizes={"B": B, "T": T, "V": V, "H": H, "L": L},
+        sizes={"B": B, "T": T, "V": V, "H": H, "L": L, "G": len(gate_blocks)},
         steps=steps,
         loss=loss,
         example=(vocab.decode(x[0]), vocab.decode(y[0])),
@@ -134,9 +142,9 @@ def explain(
     )
     if trace_gates:
         with torch.no_grad():
-            reference_out, _, trace = ReferenceLSTM(model.lstm)(seen["one_hot"], trace=True)
+            reference_out, _, trace = ReferenceLSTM(model.rnn)(seen["one_hot"], trace=True)
         explanation.gate_means = trace.means
-        explanation.reference_error = (reference_out - seen["lstm_out"]).abs().max().item()
+        explanation.reference_error = (reference_out - seen["rnn_out"]).abs().max().item()
     return explanation
 
 
@@ -162,7 +170,7 @@ def explain_text(
     else:
         vocab = Vocab.from_text(text)
         torch.manual_seed(seed)
-        model = CharLSTM(len(vocab), model_config or ModelConfig())
+        model = CharRNN(len(vocab), model_config or ModelConfig())
         train_config = TrainConfig()
     return explain(
         model, vocab, text,
@@ -203,8 +211,8 @@ def render(explanation: Explanation) -> str:
         shown = "  ".join(f"{name} {format_shape(shape)}" for name, shape in tensors)
         lines.append(f"  {group:<13} {count:>10,}   {shown}")
     lines += [f"  {'total':<13} {total:>10,}", "",
-              f"weight_ih_l0 {format_shape((4 * s['H'], s['V']))} is four gate blocks of {s['H']} rows "
-              "(one-hot x picks one column):"]  # fmt: skip
+              f"weight_ih_l0 {format_shape((s['G'] * s['H'], s['V']))} is {s['G']} block(s) of {s['H']} rows, "
+              "one per gate (one-hot x picks one column):"]  # fmt: skip
     for gate, first, last, mean_abs in explanation.gate_blocks:
         lines.append(f"  {gate:<7} gate  rows {first:>5}-{last:<5} mean |w| {mean_abs:.4f}")
     if explanation.gate_means:

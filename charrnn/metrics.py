@@ -1,6 +1,6 @@
 """metrics.csv: one row per validation, appended as the run goes and across resumes.
 
-The file is the run's learning curve in a form any tool (a spreadsheet, pandas) reads. Rows
+The file is the run's learning curve in a form any tool (a spreadsheet, pandas, `charrnn plot`) reads. Rows
 are only ever appended (a resume adds to it, it never starts it again), so a run stopped and
 resumed keeps one history.
 """
@@ -29,6 +29,36 @@ def append_row(run_dir: Path, row: dict) -> None:
             writer.writerow({name: _format(row.get(name)) for name in COLUMNS})
     except OSError as exc:
         raise CharRNNError(f"cannot append to {path}: {exc.strerror or exc}") from None
+
+
+def read_rows(run_dir: Path) -> list[dict[str, float | None]]:
+    """The rows of ``run_dir/metrics.csv`` as numbers (None where a value is missing)."""
+    path = Path(run_dir) / METRICS_FILE
+    try:
+        with path.open(newline="", encoding="utf-8") as file:
+            reader = csv.DictReader(file)
+            missing = [name for name in COLUMNS if name not in (reader.fieldnames or ())]
+            if missing:
+                raise CharRNNError(f"{path} is not a charrnn metrics file: it has no column {', '.join(missing)}")
+            rows = [{name: _number(row[name], path) for name in COLUMNS} for row in reader]
+    except FileNotFoundError:
+        raise CharRNNError(
+            f"{path} does not exist: `charrnn train` writes it in the run directory at each validation"
+        ) from None
+    except OSError as exc:
+        raise CharRNNError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise CharRNNError(f"{path} is not a charrnn metrics file (not UTF-8 text)") from None
+    return rows
+
+
+def _number(text: str | None, path: Path) -> float | None:
+    if text is None or text == "":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise CharRNNError(f"{path} holds {text!r} where a number belongs: it is damaged") from None
 
 
 def _format(value: object) -> str:

@@ -21,8 +21,8 @@ import torch
 
 from charrnn.config import SampleConfig
 from charrnn.errors import CharRNNError
-from charrnn.model import CharLSTM
-from charrnn.stepper import LSTMStepper
+from charrnn.model import CharRNN
+from charrnn.stepper import Stepper
 from charrnn.vocab import Vocab
 
 
@@ -136,7 +136,7 @@ class _StopWatch:
 
 
 def stream_samples(
-    model: CharLSTM,
+    model: CharRNN,
     vocab: Vocab,
     prime: str,
     length: int,
@@ -156,7 +156,7 @@ def stream_samples(
     characters, a non-positive temperature, a seed out of range, ...) raise here, before any
     text. Sample i uses seed ``seed + i``, which must fit in 0 .. 2**64 - 1 (what
     ``torch.Generator.manual_seed`` takes); ``seed=None`` draws a random seed. ``fast=False``
-    runs every step through ``CharLSTM.forward`` (nn.LSTM) instead of ``LSTMStepper``: the slow
+    runs every step through ``CharRNN.forward`` (nn.LSTM) instead of ``Stepper``: the slow
     reference the fast path is tested against.
     """
     sampling.check()
@@ -182,7 +182,7 @@ def stream_samples(
 # runs, and off again each time it hands a piece back to the caller.
 @torch.inference_mode()
 def _pieces(
-    model: CharLSTM,
+    model: CharRNN,
     vocab: Vocab,
     prime_ids: torch.Tensor,
     length: int,
@@ -203,10 +203,10 @@ def _pieces(
             logits = model.logits_from_state(state)  # (1, V)
         # Every sample starts from the same primed state: compute it once, copy it N times.
         logits = logits.expand(num_samples, -1)  # (N, V)
-        state = (state[0].repeat(1, num_samples, 1), state[1].repeat(1, num_samples, 1))  # (L, N, H) each
+        state = tuple(t.repeat(1, num_samples, 1) for t in state)  # (L, N, H) each
         watches = [_StopWatch(stop) for _ in range(num_samples)]
         # One-character steps go through the stepper: the same equations, one multiply per layer.
-        step = LSTMStepper(model).step if fast else lambda ids, state: model(ids.view(-1, 1), state)
+        step = Stepper(model).step if fast else lambda ids, state: model(ids.view(-1, 1), state)
         for position in range(length):
             ids = next_ids(logits, sampling, generators)  # (N,)
             for row, id_ in enumerate(ids.tolist()):

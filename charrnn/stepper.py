@@ -2,14 +2,15 @@
 
 Generating a character is one time step for N streams. Called for T = 1, ``nn.LSTM`` spends
 more time in per-call set-up than in arithmetic (~0.3 to 4 ms per call on a CPU), so sampling
-runs the same LSTM equations on the same weights here instead, re-laid out once per generation:
+runs the same equations on the same weights here instead, re-laid out once per generation:
 
     layer 0:  gates = Wᵀ_table[id] + h₀ Wᵀ_hh          one row lookup (the one-hot input) + one multiply
     layer k:  gates = [x, h_k] Wᵀ_cat + b              one multiply: input and recurrent weights side by side
     head:     logits = h_top Wᵀ_head + b
 
-so each layer costs one matrix multiply per character. How that multiply is laid out depends on
-the number of streams (see ``Projection``). The results match ``CharLSTM.forward`` to float
+so each LSTM (or RNN) layer costs one matrix multiply per character. A GRU's reset gate scales
+its recurrent part alone, so there the two parts of each layer are two multiplies. How that multiply is laid out depends on
+the number of streams (see ``Projection``). The results match ``CharRNN.forward`` to float
 rounding (~1e-7); tests/test_sample.py checks that both give the same text for a seed.
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from charrnn.model import CharLSTM, State, lstm_update
+from charrnn.model import CharRNN, State, cell_update, input_bias
 
 
 # From this many streams on, W xᵀ in W's own layout is the faster multiply; below it, the split
@@ -53,37 +54,53 @@ class Projection:
         return out.transpose(0, 1).reshape(rows, out_features)  # a view when N = 1
 
 
-class LSTMStepper:
-    """Runs a trained ``CharLSTM`` (eval mode, no dropout) one character at a time."""
+class Stepper:
+    """Runs a trained ``CharRNN`` (eval mode, no dropout) one character at a time."""
 
     @torch.no_grad()
-    def __init__(self, model: CharLSTM):
-        lstm = model.lstm
+    def __init__(self, model: CharRNN):
+        rnn, cell = model.rnn, model.cell
+        self.cell = cell
         # Split into one block per CPU thread; a GPU multiply already uses the whole device.
-        parts = torch.get_num_threads() if lstm.weight_hh_l0.device.type == "cpu" else 1
-        biases = [getattr(lstm, f"bias_ih_l{k}") + getattr(lstm, f"bias_hh_l{k}") for k in range(lstm.num_layers)]
-        # Row v of the table is W_ih0 one_hot(v) + both layer-0 biases: (V, 4H).
-        self.input_table = (lstm.weight_ih_l0.t() + biases[0]).contiguous()
-        self.first_hh = Projection(lstm.weight_hh_l0, parts)  # (4H, H)
-        self.upper = [
-            (Projection(torch.cat([getattr(lstm, f"weight_ih_l{k}"), getattr(lstm, f"weight_hh_l{k}")], dim=1), parts),
-             biases[k])  # ((4H, 2H), (4H,))
-            for k in range(1, lstm.num_layers)
-        ]  # fmt: skip
+        parts = torch.get_num_threads() if rnn.weight_hh_l0.device.type == "cpu" else 1
+        weights = [
+            [getattr(rnn, f"{name}_l{k}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            for k in range(rnn.num_layers)
+        ]
+        w_ih0, w_hh0, b_ih0, b_hh0 = weights[0]
+        # Row v of the table is W_ih0 one_hot(v) plus layer 0's input bias: (V, G·H).
+        self.input_table = (w_ih0.t() + input_bias(cell, b_ih0, b_hh0)).contiguous()
+        self.first_hh = Projection(w_hh0, parts)  # (G·H, H)
+        self.first_hh_bias = b_hh0
+        if cell == "gru":  # input and recurrent parts stay apart: (G·H, H) and (G·H,) each
+            self.upper = [(Projection(w_ih, parts), b_ih, Projection(w_hh, parts), b_hh)
+                          for w_ih, w_hh, b_ih, b_hh in weights[1:]]  # fmt: skip
+        else:  # side by side: one (G·H, 2H) multiply, both biases summed
+            self.upper = [(Projection(torch.cat([w_ih, w_hh], dim=1), parts), b_ih + b_hh)
+                          for w_ih, w_hh, b_ih, b_hh in weights[1:]]  # fmt: skip
         self.head = Projection(model.head.weight, parts)  # (V, H)
         self.head_bias = model.head.bias
 
     def step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """ids (N,) -> next-character logits (N, V) and the new state ((L, N, H) each)."""
-        h, c = state[0].unbind(0), state[1].unbind(0)  # L tensors (N, H) each
-        new_h, new_c = [], []
-        layer_h, layer_c = lstm_update(self.first_hh(h[0], self.input_table[ids]), c[0])  # (N, H)
-        new_h.append(layer_h)
-        new_c.append(layer_c)
-        for layer, (projection, bias) in enumerate(self.upper, start=1):
-            inputs = torch.cat([layer_h, h[layer]], dim=1)  # (N, 2H): the layer below's output, own h
-            layer_h, layer_c = lstm_update(projection(inputs, bias), c[layer])  # (N, 4H) -> (N, H)
-            new_h.append(layer_h)
-            new_c.append(layer_c)
-        logits = self.head(layer_h, self.head_bias)  # (N, V)
-        return logits, (torch.stack(new_h), torch.stack(new_c))
+        """ids (N,) -> next-character logits (N, V) and the new state (each (L, N, H))."""
+        cell = self.cell
+        layers = list(zip(*(t.unbind(0) for t in state)))  # L tuples of (N, H) tensors
+        new_layers = []
+        input_gates = self.input_table[ids]  # (N, G·H)
+        if cell == "gru":
+            layer_state = cell_update(cell, input_gates, layers[0], self.first_hh(layers[0][0], self.first_hh_bias))
+        else:
+            layer_state = cell_update(cell, self.first_hh(layers[0][0], input_gates), layers[0])  # (N, H) each
+        new_layers.append(layer_state)
+        for layer, weights in enumerate(self.upper, start=1):
+            below, own = layer_state[0], layers[layer]  # the layer below's output, this layer's state
+            if cell == "gru":
+                input_proj, input_b, hidden_proj, hidden_b = weights
+                layer_state = cell_update(cell, input_proj(below, input_b), own, hidden_proj(own[0], hidden_b))
+            else:
+                projection, bias = weights
+                inputs = torch.cat([below, own[0]], dim=1)  # (N, 2H)
+                layer_state = cell_update(cell, projection(inputs, bias), own)  # (N, G·H) -> (N, H) each
+            new_layers.append(layer_state)
+        logits = self.head(layer_state[0], self.head_bias)  # (N, V)
+        return logits, tuple(torch.stack(parts) for parts in zip(*new_layers))  # each (L, N, H)

@@ -35,8 +35,9 @@ from charrnn.distributed import Distributed
 from charrnn.errors import CharRNNError
 from charrnn.evaluate import loss_sum
 from charrnn.metrics import append_row
-from charrnn.model import CharLSTM, State, count_parameters, detach
+from charrnn.model import CharRNN, State, count_parameters, detach
 from charrnn.precision import Precision, resolve_precision
+from charrnn.sample import Sampling, collect, stream_samples
 from charrnn.schedule import fraction_done, learning_rate
 from charrnn.vocab import UnknownCharactersError, Vocab
 
@@ -78,7 +79,7 @@ class TrainingRun:
         self,
         *,
         vocab: Vocab,
-        model: CharLSTM,
+        model: CharRNN,
         model_config: ModelConfig,
         train_config: TrainConfig,
         text_path: Path,
@@ -218,6 +219,21 @@ class TrainingRun:
             self.save("best.pt")
         return improved
 
+    def sample_text(self) -> str:
+        """A short sample from the model as it is now, framed for the log.
+
+        Always the same seed and an empty prime, so that successive samples differ only by what
+        the model has learnt. Sampling draws from its own generator and leaves the model's
+        weights and mode as they were, so training (and exact resume) is unaffected.
+        """
+        config = self.train_config
+        sampling = Sampling()
+        pieces = stream_samples(self.model, self.vocab, "", config.sample_length, sampling, seed=config.seed)
+        text = collect(pieces, 1)[0]
+        lines = text.replace("\r", "").split("\n")
+        header = f"  sample at step {self.progress.step} (temperature {sampling.temperature:g}):"
+        return "\n".join([header, *(f"  | {line}" for line in lines)])
+
     def save(self, name: str) -> Path:
         """Write the whole run state to ``out_dir/name`` atomically (rank 0 writes; all wait)."""
         path = self.out_dir / name
@@ -281,11 +297,12 @@ class TrainingRun:
             self.scaler.load_state_dict(checkpoint["scaler_state"])
         self.progress = Progress(**checkpoint["progress"])
         self._checked_step = self.progress.step
-        h, c = checkpoint["hidden_state"]  # (L, B, H) over all the run's streams
-        if h.shape[1] != self.train_config.batch_size or h.shape != c.shape:
+        saved_state = checkpoint["hidden_state"]  # [h, c] or [h], each (L, B, H) over all the run's streams
+        expected = (self.model_config.num_layers, self.train_config.batch_size, self.model_config.hidden_size)
+        if len(saved_state) != self.model.state_size or any(tuple(t.shape) != expected for t in saved_state):
             raise CharRNNError("the checkpoint's hidden state does not fit its own config")
         rows = slice(self.dist.rank * self.train_batches.batch_size, (self.dist.rank + 1) * self.train_batches.batch_size)
-        self.state = (h[:, rows].to(self.device), c[:, rows].to(self.device))  # this process's streams
+        self.state = tuple(t[:, rows].to(self.device) for t in saved_state)  # this process's streams
         if self.progress.window >= self.train_batches.num_windows:  # the text got shorter
             self.progress.window = 0
             self.progress.epoch += 1
@@ -356,7 +373,7 @@ def _build_run(
     out_dir: Path,
     device: torch.device,
     dist: Distributed,
-    model: CharLSTM | None = None,
+    model: CharRNN | None = None,
 ) -> TrainingRun:
     """Read and lay out the text; build a fresh model unless one is given; make the run.
 
@@ -384,7 +401,7 @@ def _build_run(
     )  # fmt: skip
     if model is None:
         torch.manual_seed(train_config.seed)  # the same initial weights in every process
-        model = CharLSTM(len(vocab), model_config)
+        model = CharRNN(len(vocab), model_config)
         if dist.rank:
             torch.manual_seed(train_config.seed + dist.rank)  # but its own dropout masks
     model.to(device)
@@ -620,6 +637,8 @@ class TrainLoop:
         self._finish_seconds: float | None = None  # the longest validation + save seen: kept in reserve
         self.chars_per_step = run.train_config.batch_size * run.train_config.seq_len  # over all processes
         self.saved_at: int | None = None
+        config = run.train_config
+        self.sample_every = config.eval_every if config.sample_every is None else config.sample_every  # 0: off
         self._started = time.perf_counter()
         self._elapsed_before = run.progress.elapsed_seconds
         self._loss_sum = torch.zeros((), device=run.device)  # training losses since the last validation
@@ -661,6 +680,8 @@ class TrainLoop:
         if progress.step % config.save_every == 0 or at_end:
             run.save("last.pt")
             self.saved_at = progress.step
+        if self.sample_every and run.dist.is_main and (progress.step % self.sample_every == 0 or at_end):
+            self.log(run.sample_text())
         finished = time.perf_counter() - finish_started
         self._finish_seconds = max(self._finish_seconds or 0.0, finished)
         if at_end and self.ended_early:

@@ -10,7 +10,7 @@ from charrnn.checkpoint import load_checkpoint
 from charrnn.cli import main
 from charrnn.config import ModelConfig
 from charrnn.data import StreamBatches, split_train_val
-from charrnn.model import CharLSTM
+from charrnn.model import CharRNN
 from charrnn.vocab import Vocab
 
 
@@ -28,13 +28,13 @@ def printed_shapes(output: str) -> dict[str, tuple[int, ...]]:
 def real_shapes(text: str, hidden: int, layers: int, batch: int, seq: int) -> dict[str, tuple[int, ...]]:
     """The same stages measured here, independently of explain.py."""
     vocab = Vocab.from_text(text)
-    model = CharLSTM(len(vocab), ModelConfig(hidden_size=hidden, num_layers=layers)).eval()
+    model = CharRNN(len(vocab), ModelConfig(hidden_size=hidden, num_layers=layers)).eval()
     ids = vocab.encode(text)
     train_ids, _ = split_train_val(ids, 0.1)
     batches = StreamBatches(train_ids, batch, seq, full_windows=True)
     x, y = batches.window(0)
     seen = {}
-    model.lstm.register_forward_hook(
+    model.rnn.register_forward_hook(
         lambda m, i, o: seen.update(one_hot=i[0], h0=i[1][0], c0=i[1][1], out=o[0], h=o[1][0], c=o[1][1])
     )  # the initial state is the LSTM's input (i), the final state its output (o)
     model.head.register_forward_hook(lambda m, i, o: seen.update(head_in=i[0]))

@@ -3,22 +3,22 @@ import torch
 import torch.nn.functional as F
 
 from charrnn.config import ModelConfig
-from charrnn.model import CharLSTM, count_parameters, detach
+from charrnn.model import CELL_GATES, CELLS, CharRNN, count_parameters, detach
 from charrnn.reference import ReferenceLSTM
-from charrnn.stepper import WIDE_BATCH, LSTMStepper
+from charrnn.stepper import WIDE_BATCH, Stepper
 
 V, H, L, B, T = 11, 16, 2, 3, 7
 
 
-def make_model(dropout: float = 0.0, dtype=torch.float32) -> CharLSTM:
+def make_model(dropout: float = 0.0, dtype=torch.float32, cell: str = "lstm") -> CharRNN:
     torch.manual_seed(0)
-    return CharLSTM(V, ModelConfig(hidden_size=H, num_layers=L, dropout=dropout)).to(dtype)
+    return CharRNN(V, ModelConfig(hidden_size=H, num_layers=L, dropout=dropout, cell=cell)).to(dtype)
 
 
 def test_shapes_at_every_layer():
     model = make_model()
     seen = {}
-    model.lstm.register_forward_hook(
+    model.rnn.register_forward_hook(
         lambda module, inputs, output: seen.update(one_hot=inputs[0].shape, lstm_out=output[0].shape)
     )
     model.head.register_forward_hook(lambda module, inputs, output: seen.update(head_in=inputs[0].shape))
@@ -49,7 +49,7 @@ def test_model_matches_the_gate_equations():
     model = make_model(dtype=torch.float64).eval()
     ids = torch.randint(0, V, (B, T))
     logits, (h, c) = model(ids)
-    outputs, (ref_h, ref_c), _ = ReferenceLSTM(model.lstm)(F.one_hot(ids, V).double())
+    outputs, (ref_h, ref_c), _ = ReferenceLSTM(model.rnn)(F.one_hot(ids, V).double())
     expected = outputs.reshape(B * T, H) @ model.head.weight.T + model.head.bias  # rows ordered (b, t)
     torch.testing.assert_close(logits, expected, rtol=0, atol=1e-10)
     torch.testing.assert_close((h, c), (ref_h, ref_c), rtol=0, atol=1e-10)
@@ -73,27 +73,40 @@ def test_detach_cuts_the_graph_but_keeps_the_values():
     assert torch.equal(cut[0], state[0]) and torch.equal(cut[1], state[1])
 
 
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("num_layers", [1, 3])
-def test_any_depth_builds_and_runs(num_layers):
-    model = CharLSTM(V, ModelConfig(hidden_size=8, num_layers=num_layers, dropout=0.2))
-    logits, (h, _) = model(torch.randint(0, V, (2, 5)))
-    assert logits.shape == (10, V) and h.shape == (num_layers, 2, 8)
+def test_any_cell_and_depth_builds_and_runs(cell, num_layers):
+    model = CharRNN(V, ModelConfig(hidden_size=8, num_layers=num_layers, dropout=0.2, cell=cell))
+    logits, state = model(torch.randint(0, V, (2, 5)))
+    assert logits.shape == (10, V)
+    assert [tuple(t.shape) for t in state] == [(num_layers, 2, 8)] * (2 if cell == "lstm" else 1)
+    assert type(model.rnn).__name__ == {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[cell]
+    gates = len(CELL_GATES[cell])  # weight blocks per layer: 4, 3, 1
+    assert count_parameters(model) == sum(
+        gates * H_ * (n_in + H_) + 2 * gates * H_ for H_, n_in in ((8, V), *[(8, 8)] * (num_layers - 1))
+    ) + 8 * V + V
 
 
+def test_an_unknown_cell_is_refused():
+    with pytest.raises(ValueError, match="unknown cell 'lstmx'"):
+        CharRNN(V, ModelConfig(cell="lstmx"))
+
+
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("num_layers", [1, 3])
-def test_the_lookup_path_gives_the_one_hot_path_logits_state_and_gradients(num_layers):
+def test_the_lookup_path_gives_the_one_hot_path_logits_state_and_gradients(cell, num_layers):
     # A one-hot vector times W_ih is a column of W_ih: the large-vocabulary path reads the column.
     torch.manual_seed(0)
-    model = CharLSTM(V, ModelConfig(hidden_size=H, num_layers=num_layers, dropout=0.0)).double()
+    model = CharRNN(V, ModelConfig(hidden_size=H, num_layers=num_layers, dropout=0.0, cell=cell)).double()
     ids = torch.randint(0, V, (B, T))
-    state = tuple(torch.randn(num_layers, B, H, dtype=torch.float64) for _ in range(2))
+    state = tuple(torch.randn_like(t) for t in model.init_state(B))
     results = {}
     for mode in ("one-hot", "lookup"):
         model.input_mode = mode
         model.zero_grad()
-        logits, (h, c) = model(ids, state)
-        (logits.square().sum() + h.sum() + c.sum()).backward()
-        results[mode] = (logits, h, c, *(p.grad.clone() for p in model.parameters()))
+        logits, new_state = model(ids, state)
+        (logits.square().sum() + sum(t.sum() for t in new_state)).backward()
+        results[mode] = (logits, *new_state, *(p.grad.clone() for p in model.parameters()))
     for one_hot_value, lookup_value in zip(results["one-hot"], results["lookup"], strict=True):
         torch.testing.assert_close(lookup_value, one_hot_value, rtol=0, atol=1e-12)
 
@@ -102,8 +115,8 @@ def test_large_vocabularies_never_build_a_one_hot_tensor(monkeypatch):
     import charrnn.model as model_module
     from charrnn.model import ONE_HOT_MAX_VOCAB
 
-    small = CharLSTM(ONE_HOT_MAX_VOCAB, ModelConfig(hidden_size=8))
-    large = CharLSTM(ONE_HOT_MAX_VOCAB + 1, ModelConfig(hidden_size=8))
+    small = CharRNN(ONE_HOT_MAX_VOCAB, ModelConfig(hidden_size=8))
+    large = CharRNN(ONE_HOT_MAX_VOCAB + 1, ModelConfig(hidden_size=8))
     assert (small.input_mode, large.input_mode) == ("one-hot", "lookup")
 
     def refuse(*args, **kwargs):
@@ -118,7 +131,7 @@ def test_large_vocabularies_never_build_a_one_hot_tensor(monkeypatch):
 
 def test_the_lookup_path_applies_dropout_between_layers_only_in_training():
     torch.manual_seed(0)
-    model = CharLSTM(V, ModelConfig(hidden_size=H, num_layers=2, dropout=0.5))
+    model = CharRNN(V, ModelConfig(hidden_size=H, num_layers=2, dropout=0.5))
     model.input_mode = "lookup"
     ids = torch.randint(0, V, (B, T))
     model.eval()
@@ -128,18 +141,19 @@ def test_the_lookup_path_applies_dropout_between_layers_only_in_training():
     assert not torch.equal(model(ids)[0], model(ids)[0])
 
 
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("streams", [1, 3, WIDE_BATCH + 1])  # the split multiply, and W xᵀ from WIDE_BATCH on
 @pytest.mark.parametrize("threads", [1, 2])
-def test_the_generation_step_matches_the_model_forward(streams, threads):
-    model = make_model(dtype=torch.float64).eval()
+def test_the_generation_step_matches_the_model_forward(cell, streams, threads):
+    model = make_model(dtype=torch.float64, cell=cell).eval()
     before = torch.get_num_threads()
     torch.set_num_threads(threads)  # the weights are split into one block per thread
     try:
-        stepper = LSTMStepper(model)
+        stepper = Stepper(model)
     finally:
         torch.set_num_threads(before)
     assert stepper.first_hh.parts == threads
-    state = tuple(torch.randn(L, streams, H, dtype=torch.float64) for _ in range(2))
+    state = tuple(torch.randn_like(t) for t in model.init_state(streams))
     step_state = state
     ids = torch.randint(0, V, (streams, T))
     for t in range(T):

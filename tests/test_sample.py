@@ -5,7 +5,7 @@ import torch
 
 from charrnn.config import ModelConfig
 from charrnn.errors import CharRNNError
-from charrnn.model import CharLSTM
+from charrnn.model import CharRNN
 from charrnn.sample import (
     Sampling,
     _StopWatch,
@@ -14,15 +14,15 @@ from charrnn.sample import (
     next_ids,
     stream_samples,
 )
-from charrnn.stepper import WIDE_BATCH, LSTMStepper
+from charrnn.stepper import WIDE_BATCH, Stepper
 from charrnn.vocab import UnknownCharactersError, Vocab
 
 VOCAB = Vocab.from_text("abcdefghijklmnopqrstuvwxyz ,.\n")
 
 
-def make_model(dtype=torch.float32) -> CharLSTM:
+def make_model(dtype=torch.float32) -> CharRNN:
     torch.manual_seed(3)
-    return CharLSTM(len(VOCAB), ModelConfig(hidden_size=24, num_layers=2, dropout=0.5)).to(dtype)
+    return CharRNN(len(VOCAB), ModelConfig(hidden_size=24, num_layers=2, dropout=0.5)).to(dtype)
 
 
 def generate(model, vocab, prime, length, sampling=Sampling(), *, seed=None, stop=()):
@@ -123,14 +123,14 @@ def test_a_batch_of_samples_equals_the_samples_drawn_one_by_one():
 def record_steps(monkeypatch, model) -> list:
     """Patch the generation step and hook nn.LSTM: returns the calls, as ("lstm", (B, T)) or ("step", (N,))."""
     calls = []
-    model.lstm.register_forward_hook(lambda module, inputs, output: calls.append(("lstm", tuple(inputs[0].shape[:2]))))
-    real_step = LSTMStepper.step
+    model.rnn.register_forward_hook(lambda module, inputs, output: calls.append(("lstm", tuple(inputs[0].shape[:2]))))
+    real_step = Stepper.step
 
     def step(self, ids, state):
         calls.append(("step", tuple(ids.shape)))
         return real_step(self, ids, state)
 
-    monkeypatch.setattr(LSTMStepper, "step", step)
+    monkeypatch.setattr(Stepper, "step", step)
     return calls
 
 
