@@ -84,7 +84,7 @@ class Stepper:
     def step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """ids (N,) -> next-character logits (N, V) and the new state (each (L, N, H))."""
         cell = self.cell
-        layers = list(zip(*(t.unbind(0) for t in state)))  # L tuples of (N, H) tensors
+        layers = list(zip(*(t.unbind(0) for t in state), strict=True))  # L tuples of (N, H) tensors
         new_layers = []
         input_gates = self.input_table[ids]  # (N, G·H)
         if cell == "gru":
@@ -103,4 +103,4 @@ class Stepper:
                 layer_state = cell_update(cell, projection(inputs, bias), own)  # (N, G·H) -> (N, H) each
             new_layers.append(layer_state)
         logits = self.head(layer_state[0], self.head_bias)  # (N, V)
-        return logits, tuple(torch.stack(parts) for parts in zip(*new_layers))  # each (L, N, H)
+        return logits, tuple(torch.stack(parts) for parts in zip(*new_layers, strict=True))  # each (L, N, H)
