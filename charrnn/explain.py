@@ -211,7 +211,7 @@ def render(explanation: Explanation) -> str:
         shown = "  ".join(f"{name} {format_shape(shape)}" for name, shape in tensors)
         lines.append(f"  {group:<13} {count:>10,}   {shown}")
     lines += [f"  {'total':<13} {total:>10,}", "",
-              f"weight_ih_l0 {format_shape((s['G'] * s['H'], s['V']))} is {s['G']} block(s) of {s['H']} rows, "
+              f"weight_ih_l0 {format_shape((s['G'] * s['H'], s['V']))} is {_blocks(s['G'])} of {s['H']} rows, "
               "one per gate (one-hot x picks one column):"]  # fmt: skip
     for gate, first, last, mean_abs in explanation.gate_blocks:
         lines.append(f"  {gate:<7} gate  rows {first:>5}-{last:<5} mean |w| {mean_abs:.4f}")
@@ -222,6 +222,10 @@ def render(explanation: Explanation) -> str:
             lines.append(f"  layer {layer}: {shown}")
         lines.append(f"  reference vs nn.LSTM: max |difference| {explanation.reference_error:.1e}")
     return "\n".join(lines)
+
+
+def _blocks(count: int) -> str:
+    return "one block" if count == 1 else f"{count} blocks"
 
 
 def _show(text: str, limit: int = 60) -> str:
