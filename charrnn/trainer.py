@@ -43,6 +43,8 @@ from charrnn.vocab import UnknownCharactersError, Vocab
 
 Log = Callable[[str], None]
 
+MAX_WARMUP_PART = 4  # warm-up takes at most a quarter of the run's steps
+
 
 def log_to_stdout(message: str) -> None:
     """Print above the progress bar, flushed so that a log file or pipe sees it at once."""
@@ -172,10 +174,12 @@ class TrainingRun:
 
     def learning_rate(self) -> float:
         """The schedule's rate for the next step."""
-        config = self.train_config
-        done = fraction_done(self.progress.step, self.total_steps(), self.agreed_seconds, self.time_limit_seconds)
+        config, end_step = self.train_config, self.total_steps()
+        done = fraction_done(self.progress.step, end_step, self.agreed_seconds, self.time_limit_seconds)
+        # A short run (say --max-steps 40) would otherwise spend itself warming up.
+        warmup_steps = min(config.warmup_steps, end_step // MAX_WARMUP_PART)
         return learning_rate(config.lr_schedule, config.lr, self.progress.step, done,
-                             warmup_steps=config.warmup_steps, min_lr_ratio=config.min_lr_ratio)  # fmt: skip
+                             warmup_steps=warmup_steps, min_lr_ratio=config.min_lr_ratio)  # fmt: skip
 
     def check_finite(self) -> None:
         """Raise if any step since the last check had a non-finite loss or gradient.

@@ -52,6 +52,19 @@ def test_the_optimizer_follows_the_schedule_step_by_step(book_slice, tmp_path, t
     assert seen == pytest.approx([lr / 2, lr, lr * 6 / 8, lr * 5 / 8, lr * 4 / 8, lr * 3 / 8, lr * 2 / 8, lr / 8])
 
 
+def test_warm_up_takes_at_most_a_quarter_of_a_short_run(book_slice, tmp_path, tiny_model, tiny_train):
+    config = dataclasses.replace(tiny_train, max_steps=12, eval_every=100, lr_schedule="constant", warmup_steps=100)
+    run = start_run(book_slice, tiny_model, config, out_dir=tmp_path / "run", device="cpu", log=quiet)
+    assert run.learning_rate() == config.lr  # a constant schedule has no warm-up at all
+    run.train_config = dataclasses.replace(config, lr_schedule="cosine")
+    seen = []
+    for _ in range(4):
+        seen.append(run.learning_rate())
+        run.train_step()
+    assert seen[:3] == pytest.approx([config.lr / 3, 2 * config.lr / 3, config.lr])  # 3 = 12 // 4 steps
+    assert seen[3] < config.lr  # decaying from step 3 on
+
+
 def test_stop_and_resume_is_bit_identical_with_the_schedule_on(book_slice, tmp_path, tiny_model, tiny_train):
     config = dataclasses.replace(tiny_train, max_steps=10, eval_every=3, save_every=3, lr_schedule="cosine",
                                  warmup_steps=3)  # fmt: skip
