@@ -21,8 +21,12 @@ class ModelConfig:
 
     hidden_size: int = 256  # H: units per layer
     num_layers: int = 2  # L: stacked LSTM layers
-    dropout: float = 0.1  # dropout on the output of every recurrent layer (training only)
+    dropout: float = 0.2  # dropout on the output of every recurrent layer (training only)
     cell: str = "lstm"  # the recurrent cell: "lstm", "gru" or "rnn" (tanh)
+
+
+# The defaults of ModelConfig and TrainConfig were chosen by measurement (README "Results"): the
+# best validation loss after 10 minutes of training on a 2-core CPU, tinyshakespeare.
 
 
 @dataclass(frozen=True)
@@ -32,25 +36,25 @@ class TrainConfig:
     # --- data layout: fixed for the life of a run -------------------------------------------
     # B: contiguous streams the text is split into. A new run under torchrun gives this many to
     # each process; checkpoints record the run's total (processes x B).
-    batch_size: int = 32
+    batch_size: int = 16
     seq_len: int = 100  # T: characters per window (steps of truncated BPTT)
     val_frac: float = 0.1  # tail fraction of the text held out for validation
     seed: int = 1234  # seeds weight init and dropout
     decode_errors: str = "strict"  # bytes that are not UTF-8: "strict" refuses, "replace" -> U+FFFD
     # --- optimisation and schedule: may change on resume ------------------------------------
-    lr: float = 2e-3  # Adam learning rate
+    lr: float = 8e-3  # Adam learning rate (the peak, after warm-up)
     grad_clip: float = 5.0  # max global gradient norm; 0 disables clipping
     max_steps: int | None = None  # stop after this many steps since the run began
-    max_epochs: int | None = 8  # stop after this many passes over the training split
+    max_epochs: int | None = 24  # stop after this many passes over the training split
     # Stop when training time (summed over resumes) would pass this many minutes, the final
     # validation and checkpoint included.
     time_limit: float | None = None
-    lr_schedule: str = "constant"  # "cosine" or "linear" decay to min_lr_ratio · lr, or "constant"
-    warmup_steps: int = 0  # steps of linear warm-up before a decaying schedule
+    lr_schedule: str = "cosine"  # "cosine" or "linear" decay to min_lr_ratio · lr, or "constant"
+    warmup_steps: int = 100  # steps of linear warm-up before a decaying schedule (at most a quarter of the run)
     min_lr_ratio: float = 0.1  # the decay's floor, as a fraction of lr
     patience: int | None = None  # stop after this many validations in a row without a new best
-    eval_every: int = 200  # steps between validations over the whole val split
-    save_every: int = 200  # steps between writes of last.pt
+    eval_every: int = 400  # steps between validations over the whole val split
+    save_every: int = 400  # steps between writes of last.pt
     # Steps between the short samples printed while training (and one at the end), so that the
     # text can be seen improving; None: at every validation (eval_every); 0: never.
     sample_every: int | None = None

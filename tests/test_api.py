@@ -12,6 +12,7 @@ import charrnn
 import charrnn.cli
 from charrnn.checkpoint import load_checkpoint
 from charrnn.cli import main
+from charrnn.config import ModelConfig
 from conftest import quiet
 
 TINY = ["--hidden-size", "32", "--batch-size", "4", "--seq-len", "16", "--no-progress", "--device", "cpu"]
@@ -148,7 +149,7 @@ def test_info_shows_what_the_checkpoint_was_trained_with(trained):
     assert "2 x 32 LSTM" in result.stdout and "batch 4 x 16" in result.stdout and "step 8" in result.stdout
     assert str(text.resolve()) in result.stdout and "vocab " in result.stdout and "\\n" in result.stdout
     facts = json.loads(invoke("info", run / "last.pt", "--json").stdout)
-    assert facts["model_config"] == {"hidden_size": 32, "num_layers": 2, "dropout": 0.1, "cell": "lstm"}
+    assert facts["model_config"] == {"hidden_size": 32, "num_layers": 2, "dropout": ModelConfig.dropout, "cell": "lstm"}
     assert facts["step"] == 8 and facts["train_config"]["seq_len"] == 16 and "vocab" not in facts
     assert facts["parameters"] > 0 and facts["best_val_loss"] <= facts["last_val_loss"]
 

@@ -23,7 +23,7 @@ text, out, resume_from = sys.argv[1], sys.argv[2], sys.argv[3]
 quiet = lambda message: None
 if resume_from == "-":
     run = start_run(text, ModelConfig(hidden_size=16, num_layers=2, dropout=0.0),
-                    TrainConfig(batch_size=2, seq_len=8, max_steps=4, eval_every=2, save_every=2),
+                    TrainConfig(batch_size=2, seq_len=8, max_steps=4, eval_every=2, save_every=2, lr_schedule="constant"),
                     out_dir=out, device="cpu", log=quiet)
 else:
     run = resume_run(resume_from, out_dir=out, overrides={"max_steps": 8}, device="cpu", log=quiet)
@@ -57,7 +57,8 @@ def torchrun(*args, **kwargs):
 
 
 def single_process(text, out, max_steps):
-    config = TrainConfig(batch_size=4, seq_len=8, max_steps=max_steps, eval_every=2, save_every=2)
+    # Constant rate: these runs are resumed with a later --max-steps, which moves a decaying schedule's end.
+    config = TrainConfig(batch_size=4, seq_len=8, max_steps=max_steps, eval_every=2, save_every=2, lr_schedule="constant")
     run = start_run(text, MODEL, config, out_dir=out, device="cpu", log=quiet)
     fit(run, log=quiet, progress_bar=False)
     return run
