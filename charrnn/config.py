@@ -42,10 +42,10 @@ class TrainConfig:
     seed: int = 1234  # seeds weight init and dropout
     decode_errors: str = "strict"  # bytes that are not UTF-8: "strict" refuses, "replace" -> U+FFFD
     # --- optimisation and schedule: may change on resume ------------------------------------
-    lr: float = 8e-3  # Adam learning rate (the peak, after warm-up)
+    lr: float = 3e-3  # Adam learning rate (the peak, after warm-up)
     grad_clip: float = 5.0  # max global gradient norm; 0 disables clipping
     max_steps: int | None = None  # stop after this many steps since the run began
-    max_epochs: int | None = 24  # stop after this many passes over the training split
+    max_epochs: int | None = 16  # stop after this many passes over the training split
     # Stop when training time (summed over resumes) would pass this many minutes, the final
     # validation and checkpoint included.
     time_limit: float | None = None
