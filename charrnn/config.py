@@ -50,7 +50,7 @@ class TrainConfig:
     # validation and checkpoint included.
     time_limit: float | None = None
     lr_schedule: str = "cosine"  # "cosine" or "linear" decay to min_lr_ratio · lr, or "constant"
-    warmup_steps: int = 100  # steps of linear warm-up before a decaying schedule (at most a quarter of the run)
+    warmup_steps: int = 100  # steps of linear warm-up before a decaying schedule (ends by a quarter of the run)
     min_lr_ratio: float = 0.1  # the decay's floor, as a fraction of lr
     patience: int | None = None  # stop after this many validations in a row without a new best
     eval_every: int = 400  # steps between validations over the whole val split

@@ -5,7 +5,7 @@ budget is the binding limit), so nothing extra is saved: a resumed run computes 
 its uninterrupted twin would have. Step-driven schedules therefore keep resume bit-exact; a
 time-driven one follows the wall clock, which no two runs share.
 
-    warm-up:  lr · (step + 1) / warmup_steps                      for the first warmup_steps steps
+    warm-up:  lr · max((step + 1) / warmup_steps, done / 0.25)    until either reaches 1
     cosine:   floor + (lr - floor) · (1 + cos(π · done)) / 2      done: fraction of the run behind us
     linear:   floor + (lr - floor) · (1 - done)
     constant: lr
@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 SCHEDULES = ("cosine", "linear", "constant")
+MAX_WARMUP_FRACTION = 0.25  # warm-up takes at most this much of the run
 
 
 def fraction_done(step: int, end_step: int, elapsed_seconds: float, time_limit_seconds: float | None) -> float:
@@ -34,8 +35,10 @@ def learning_rate(
         raise ValueError(f"unknown schedule {schedule!r}: choose one of {', '.join(SCHEDULES)}")
     if schedule == "constant":
         return base_lr
-    if step < warmup_steps:
-        return base_lr * (step + 1) / warmup_steps
+    if step < warmup_steps and done < MAX_WARMUP_FRACTION:
+        # Whichever comes first, the warm-up steps or a quarter of the run (by steps or time),
+        # ends the warm-up: a short run does not spend itself warming up.
+        return base_lr * min(1.0, max((step + 1) / warmup_steps, done / MAX_WARMUP_FRACTION))
     floor = base_lr * min_lr_ratio
     if schedule == "cosine":
         return floor + (base_lr - floor) * (1 + math.cos(math.pi * done)) / 2

@@ -43,8 +43,6 @@ from charrnn.vocab import UnknownCharactersError, Vocab
 
 Log = Callable[[str], None]
 
-MAX_WARMUP_PART = 4  # warm-up takes at most a quarter of the run's steps
-
 
 def log_to_stdout(message: str) -> None:
     """Print above the progress bar, flushed so that a log file or pipe sees it at once."""
@@ -174,12 +172,10 @@ class TrainingRun:
 
     def learning_rate(self) -> float:
         """The schedule's rate for the next step."""
-        config, end_step = self.train_config, self.total_steps()
-        done = fraction_done(self.progress.step, end_step, self.agreed_seconds, self.time_limit_seconds)
-        # A short run (say --max-steps 40) would otherwise spend itself warming up.
-        warmup_steps = min(config.warmup_steps, end_step // MAX_WARMUP_PART)
+        config = self.train_config
+        done = fraction_done(self.progress.step, self.total_steps(), self.agreed_seconds, self.time_limit_seconds)
         return learning_rate(config.lr_schedule, config.lr, self.progress.step, done,
-                             warmup_steps=warmup_steps, min_lr_ratio=config.min_lr_ratio)  # fmt: skip
+                             warmup_steps=config.warmup_steps, min_lr_ratio=config.min_lr_ratio)  # fmt: skip
 
     def check_finite(self) -> None:
         """Raise if any step since the last check had a non-finite loss or gradient.
@@ -710,7 +706,8 @@ class TrainLoop:
             return (f"stopping at step {run.progress.step}: no new best validation loss in "
                     f"{run.train_config.patience} validations (--patience)")  # fmt: skip
         minutes = run.progress.elapsed_seconds / 60
-        return f"stopping at step {run.progress.step}: the time limit of {run.train_config.time_limit:g} min is reached ({minutes:.1f} min trained)"
+        return (f"stopping at step {run.progress.step}: the time limit of {run.train_config.time_limit:g} min is "
+                f"reached ({minutes:.1f} min trained; the final validation and save take the rest)")  # fmt: skip
 
     def _refresh_bar(self, now: float) -> None:
         """Mean loss and chars/s over the steps since the last refresh (one read of the device)."""

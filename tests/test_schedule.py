@@ -61,8 +61,15 @@ def test_warm_up_takes_at_most_a_quarter_of_a_short_run(book_slice, tmp_path, ti
     for _ in range(4):
         seen.append(run.learning_rate())
         run.train_step()
-    assert seen[:3] == pytest.approx([config.lr / 3, 2 * config.lr / 3, config.lr])  # 3 = 12 // 4 steps
-    assert seen[3] < config.lr  # decaying from step 3 on
+    # A quarter of the 12 steps ends the warm-up: the rate follows max(step / 100, done / 0.25).
+    assert seen[:3] == pytest.approx([config.lr / 100, config.lr / 3, 2 * config.lr / 3])
+    assert seen[3] == pytest.approx(run.train_config.lr * 0.1 + 0.9 * config.lr * (1 + math.cos(math.pi / 4)) / 2)
+
+
+def test_a_time_budget_ends_the_warm_up_at_a_quarter_of_it():
+    # 1,000 warm-up steps, but a quarter of the time budget has gone by at step 20: the peak is reached.
+    assert rate("cosine", 20, 0.125, warmup_steps=1000) == pytest.approx(1e-2 * 0.5)
+    assert rate("cosine", 20, 0.25, warmup_steps=1000) == pytest.approx(1e-3 + 9e-3 * (1 + math.cos(math.pi / 4)) / 2)
 
 
 def test_stop_and_resume_is_bit_identical_with_the_schedule_on(book_slice, tmp_path, tiny_model, tiny_train):
