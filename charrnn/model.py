@@ -81,10 +81,11 @@ class CharRNN(nn.Module):
         return tuple(weight.new_zeros(shape) for _ in range(self.state_size))
 
     def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
-        """ids (B, T) int -> logits (B·T, V) and the state after the last step.
+        """ids (B, T) of any integer dtype -> logits (B·T, V) and the state after the last step.
 
         A missing ``state`` means the zero state.
         """
+        ids = as_index(ids)  # the vocabulary stores ids compactly (uint8, int16); torch indexes with int64
         batch_size, seq_len = ids.shape
         if state is None:
             state = self.init_state(batch_size)
@@ -207,6 +208,15 @@ def _first_layer(
             state = cell_update(cell, torch.addmm(gates_in, state[0], weight_hh_t), state)  # (B, G·H) -> (B, H)
         outputs.append(state[0])
     return torch.stack(outputs, dim=1), state
+
+
+def as_index(ids: torch.Tensor) -> torch.Tensor:
+    """Ids in the dtype every torch indexing op takes (int64), whatever compact dtype they came in.
+
+    The one conversion point for ids entering the model: ``index_select`` refuses int16, and a
+    uint8 tensor used as an index would be read as a boolean mask.
+    """
+    return ids.long()  # no copy when they are int64 already
 
 
 def detach(state: State) -> State:

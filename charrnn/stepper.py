@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from charrnn.model import CharRNN, State, cell_update, input_bias
+from charrnn.model import CharRNN, State, as_index, cell_update, input_bias
 
 
 # From this many streams on, W xᵀ in W's own layout is the faster multiply; below it, the split
@@ -82,8 +82,9 @@ class Stepper:
         self.head_bias = model.head.bias
 
     def step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """ids (N,) -> next-character logits (N, V) and the new state (each (L, N, H))."""
+        """ids (N,) of any integer dtype -> next-character logits (N, V) and the new state (each (L, N, H))."""
         cell = self.cell
+        ids = as_index(ids)
         layers = list(zip(*(t.unbind(0) for t in state), strict=True))  # L tuples of (N, H) tensors
         new_layers = []
         input_gates = self.input_table[ids]  # (N, G·H)

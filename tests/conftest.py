@@ -1,10 +1,17 @@
-"""Shared test fixtures: small texts and tiny configurations that train in seconds on a CPU."""
+"""Shared test fixtures: small texts, tiny configurations, the CLI runner, and tiny trained runs.
+
+Everything that trains is built once per test session (``scope="session"``) and shared: tests
+read these runs and never write into them (a resume writes to a directory of its own).
+"""
 
 from __future__ import annotations
 
+import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 
 from charrnn.config import ModelConfig, TrainConfig
 
@@ -34,3 +41,64 @@ def tiny_train() -> TrainConfig:
 
 def quiet(message: str) -> None:
     """A log function that drops messages (keeps test output readable)."""
+
+
+def invoke(command, *args) -> Result:
+    """Run a click command in-process as a user would type it (every argument as a string)."""
+    return CliRunner().invoke(command, [str(a) for a in args])
+
+
+# --- one tiny run per cell and input path (tests/test_commands_matrix.py) ---------------------
+
+MATRIX_CELLS = ("lstm", "gru", "rnn")
+MATRIX_PATHS = ("one-hot", "lookup")
+LOOKUP_ALPHABET = 600  # above the 512 characters where models switch to the lookup input path
+
+
+@dataclass(frozen=True)
+class TinyRun:
+    cell: str
+    path: str  # "one-hot" or "lookup"
+    text: Path  # the training text
+    checkpoint: Path  # best.pt
+    last: Path  # last.pt
+    vocab: frozenset[str]  # the characters generated text may contain
+    prime: str  # two characters of the text
+
+
+def synthetic_text(alphabet_size: int, length: int, seed: int) -> str:
+    """A text over ``alphabet_size`` distinct CJK characters (all of them present), with lines."""
+    rng = random.Random(seed)
+    alphabet = [chr(0x4E00 + i) for i in range(alphabet_size)]
+    common = alphabet[:40]  # a skewed distribution, as real text has
+    body = [rng.choice(common) if rng.random() < 0.8 else rng.choice(alphabet) for _ in range(length)]
+    text = "".join(alphabet) + "".join(c if i % 24 else "\n" for i, c in enumerate(body, start=1))
+    return text
+
+
+@pytest.fixture(scope="session")
+def matrix_runs(tmp_path_factory) -> dict[tuple[str, str], TinyRun]:
+    """Six tiny trained runs: every cell, on a small alphabet and on one above the lookup threshold."""
+    from charrnn.cli import main
+
+    root = tmp_path_factory.mktemp("matrix")
+    texts = {
+        "one-hot": BUNDLED_BOOK.read_text(encoding="utf-8")[:4000],
+        "lookup": synthetic_text(LOOKUP_ALPHABET, 3400, seed=3),
+    }
+    runs = {}
+    for path, text in texts.items():
+        text_file = root / f"{path}.txt"
+        text_file.write_text(text, encoding="utf-8")
+        for cell in MATRIX_CELLS:
+            out = root / f"{cell}-{path}"
+            result = invoke(
+                main, "train", text_file, "--out", out, "--cell", cell, "--hidden-size", 8, "--batch-size", 2,
+                "--seq-len", 8, "--max-steps", 2, "--eval-every", 2, "--no-sample", "--no-progress", "--device", "cpu",
+            )  # fmt: skip
+            assert result.exit_code == 0, result.output
+            runs[cell, path] = TinyRun(
+                cell=cell, path=path, text=text_file, checkpoint=out / "best.pt", last=out / "last.pt",
+                vocab=frozenset(text), prime=text[:2],
+            )  # fmt: skip
+    return runs

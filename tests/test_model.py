@@ -161,3 +161,22 @@ def test_the_generation_step_matches_the_model_forward(cell, streams, threads):
         logits, step_state = stepper.step(ids[:, t], step_state)
         torch.testing.assert_close(logits, expected, rtol=0, atol=1e-12)
         torch.testing.assert_close(step_state, state, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("mode", ["one-hot", "lookup"])
+def test_ids_of_every_dtype_the_vocabulary_stores_give_the_same_outputs(cell, mode):
+    # The vocabulary keeps ids as uint8 / int16 / int32 (issue 15: int16 ids crashed the lookup
+    # path, and uint8 ids used as an index would be read as a boolean mask).
+    model = make_model(cell=cell).eval()
+    model.input_mode = mode
+    stepper = Stepper(model)
+    ids = torch.randint(0, V, (B, T))
+    expected_logits, _ = model(ids)
+    expected_step, _ = stepper.step(ids[:, 0], model.init_state(B))
+    for dtype in (torch.uint8, torch.int16, torch.int32):
+        logits, _ = model(ids.to(dtype))
+        torch.testing.assert_close(logits, expected_logits, rtol=0, atol=0)
+        step_logits, _ = stepper.step(ids[:, 0].to(dtype), model.init_state(B))
+        assert step_logits.shape == (B, V)
+        torch.testing.assert_close(step_logits, expected_step, rtol=0, atol=0)
