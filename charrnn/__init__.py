@@ -6,16 +6,31 @@
     print(model.generate("Once upon a time", 300, temperature=0.8, seed=1))
 """
 
-__version__ = "0.1.0"
-
-from charrnn.api import CharModel, describe, load, train  # noqa: E402
-from charrnn.config import ModelConfig, SampleConfig, TrainConfig  # noqa: E402
-from charrnn.errors import CharRNNError  # noqa: E402
-from charrnn.evaluate import Evaluation  # noqa: E402
-from charrnn.trainer import TrainingRun, TrainResult, fit, resume_run, start_run  # noqa: E402
+from charrnn.api import CharModel, describe, load, train
+from charrnn.config import ModelConfig, SampleConfig, TrainConfig
+from charrnn.errors import CharRNNError
+from charrnn.formats.checkpoint import Checkpoint
+from charrnn.generation.evaluate import Evaluation
+from charrnn.training.loop import TrainResult, fit
+from charrnn.training.policy import resume_run, start_run
+from charrnn.training.run import TrainingRun
+from charrnn.version import __version__
 
 __all__ = [
-    "CharModel", "CharRNNError", "Evaluation", "ModelConfig", "SampleConfig", "TrainConfig",
-    "TrainingRun", "TrainResult", "describe", "fit", "load", "resume_run", "start_run", "train",
+    "CharModel",
+    "CharRNNError",
+    "Checkpoint",
+    "Evaluation",
+    "ModelConfig",
+    "SampleConfig",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingRun",
     "__version__",
-]  # fmt: skip
+    "describe",
+    "fit",
+    "load",
+    "resume_run",
+    "start_run",
+    "train",
+]

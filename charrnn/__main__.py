@@ -1,6 +1,6 @@
 """`python -m charrnn` is the `charrnn` command (and what torchrun launches)."""
 
-from charrnn.cli import main
+from charrnn.commands.cli import main
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,4 @@
-"""The Python API: ``charrnn.load`` and ``charrnn.train``. The CLI is a thin layer over these.
+"""The Python API: ``charrnn.load``, ``charrnn.train`` and ``charrnn.describe``. The CLI is a thin layer over these.
 
     model = charrnn.load("checkpoints/tinyshakespeare/best.pt")
     print(model.generate("ROMEO:", 200, temperature=0.8, seed=1))
@@ -8,43 +8,24 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import secrets
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from charrnn.checkpoint import load_checkpoint, model_from_checkpoint
 from charrnn.config import ModelConfig, SampleConfig, TrainConfig
-from charrnn.devices import resolve_device
-from charrnn.errors import CharRNNError
-from charrnn.evaluate import Evaluation, evaluate_text
-from charrnn.model import CharRNN, count_parameters
-from charrnn.sample import Sampling, collect, stream_samples
-from charrnn.trainer import Log, TrainResult, fit, log_to_stdout, start_run
-from charrnn.vocab import Vocab
-
-
-def read_train_config(saved: Any, path: str | os.PathLike, needed: Sequence[str], remedy: str) -> TrainConfig:
-    """The training config ``saved`` in checkpoint ``path``, for defaults taken from its run.
-
-    Keys this charrnn does not know (a newer version's) are ignored. A field in ``needed`` that
-    is missing or unusable raises CharRNNError ending with ``remedy``: a silent default would
-    lay the text out differently from the run.
-    """
-    saved = saved if isinstance(saved, dict) else {}
-    for name in needed:
-        value = saved.get(name)
-        if name == "val_frac":
-            usable = isinstance(value, float) and 0 < value < 1
-        else:  # batch_size, seq_len
-            usable = isinstance(value, int) and not isinstance(value, bool) and value >= 1
-        if value is None:
-            raise CharRNNError(f"the training config in {path} has no {name}: {remedy}")
-        if not usable:
-            raise CharRNNError(f"the training config in {path} has an unusable {name} ({value!r}): {remedy}")
-    known = {field.name for field in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{name: value for name, value in saved.items() if name in known})
+from charrnn.core.devices import resolve_device
+from charrnn.core.model import CharRNN, count_parameters
+from charrnn.core.vocab import Vocab
+from charrnn.formats.checkpoint import Checkpoint
+from charrnn.generation.evaluate import Evaluation, evaluate_text
+from charrnn.generation.sample import Sampling, collect, stream_samples
+from charrnn.options import build, declared
+from charrnn.training.loop import TrainResult, fit
+from charrnn.training.policy import start_run
+from charrnn.training.reporting import Log, log_to_stdout
 
 
 class CharModel:
@@ -54,12 +35,11 @@ class CharModel:
     when given ``seed=None``): pass it back as ``seed=`` to draw the same samples again.
     """
 
-    def __init__(self, model: CharRNN, vocab: Vocab, checkpoint: dict[str, Any], path: Path):
+    def __init__(self, model: CharRNN, checkpoint: Checkpoint, path: Path):
         self.model = model
-        self.vocab = vocab
+        self.vocab: Vocab = checkpoint.vocab
         self.path = path
-        # Read only when evaluate needs a default from it: generation never does.
-        self.saved_train_config = checkpoint["train_config"]
+        self.checkpoint = checkpoint  # evaluate reads the run's layout from it; generation never does
         self.last_seed: int | None = None
 
     def __repr__(self) -> str:
@@ -74,7 +54,7 @@ class CharModel:
         prime: str = SampleConfig.prime,
         length: int = SampleConfig.length,
         *,
-        seed: int | None = None,
+        seed: int | None = SampleConfig.seed,
         num_samples: int = SampleConfig.num_samples,
         stop: str | Sequence[str] = (),
         **sampling: Any,
@@ -98,7 +78,7 @@ class CharModel:
         top_k: int | None = SampleConfig.top_k,
         top_p: float | None = SampleConfig.top_p,
         greedy: bool = SampleConfig.greedy,
-        seed: int | None = None,
+        seed: int | None = SampleConfig.seed,
         num_samples: int | None = None,
         stop: str | Sequence[str] = (),
     ) -> str | list[str]:
@@ -132,19 +112,19 @@ class CharModel:
         gives each character all of the text before it as context. Characters outside the
         vocabulary are counted and removed first (``strict=True`` raises instead).
         """
-        needed = [name for name, given in (("batch_size", batch_size), ("seq_len", seq_len)) if given is None]
+        needed = tuple(name for name, given in (("batch_size", batch_size), ("seq_len", seq_len)) if given is None)
         if needed:
             remedy = "give the batch size and sequence length (--batch-size, --seq-len)"
-            saved = read_train_config(self.saved_train_config, self.path, needed, remedy)
+            saved = self.checkpoint.layout(self.path, needed, remedy)
             batch_size, seq_len = batch_size or saved.batch_size, seq_len or saved.seq_len
         return evaluate_text(self.model, self.vocab, text, batch_size, seq_len, strict)
 
 
 def load(path: str | os.PathLike, device: str = "auto") -> CharModel:
     """Load a checkpoint for generation and evaluation, on ``device`` (auto: cuda, mps, cpu)."""
-    checkpoint = load_checkpoint(path)
-    model, vocab = model_from_checkpoint(checkpoint, resolve_device(device))
-    return CharModel(model.eval(), vocab, checkpoint, Path(path))
+    checkpoint = Checkpoint.load(path)
+    model = checkpoint.model(resolve_device(device))
+    return CharModel(model.eval(), checkpoint, Path(path))
 
 
 def train(
@@ -156,45 +136,54 @@ def train(
     progress_bar: bool = True,
     **options: Any,
 ) -> TrainResult:
-    """Train a new model on ``text_path`` to the end; ``options`` are ModelConfig / TrainConfig fields.
+    """Train a new model on ``text_path`` to the end. ``options`` are the options of ``charrnn train``
+    (see docs/options.md, or ``inspect.signature(charrnn.train)``), named as in Python.
 
     For example ``charrnn.train("book.txt", hidden_size=128, max_steps=500, out_dir="runs/a")``.
     Ctrl-C stops it cleanly after the current step, with last.pt saved.
     """
-    model_fields = {field.name for field in dataclasses.fields(ModelConfig)}
-    train_fields = {field.name for field in dataclasses.fields(TrainConfig)}
-    unknown = set(options) - model_fields - train_fields
+    known = {opt.name for opt in TRAIN_OPTIONS}
+    unknown = set(options) - known
     if unknown:
         raise TypeError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-    model_config = ModelConfig(**{k: v for k, v in options.items() if k in model_fields})
-    train_config = TrainConfig(**{k: v for k, v in options.items() if k in train_fields})
+    try:
+        model_config, train_config = build(ModelConfig, options), build(TrainConfig, options)
+    except ValueError as exc:
+        raise TypeError(str(exc)) from None
     run = start_run(text_path, model_config, train_config, out_dir=out_dir, device=device, log=log)
     return fit(run, log=log, progress_bar=progress_bar)
+
+
+# train's keyword arguments, produced from the option declarations (help(), IDEs and the options test read this).
+TRAIN_OPTIONS = [opt for cls in (ModelConfig, TrainConfig) for opt in declared(cls) if "train" in opt.spec.commands]
+train.__signature__ = inspect.signature(train).replace(
+    parameters=[
+        *(p for p in inspect.signature(train).parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD),
+        *(inspect.Parameter(opt.name, inspect.Parameter.KEYWORD_ONLY, default=opt.default) for opt in TRAIN_OPTIONS),
+    ]
+)
 
 
 def describe(path: str | os.PathLike) -> dict[str, Any]:
     """What a checkpoint holds and how it was made, as plain JSON-ready values (``charrnn info``)."""
     path = Path(path)
-    checkpoint = load_checkpoint(path)
-    model, vocab = model_from_checkpoint(checkpoint)
-    progress = checkpoint["progress"]
+    checkpoint = Checkpoint.load(path)
+    model = checkpoint.model()
     return {
         "path": str(path),
         "file_bytes": path.stat().st_size,
         "model_config": dataclasses.asdict(model.config),
         "parameters": count_parameters(model),
-        "vocab_size": len(vocab),
-        "vocab": list(vocab.chars),
-        "text_path": checkpoint["text_path"],
-        "text_chars": checkpoint["text_chars"],
-        "train_config": checkpoint["train_config"],
-        "step": progress["step"],
-        "epoch": progress["epoch"],
-        "chars_seen": progress["chars_seen"],
-        "elapsed_seconds": progress["elapsed_seconds"],
-        "best_val_loss": checkpoint["best_val_loss"],
-        "last_val_loss": checkpoint["last_val_loss"],
-        "torch_version": checkpoint.get("torch_version"),
-        "charrnn_version": checkpoint.get("charrnn_version"),
-        "format_version": checkpoint["format_version"],
+        "input_path": model.input_path,
+        "vocab_size": len(checkpoint.vocab),
+        "vocab": list(checkpoint.vocab.chars),
+        "text_path": checkpoint.corpus_path,
+        "text_chars": checkpoint.corpus_chars,
+        "train_config": checkpoint.saved_train_config,
+        **dataclasses.asdict(checkpoint.progress),
+        "best_val_loss": checkpoint.best_val_loss,
+        "last_val_loss": checkpoint.last_val_loss,
+        "torch_version": checkpoint.torch_version,
+        "charrnn_version": checkpoint.charrnn_version,
+        "format_version": checkpoint.format_version,
     }

@@ -1,90 +1,147 @@
-"""Every default charrnn uses lives here, once.
+"""Every option charrnn has, declared once: name, type, default, help, allowed values, commands.
 
-The CLI reads these defaults for its option help, the library takes these dataclasses as
-arguments, and checkpoints store them as plain dicts (``dataclasses.asdict``) so that they load
-with ``torch.load(weights_only=True)``.
+The CLI's options, the Python API's keyword arguments and docs/options.md are all produced from
+these declarations (see ``charrnn.options``). Checkpoints store ModelConfig and TrainConfig as
+plain dicts (``dataclasses.asdict``), so that they load with ``torch.load(weights_only=True)``.
+
+The defaults of ModelConfig and TrainConfig were chosen by measurement (docs/results.md): the
+best validation loss after 10 minutes of training on a 2-core CPU, tinyshakespeare.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
+
+from charrnn.options import option
+
+TRAIN = ("train",)
+SCHEDULES = ("cosine", "linear", "constant")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+CELL_NAMES = ("lstm", "gru", "rnn")  # the keys of charrnn.core.cells.CELLS (tests check they agree)
+MAX_SEED = 2**63 - 1  # what torch.manual_seed takes
+MAX_SAMPLE_SEED = 2**64 - 1  # what torch.Generator.manual_seed takes; sample i uses seed + i
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The architecture: fixed for the life of a run (a resume cannot change it).
+    """The architecture: fixed for the life of a run. V is read off the vocabulary beside it."""
 
-    The vocabulary size V is not here: it is read off the vocabulary stored beside the config.
-    """
-
-    hidden_size: int = 256  # H: units per layer
-    num_layers: int = 2  # L: stacked LSTM layers
-    dropout: float = 0.2  # dropout on the output of every recurrent layer (training only)
-    cell: str = "lstm"  # the recurrent cell: "lstm", "gru" or "rnn" (tanh)
-
-
-# The defaults of ModelConfig and TrainConfig were chosen by measurement (README "Results"): the
-# best validation loss after 10 minutes of training on a 2-core CPU, tinyshakespeare.
+    hidden_size: int = option(256, "Units per recurrent layer (H).", ("train", "explain"), low=1, fixed_on_resume=True)
+    num_layers: int = option(2, "Stacked recurrent layers (L).", ("train", "explain"), low=1, fixed_on_resume=True)
+    dropout: float = option(
+        0.2, "Dropout on each recurrent layer's output while training.", TRAIN, low=0, high=1, high_open=True,
+        fixed_on_resume=True,
+    )  # fmt: skip
+    cell: str = option(
+        "lstm", "The recurrent cell: LSTM, GRU or a plain tanh RNN.", ("train", "explain"), choices=CELL_NAMES,
+        fixed_on_resume=True,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How a run trains. Data layout fields are fixed by a run; the rest may change on resume."""
+    """How a run trains. Fields marked fixed_on_resume shape the data; the rest may change on resume."""
 
-    # --- data layout: fixed for the life of a run -------------------------------------------
-    # B: contiguous streams the text is split into. A new run under torchrun gives this many to
-    # each process; checkpoints record the run's total (processes x B).
-    batch_size: int = 16
-    seq_len: int = 100  # T: characters per window (steps of truncated BPTT)
-    val_frac: float = 0.1  # tail fraction of the text held out for validation
-    seed: int = 1234  # seeds weight init and dropout
-    decode_errors: str = "strict"  # bytes that are not UTF-8: "strict" refuses, "replace" -> U+FFFD
-    # --- optimisation and schedule: may change on resume ------------------------------------
-    lr: float = 3e-3  # Adam learning rate (the peak, after warm-up)
-    grad_clip: float = 5.0  # max global gradient norm; 0 disables clipping
-    max_steps: int | None = None  # stop after this many steps since the run began
-    max_epochs: int | None = 16  # stop after this many passes over the training split
-    # Stop when training time (summed over resumes) would pass this many minutes, the final
-    # validation and checkpoint included.
-    time_limit: float | None = None
-    lr_schedule: str = "cosine"  # "cosine" or "linear" decay to min_lr_ratio · lr, or "constant"
-    warmup_steps: int = 100  # steps of linear warm-up before a decaying schedule (ends by a quarter of the run)
-    min_lr_ratio: float = 0.1  # the decay's floor, as a fraction of lr
-    patience: int | None = None  # stop after this many validations in a row without a new best
-    eval_every: int = 400  # steps between validations over the whole val split
-    save_every: int = 400  # steps between writes of last.pt
-    # Steps between the short samples printed while training (and one at the end), so that the
-    # text can be seen improving; None: at every validation (eval_every); 0: never.
-    sample_every: int | None = None
-    sample_length: int = 200  # characters in each of those samples
-    # "auto": bf16 autocast on a CUDA GPU (fp16 on GPUs without bf16), fp32 elsewhere.
-    precision: str = "auto"
+    # --- data layout: fixed for the life of a run ----------------------------------------------
+    batch_size: int = option(
+        16, "Contiguous streams trained side by side (B), per process under torchrun.",
+        ("train", "evaluate", "explain"), low=1, fixed_on_resume=True,
+    )  # fmt: skip
+    seq_len: int = option(
+        100, "Characters per window: how far back gradients flow (T).", ("train", "evaluate", "explain"), low=1,
+        fixed_on_resume=True,
+    )  # fmt: skip
+    val_frac: float = option(
+        0.1, "Fraction of the text, from its end, held out for validation.", TRAIN, low=0, high=1, low_open=True,
+        high_open=True, fixed_on_resume=True,
+    )  # fmt: skip
+    seed: int = option(
+        1234, "Seed for weight init and dropout.", ("train", "explain"), low=0, high=MAX_SEED, fixed_on_resume=True
+    )
+    decode_errors: str = option(
+        "strict", "Bytes that are not UTF-8: refuse the file (strict), or replace them with U+FFFD.",
+        ("train", "evaluate"), choices=("strict", "replace"),
+    )  # fmt: skip
+    # --- optimisation and schedule: may change on resume ---------------------------------------
+    lr: float = option(3e-3, "Adam learning rate (the peak, after warm-up).", TRAIN, low=0, high=1, low_open=True)
+    grad_clip: float = option(5.0, "Clip the global gradient norm to this; 0 turns clipping off.", TRAIN, low=0)
+    max_steps: int | None = option(
+        None, "Stop at this step, counted from the run's start (across resumes).", TRAIN, low=1, show_default="none"
+    )
+    max_epochs: int | None = option(
+        16, "Stop after this many passes over the training split (whichever limit comes first).", TRAIN, low=1
+    )
+    time_limit: float | None = option(
+        None, "Stop when training time (summed over resumes) reaches this, the final validation and save included.",
+        TRAIN, low=0, low_open=True, metavar="MINUTES", show_default="none",
+    )  # fmt: skip
+    lr_schedule: str = option(
+        "cosine", "Learning rate over the run: warm-up, then cosine or linear decay to --min-lr-ratio x --lr "
+        "(driven by steps, or by time when --time-limit comes first), or constant.", TRAIN, choices=SCHEDULES,
+    )  # fmt: skip
+    warmup_steps: int = option(
+        100, "Steps of linear warm-up before a decaying schedule (it ends by a quarter of the run).", TRAIN, low=0
+    )
+    min_lr_ratio: float = option(
+        0.1, "Where a decaying schedule ends, as a fraction of --lr.", TRAIN, low=0, high=1
+    )
+    patience: int | None = option(
+        None, "Stop after this many validations in a row without a new best.", TRAIN, low=1, show_default="off"
+    )
+    eval_every: int = option(
+        400, "Steps between validations over the whole val split (saves best.pt when it improves).", TRAIN, low=1
+    )
+    save_every: int = option(400, "Steps between writes of last.pt.", TRAIN, low=1)
+    sample_every: int | None = option(
+        None, "Steps between the short samples printed while training (0: none).", TRAIN, low=0,
+        show_default="at each validation",
+    )  # fmt: skip
+    sample_length: int = option(200, "Characters in each sample printed while training.", TRAIN, low=1)
+    precision: str = option(
+        "auto", "auto: bf16 autocast on a CUDA GPU (fp16 where it has no bf16), fp32 elsewhere.", TRAIN,
+        choices=PRECISIONS,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
 class SampleConfig:
-    """Defaults of ``charrnn generate``."""
+    """How text is generated (``charrnn generate``, ``CharModel.generate``)."""
 
-    prime: str = ""  # text the sample continues; empty starts from the zero state
-    length: int = 500  # characters to generate after the prime
-    temperature: float = 0.8  # < 1 sharper and safer, > 1 more surprising
-    top_k: int | None = None  # sample only among the k most likely characters
-    top_p: float | None = None  # sample only among the most likely characters whose mass reaches p
-    greedy: bool = False  # always take the most likely character
-    num_samples: int = 1  # samples drawn side by side as one batch
-    on_unknown: str = "error"  # prime characters outside the vocabulary: "error" or "skip" them
+    prime: str = option("", "Text to start from; the sample continues it. Empty: start from the zero state.", ("generate",))
+    length: int = option(
+        500, "Characters to generate after the prime (at most, with --stop).", ("generate",), low=0
+    )
+    temperature: float = option(
+        0.8, "Divides the logits: below 1 is safer and more repetitive, above 1 wilder.", ("generate",), low=0,
+        low_open=True,
+    )  # fmt: skip
+    top_k: int | None = option(
+        None, "Draw only among the K most likely characters.", ("generate",), low=1, show_default="off"
+    )
+    top_p: float | None = option(
+        None, "Draw only among the most likely characters whose probabilities add up to P (nucleus).", ("generate",),
+        low=0, high=1, low_open=True, show_default="off",
+    )  # fmt: skip
+    greedy: bool = option(False, "Always take the most likely character: deterministic, often repetitive.", ("generate",))
+    num_samples: int = option(
+        1, "Independent samples, drawn side by side as one batch; sample i uses seed + i.", ("generate",), low=1
+    )
+    seed: int | None = option(
+        None, "Seed for sampling: the same seed gives the same text (on the same machine and torch build).",
+        ("generate",), low=0, high=MAX_SAMPLE_SEED, show_default="random",
+    )  # fmt: skip
+    on_unknown: str = option(
+        "error", "Prime characters the model never saw: stop with an error, or drop them with a warning.",
+        ("generate",), choices=("error", "skip"),
+    )  # fmt: skip
 
 
-# Fields a resume keeps from the checkpoint: changing them would make the saved optimizer state,
-# data position or hidden state meaningless.
-FIXED_ON_RESUME = ("cell", "hidden_size", "num_layers", "dropout", "batch_size", "seq_len", "val_frac", "seed")
+@dataclass(frozen=True)
+class Placement:
+    """Where a command runs and writes: options of the commands, not of a model or a run."""
 
-
-def default_of(config_cls: type, name: str) -> Any:
-    """The default value of field ``name`` of a config dataclass (used by the CLI's help)."""
-    for field in dataclasses.fields(config_cls):
-        if field.name == name:
-            return field.default
-    raise KeyError(f"{config_cls.__name__} has no field {name!r}")
+    device: str = option(
+        "auto", "Where to run: auto picks cuda, then mps, then cpu.", ("train", "generate", "evaluate"),
+        choices=DEVICES,
+    )  # fmt: skip

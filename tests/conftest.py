@@ -7,6 +7,9 @@ read these runs and never write into them (a resume writes to a directory of its
 from __future__ import annotations
 
 import random
+import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,9 +46,56 @@ def quiet(message: str) -> None:
     """A log function that drops messages (keeps test output readable)."""
 
 
-def invoke(command, *args) -> Result:
-    """Run a click command in-process as a user would type it (every argument as a string)."""
-    return CliRunner().invoke(command, [str(a) for a in args])
+def invoke(*args) -> Result:
+    """Run `charrnn ARGS...` in-process, as a user would type it (every argument as a string)."""
+    from charrnn.commands.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def run_cli(*args, **kwargs) -> subprocess.CompletedProcess:
+    """Run `python -m charrnn ARGS...` as a separate process."""
+    return subprocess.run(
+        [sys.executable, "-m", "charrnn", *map(str, args)], capture_output=True, text=True, timeout=120, **kwargs
+    )
+
+
+# Options of a tiny, fast model for the CLI.
+TINY = ["--hidden-size", "32", "--batch-size", "4", "--seq-len", "16", "--no-progress", "--device", "cpu"]
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    dir: Path  # best.pt, last.pt, metrics.csv, config.toml
+    text: Path
+
+    @property
+    def last(self) -> Path:
+        return self.dir / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.dir / "best.pt"
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> TrainedRun:
+    """A small model trained for 8 steps on a slice of the bundled book. Shared by the whole
+    session: tests only read it (a test that resumes writes to a directory of its own)."""
+    root = tmp_path_factory.mktemp("tiny_run")
+    text = root / "slice.txt"
+    text.write_text(BUNDLED_BOOK.read_text(encoding="utf-8")[:6000], encoding="utf-8")
+    result = invoke("train", text, "--out", root / "run", "--max-steps", 8, "--eval-every", 4, *TINY)
+    assert result.exit_code == 0, result.output
+    return TrainedRun(root / "run", text)
+
+
+@pytest.fixture
+def own_run(tiny_run, tmp_path) -> TrainedRun:
+    """A copy of ``tiny_run`` that a test may resume, change or damage."""
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run.dir, copy)
+    return TrainedRun(copy, tiny_run.text)
 
 
 # --- one tiny run per cell and input path (tests/test_commands_matrix.py) ---------------------
@@ -79,7 +129,7 @@ def synthetic_text(alphabet_size: int, length: int, seed: int) -> str:
 @pytest.fixture(scope="session")
 def matrix_runs(tmp_path_factory) -> dict[tuple[str, str], TinyRun]:
     """Six tiny trained runs: every cell, on a small alphabet and on one above the lookup threshold."""
-    from charrnn.cli import main
+    from charrnn.commands.cli import main
 
     root = tmp_path_factory.mktemp("matrix")
     texts = {
@@ -93,7 +143,7 @@ def matrix_runs(tmp_path_factory) -> dict[tuple[str, str], TinyRun]:
         for cell in MATRIX_CELLS:
             out = root / f"{cell}-{path}"
             result = invoke(
-                main, "train", text_file, "--out", out, "--cell", cell, "--hidden-size", 8, "--batch-size", 2,
+                "train", text_file, "--out", out, "--cell", cell, "--hidden-size", 8, "--batch-size", 2,
                 "--seq-len", 8, "--max-steps", 2, "--eval-every", 2, "--no-sample", "--no-progress", "--device", "cpu",
             )  # fmt: skip
             assert result.exit_code == 0, result.output

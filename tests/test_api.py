@@ -11,9 +11,9 @@ from click.testing import CliRunner
 import charrnn
 import charrnn.cli
 from charrnn.checkpoint import load_checkpoint
-from charrnn.cli import main
+from charrnn.commands.cli import main
 from charrnn.config import ModelConfig
-from conftest import quiet
+from tests.conftest import quiet
 
 TINY = ["--hidden-size", "32", "--batch-size", "4", "--seq-len", "16", "--no-progress", "--device", "cpu"]
 

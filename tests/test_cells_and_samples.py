@@ -8,10 +8,11 @@ from click.testing import CliRunner
 
 import charrnn
 from charrnn.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from charrnn.cli import main
+from charrnn.commands.cli import main
 from charrnn.config import ModelConfig
-from charrnn.trainer import fit, resume_run, start_run
-from conftest import quiet
+from charrnn.training.loop import fit
+from charrnn.training.policy import resume_run, start_run
+from tests.conftest import quiet
 
 TINY = ["--hidden-size", "32", "--batch-size", "4", "--seq-len", "16", "--no-progress", "--device", "cpu"]
 

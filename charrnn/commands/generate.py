@@ -1,0 +1,119 @@
+"""`charrnn generate`: text from a checkpoint, streamed as it is drawn (``charrnn.api.CharModel``)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+from click.core import ParameterSource
+
+from charrnn.api import load
+from charrnn.commands.common import EXISTING_FILE, declared_options, read_utf8
+from charrnn.config import Placement, SampleConfig
+from charrnn.errors import CharRNNError
+from charrnn.generation.sample import collect
+
+
+@click.command()
+@click.argument("checkpoint", type=EXISTING_FILE)
+@declared_options("generate", SampleConfig, Placement)
+@click.option("--prime-file", type=EXISTING_FILE, default=None,
+              help="Read the prime from this UTF-8 file instead (long or non-ASCII primes); "
+                   "an empty file is the empty prime.")  # fmt: skip
+@click.option("--stop", multiple=True, metavar="TEXT",
+              help="End a sample just before TEXT, or the leftmost of several (repeatable; \\n and \\t are "
+                   "understood). Only the generated text is searched, not the prime.")  # fmt: skip
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the samples to this new file, with a header saying what made them.")  # fmt: skip
+@click.option("--no-header", is_flag=True, help="With --output: write the samples only.")
+@click.pass_context
+def generate(
+    ctx: click.Context,
+    checkpoint: Path,
+    prime: str,
+    prime_file: Path | None,
+    length: int,
+    num_samples: int,
+    seed: int | None,
+    stop: tuple[str, ...],
+    output: Path | None,
+    no_header: bool,
+    on_unknown: str,
+    device: str,
+    **sampling: Any,
+) -> None:
+    """Generate text from CHECKPOINT, continuing the prime; a single sample streams to stdout.
+
+    \b
+    Examples:
+      charrnn generate checkpoints/tinyshakespeare/best.pt --prime "ROMEO:" --length 300
+      charrnn generate run/best.pt --temperature 0.7 --top-p 0.9 --num-samples 3 --seed 7
+      charrnn generate run/best.pt --prime-file opening.txt --stop "\\n\\n" --output samples.txt
+      charrnn generate run/best.pt --prime "Café au lait" --on-unknown skip
+    """
+    if prime_file is not None:
+        if ctx.get_parameter_source("prime") is not ParameterSource.DEFAULT:
+            raise click.UsageError("give the prime with --prime or with --prime-file, not both")
+        prime = read_utf8(prime_file, empty_ok=True)  # an empty file is the empty prime, like --prime ""
+    if seed is not None and seed + num_samples - 1 > 2**64 - 1:
+        raise click.BadParameter(
+            f"{seed} + {num_samples - 1} is over 2**64 - 1: sample i uses seed + i, so give at most "
+            f"{2**64 - num_samples} with --num-samples {num_samples}", ctx=ctx, param_hint="'--seed'",
+        )  # fmt: skip
+    if output is not None and output.exists():
+        raise CharRNNError(f"{output} already exists: choose another --output (charrnn never overwrites it)")
+    model = load(checkpoint, device)
+    if on_unknown == "skip":
+        prime, dropped = model.vocab.without_unknown(prime)
+        if dropped:
+            shown = " ".join(repr(c) for c in dropped)
+            click.echo(f"warning: dropped prime character(s) outside the vocabulary: {shown}", err=True)
+    stops = [_unescape(text) for text in stop]
+    pieces = model.stream(prime, length, **sampling, seed=seed, num_samples=num_samples, stop=stops)
+    seed = model.last_seed  # the one drawn when --seed was not given, for the separators and header
+
+    if output is None and num_samples == 1:  # stream as it is produced
+        click.echo(prime, nl=False)
+        for _, piece in pieces:
+            click.echo(piece, nl=False)
+        click.echo()
+        return
+    texts = collect(pieces, num_samples)
+    body = "".join(
+        (f"----- sample {i + 1} of {num_samples} (seed {seed + i}) -----\n" if num_samples > 1 else "")
+        + prime + text + "\n"
+        for i, text in enumerate(texts)
+    )  # fmt: skip
+    if output is None:
+        click.echo(body, nl=False)
+        return
+    header = "" if no_header else _sample_header(checkpoint, prime, length, seed, num_samples, stops, sampling)
+    try:
+        with open(output, "x", encoding="utf-8") as file:
+            file.write(header + body)
+    except OSError as exc:
+        raise CharRNNError(f"cannot write {output}: {exc.strerror or exc}") from None
+    click.echo(f"wrote {num_samples} sample(s) to {output}", err=True)
+
+
+def _unescape(text: str) -> str:
+    """The shell gives "\\n" as backslash + n: turn \\n, \\t and \\\\ into what they mean."""
+    return re.sub(r"\\([nt\\])", lambda m: {"n": "\n", "t": "\t", "\\": "\\"}[m.group(1)], text)
+
+
+def _sample_header(
+    checkpoint: Path, prime: str, length: int, seed: int, num_samples: int, stops: list[str], sampling: dict[str, Any]
+) -> str:
+    off = "off"
+    lines = [
+        "charrnn generate",
+        f"checkpoint: {checkpoint}",
+        f"prime: {prime!r}",
+        f"temperature: {sampling['temperature']:g}  top-k: {sampling['top_k'] or off}  "
+        f"top-p: {sampling['top_p'] or off}  greedy: {'yes' if sampling['greedy'] else 'no'}",
+        f"length: {length}  samples: {num_samples}  seed: {seed}" + (" (sample i: seed + i)" if num_samples > 1 else ""),
+        f"stop: {', '.join(repr(s) for s in stops) or 'none'}",
+    ]
+    return "".join(f"# {line}\n" for line in lines) + "\n"

@@ -1,0 +1,181 @@
+"""The commands that look at a model or a run: `evaluate`, `info`, `explain` and `plot`."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import click
+
+from charrnn.api import describe, load
+from charrnn.commands.common import EXISTING_FILE, declared_options, read_utf8, text_or_bundled_book
+from charrnn.commands.explain import explain_text, render
+from charrnn.commands.plot import plot_run
+from charrnn.config import ModelConfig, Placement, TrainConfig
+from charrnn.core.data import read_text
+from charrnn.errors import CharRNNError
+
+
+@click.command()
+@click.argument("checkpoint", type=EXISTING_FILE)
+@click.argument("text_file", type=EXISTING_FILE)
+@declared_options("evaluate", TrainConfig, Placement, replace={name: (None, "the checkpoint's") for name in ("batch_size", "seq_len")})
+@click.option("--strict", is_flag=True, help="Exit 1 if the text has characters outside the vocabulary.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line instead of text.")
+def evaluate(
+    checkpoint: Path, text_file: Path, batch_size: int | None, seq_len: int | None, strict: bool, as_json: bool,
+    decode_errors: str, device: str,
+) -> None:  # fmt: skip
+    """Score CHECKPOINT on TEXT_FILE: nats and bits per character, and perplexity.
+
+    The text is scored as the trainer scores its validation split (the state carried across
+    windows, dropout off), so on that split's text it gives the validation loss the trainer
+    reported.
+
+    \b
+    Examples:
+      charrnn evaluate checkpoints/tinyshakespeare/best.pt some_play.txt
+      charrnn evaluate run/best.pt book.txt --batch-size 1 --json
+    """
+    model = load(checkpoint, device)
+    result = model.evaluate(read_text(text_file, decode_errors), batch_size=batch_size, seq_len=seq_len, strict=strict)
+    if result.unknown:
+        shown = ", ".join(f"{char!r} x{count}" for char, count in result.unknown.items())
+        click.echo(f"warning: left out {sum(result.unknown.values())} character(s) outside the vocabulary: {shown}",
+                   err=True)  # fmt: skip
+    if as_json:
+        click.echo(json.dumps({
+            "checkpoint": str(checkpoint), "text": str(text_file),
+            "nats_per_char": result.nats_per_char, "bits_per_char": result.bits_per_char,
+            "perplexity": result.perplexity, "chars_scored": result.chars_scored, "streams": result.streams,
+            "unknown_chars": result.unknown,
+        }, ensure_ascii=False))  # fmt: skip
+        return
+    click.echo(f"{checkpoint} on {text_file}: {result.chars_scored:,} characters scored in {result.streams} stream(s)")
+    click.echo(
+        f"  {result.nats_per_char:.4f} nats/char   {result.bits_per_char:.4f} bits/char   "
+        f"perplexity {result.perplexity:.3f}"
+    )
+
+
+@click.command()
+@click.argument("checkpoint", type=EXISTING_FILE)
+@click.option("--vocab", "show_vocab", is_flag=True, help="Also list the vocabulary, escaped.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+def info(checkpoint: Path, show_vocab: bool, as_json: bool) -> None:
+    """Show what CHECKPOINT holds: the model, its training, and the figures it reached.
+
+    \b
+    Examples:
+      charrnn info checkpoints/tinyshakespeare/best.pt
+      charrnn info run/last.pt --vocab
+    """
+    facts = describe(checkpoint)
+    if as_json:
+        if not show_vocab:
+            del facts["vocab"]
+        click.echo(json.dumps(facts, ensure_ascii=False, indent=2))
+        return
+    model, train = facts["model_config"], facts["train_config"]
+
+    def loss(value: float | None) -> str:
+        return "none yet" if value is None else f"{value:.4f} nats/char ({value / math.log(2):.4f} bits/char)"
+
+    def setting(name: str, spec: str = "") -> str:
+        """A training setting as saved; "?" where the checkpoint lacks it (it is only shown here)."""
+        try:
+            return format(train[name], spec)
+        except (KeyError, TypeError, ValueError):
+            return "?"
+
+    hours, rest = divmod(int(facts["elapsed_seconds"]), 3600)
+    lines = [
+        f"checkpoint     {facts['path']} ({facts['file_bytes'] / 1e6:.1f} MB, format {facts['format_version']}, "
+        f"written by charrnn {facts['charrnn_version']} with torch {facts['torch_version']})",
+        f"model          {model['num_layers']} x {model['hidden_size']} {model['cell'].upper()}, "
+        f"dropout {model['dropout']:g}, "
+        f"{facts['parameters']:,} parameters",
+        f"vocabulary     {facts['vocab_size']} characters ({facts['input_path']} inputs)",
+        f"trained on     {facts['text_path']} ({facts['text_chars']:,} characters, last {setting('val_frac', 'g')} "
+        "held out for validation)",
+        f"training       batch {setting('batch_size')} x {setting('seq_len')}, lr {setting('lr', 'g')}, "
+        f"grad clip {setting('grad_clip', 'g')}, seed {setting('seed')}",
+        f"progress       step {facts['step']:,}, epoch {facts['epoch']}, {facts['chars_seen']:,} characters seen, "
+        f"{hours}:{rest // 60:02d}:{rest % 60:02d} of training",
+        f"best val loss  {loss(facts['best_val_loss'])}",
+        f"last val loss  {loss(facts['last_val_loss'])}",
+    ]
+    if show_vocab:
+        lines.append("vocab          " + " ".join(repr(c)[1:-1] or " " for c in facts["vocab"]))
+    click.echo("\n".join(lines))
+
+
+@click.command()
+@click.argument("text_file", required=False, type=EXISTING_FILE)
+@click.option("--checkpoint", type=EXISTING_FILE, default=None,
+              help="Explain this trained model (and its vocabulary) instead of a fresh one.")  # fmt: skip
+@declared_options("explain", ModelConfig, TrainConfig, replace={
+    **{name: (None, f"{getattr(ModelConfig, name)} for a fresh model") for name in ("cell", "hidden_size", "num_layers")},
+    **{name: (None, f"the checkpoint's, or {getattr(TrainConfig, name)}") for name in ("batch_size", "seq_len")},
+})  # fmt: skip
+@click.option("--trace-gates", is_flag=True, help="Also run the gate-equation reference LSTM and print mean gate activations.")
+def explain(
+    text_file: Path | None,
+    checkpoint: Path | None,
+    cell: str | None,
+    hidden_size: int | None,
+    num_layers: int | None,
+    batch_size: int | None,
+    seq_len: int | None,
+    trace_gates: bool,
+    seed: int,
+) -> None:
+    """Show one real batch going through the model, with every tensor's shape and meaning.
+
+    The shapes are read off the real tensors as the model runs. Without --checkpoint a fresh
+    (untrained) model is built with the same defaults as `charrnn train`.
+
+    \b
+    Examples:
+      charrnn explain
+      charrnn explain --hidden-size 64 --batch-size 4 --seq-len 16 --trace-gates
+      charrnn explain --checkpoint checkpoints/tinyshakespeare/best.pt
+    """
+    if checkpoint is not None and (cell is not None or hidden_size is not None or num_layers is not None):
+        raise click.UsageError("--cell, --hidden-size and --num-layers describe a fresh model; drop them with --checkpoint")
+    fresh = ModelConfig(
+        hidden_size=hidden_size or ModelConfig.hidden_size,
+        num_layers=num_layers or ModelConfig.num_layers,
+        cell=cell or ModelConfig.cell,
+    )
+    explanation = explain_text(
+        read_utf8(text_or_bundled_book(text_file)), checkpoint=checkpoint, model_config=fresh,
+        batch_size=batch_size, seq_len=seq_len, seed=seed, trace_gates=trace_gates,
+    )  # fmt: skip
+    click.echo(render(explanation))
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, show_default="RUN_DIR/loss.png",
+              help="Image to write; its suffix picks the format (.png, .svg, .pdf). An existing file is not replaced.")
+def plot(run_dir: Path, out: Path | None) -> None:
+    """Draw RUN_DIR's train and validation loss against characters seen and training time.
+
+    Reads RUN_DIR/metrics.csv, which `charrnn train` appends to at each validation; RUN_DIR may
+    also be a checkpoint in it. The default RUN_DIR/loss.png is redrawn on every call. Needs
+    matplotlib: pip install "charrnn[plot]".
+
+    \b
+    Examples:
+      charrnn plot checkpoints/tinyshakespeare
+      charrnn plot checkpoints/tinyshakespeare --out curves.svg
+    """
+    if run_dir.is_file():  # a checkpoint: its run directory
+        run_dir = run_dir.parent
+    if out is None:
+        out = run_dir / "loss.png"
+    elif out.exists():
+        raise CharRNNError(f"{out} already exists: choose another --out (charrnn never overwrites it)")
+    click.echo(f"wrote {plot_run(run_dir, out)}")

@@ -1,0 +1,77 @@
+"""config.toml: a run's resolved options, written into its directory and read back by --config.
+
+    # charrnn 0.2.0: the options this run resolved to. Repeat it with
+    #   charrnn train --config checkpoints/tinyshakespeare/config.toml --out NEW_DIR
+    text = "/home/me/corpora/tinyshakespeare.txt"
+    hidden_size = 256
+    ...
+
+Flat ``name = value`` lines, named as the Python API names options (``hidden_size``, not
+``--hidden-size``). An option whose value is "not set" (``time_limit`` without a limit) is written
+as a comment, since TOML has no null. Reading is Python's own ``tomllib``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from charrnn.config import ModelConfig, TrainConfig
+from charrnn.errors import CharRNNError
+from charrnn.version import __version__
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, from PyPI
+    import tomli as tomllib
+
+RUN_CONFIG_FILE = "config.toml"
+
+
+def write_run_config(out_dir: Path, text_path: Path, model_config: ModelConfig, train_config: TrainConfig) -> Path:
+    """Write ``out_dir/config.toml`` (replacing the one an earlier session of the run wrote)."""
+    path = out_dir / RUN_CONFIG_FILE
+    lines = [
+        f"# charrnn {__version__}: the options this run resolved to. Repeat it with",
+        f"#   charrnn train --config {path} --out NEW_DIR",
+        f"text = {_toml_value(str(text_path))}",
+    ]
+    for config in (model_config, train_config):
+        for name, value in dataclasses.asdict(config).items():
+            lines.append(f"# {name}: not set" if value is None else f"{name} = {_toml_value(value)}")
+    try:
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise CharRNNError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else "nan"
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False)  # a TOML basic string is a JSON string
+
+
+def read_run_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``name = value`` pairs of a TOML file, as a flat dict; one clear error if it is not one."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as file:
+            values = tomllib.load(file)
+    except OSError as exc:
+        raise CharRNNError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise CharRNNError(f"{path} is not valid TOML: {exc}") from None
+    tables = [name for name, value in values.items() if isinstance(value, dict)]
+    if tables:
+        raise CharRNNError(f"{path} has a table [{tables[0]}]: write options as plain `name = value` lines")
+    return values

@@ -1,0 +1,1 @@
+"""Using a model: the one-character stepper, the sampler, and scoring a text. Built on the core."""

@@ -1,0 +1,79 @@
+"""The training loop: truncated BPTT over contiguous streams, with validation, saves and samples.
+
+    until a stopping rule fires (steps, time budget, patience, a signal):
+        one optimizer step on the next (B, T) window, the hidden state carried and detached
+        every --eval-every steps and at the end: validate (best.pt when it improves)
+        every --save-every steps and at the end: save last.pt
+        every --sample-every steps and at the end: print a short sample
+
+The run (``run.py``) holds the state, the rules (``stopping.py``) decide when to stop, the
+reporter (``reporting.py``) shows it; this is just the order of things.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from charrnn.training.reporting import Log, Reporter, log_to_stdout, silent
+from charrnn.training.run import TrainingRun
+from charrnn.training.schedule import learning_rate
+from charrnn.training.stopping import SignalStop, StopRules
+
+
+@dataclass
+class TrainResult:
+    """What a call to ``fit`` ended with."""
+
+    out_dir: Path
+    step: int
+    best_val_loss: float | None
+    last_val_loss: float | None
+    stopped_by_signal: int | None = None  # SIGINT / SIGTERM number if interrupted
+
+
+def fit(run: TrainingRun, *, log: Log = log_to_stdout, progress_bar: bool = True) -> TrainResult:
+    """Train ``run`` until a stopping rule fires; validate and save along the way and at the end.
+
+    SIGINT / SIGTERM stop it after the current step with last.pt saved; the result says which.
+    """
+    rules = StopRules(run)
+    try:
+        if (reason := rules.nothing_to_do()) is not None:
+            (log if run.dist.is_main else silent)(reason)
+            signum = 0
+        else:
+            signum = _train(run, rules, log, progress_bar)
+    finally:
+        run.dist.leave()  # under torchrun, every process leaves the process group it joined
+    return TrainResult(run.out_dir, run.progress.step, run.best_val_loss, run.last_val_loss, signum or None)
+
+
+def _train(run: TrainingRun, rules: StopRules, log: Log, progress_bar: bool) -> int:
+    """The loop itself; returns the signal that stopped it, or 0."""
+    config, progress = run.train_config, run.progress
+    with Reporter(run, rules, log, progress_bar) as report, SignalStop(run, rules.agree_every) as signals:
+        saved_at = None
+        while not rules.at_end and not signals.agreed:
+            step_started = time.perf_counter()
+            lr = learning_rate(config, progress.step, rules.fraction_done())
+            loss = run.train_step(lr)
+            rules.after_step(step_started)  # the clock and the time budget
+            report.step(loss)
+            with rules.finishing():
+                if rules.due(config.eval_every):
+                    report.validation(*run.validate())
+                    rules.after_validation()
+                if rules.due(config.save_every):
+                    run.save("last.pt")
+                    saved_at = progress.step
+                if report.sample_due:
+                    report.sample()
+            signals.poll()
+        signum = signals.poll(final=True)  # a signal may have come after the last agreement
+        if signum and saved_at != progress.step:
+            run.save("last.pt")
+        report.ended(signum or None)
+    return signum
+

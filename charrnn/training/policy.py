@@ -1,0 +1,283 @@
+"""The run policy: how a run starts, and what a resume restores, may change, and refuses.
+
+    start_run   a new run: read and lay out the text, a fresh model, a new run directory
+    resume_run  a saved run, restored exactly: weights, optimizer, position, hidden state, RNG
+                states and scores; options that shape the model or the data are refused, the rest
+                (learning rate, limits, schedule, ...) change with a notice
+
+Both return a ``TrainingRun`` ready for ``charrnn.training.loop.fit``; neither trains. Every run
+directory gets the run's resolved options as config.toml (``charrnn train --config`` reads it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from charrnn.config import ModelConfig, TrainConfig
+from charrnn.core.data import StreamBatches, read_text, split_train_val
+from charrnn.core.devices import resolve_device
+from charrnn.core.model import CharRNN, count_parameters
+from charrnn.core.vocab import UnknownCharactersError, Vocab
+from charrnn.errors import CharRNNError
+from charrnn.formats.checkpoint import Checkpoint
+from charrnn.formats.runconfig import write_run_config
+from charrnn.options import declared
+from charrnn.training.distributed import Distributed
+from charrnn.training.precision import resolve_precision
+from charrnn.training.reporting import Log, log_to_stdout, silent
+from charrnn.training.run import Corpus, TrainingRun
+
+# Options a resume keeps from the checkpoint: changing them would make the saved weights,
+# optimizer state, data position or hidden state meaningless.
+FIXED_ON_RESUME = tuple(
+    opt.name for cls in (ModelConfig, TrainConfig) for opt in declared(cls) if opt.spec.fixed_on_resume
+)
+
+
+def start_run(
+    text_path: str | os.PathLike,
+    model_config: ModelConfig = ModelConfig(),
+    train_config: TrainConfig = TrainConfig(),
+    *,
+    out_dir: str | os.PathLike | None = None,
+    device: str = "auto",
+    log: Log = log_to_stdout,
+) -> TrainingRun:
+    """A new run on the text at ``text_path``, ready for ``fit``; nothing is trained yet.
+
+    ``out_dir`` defaults to ``checkpoints/<text file stem>``; a directory that already holds a
+    run is refused rather than overwritten. Under torchrun, ``train_config.batch_size`` streams
+    go to each process (the run's batch is that times the number of processes).
+    """
+    text_path = Path(text_path).resolve()
+    out_dir = Path(out_dir) if out_dir is not None else Path("checkpoints") / text_path.stem
+    _refuse_to_overwrite(out_dir)
+    device, dist = _join(device)
+    log = log if dist.is_main else silent
+    train_config = dataclasses.replace(train_config, batch_size=train_config.batch_size * dist.world_size)
+    text = _read(text_path, train_config, device)
+    vocab = Vocab.from_text(text)
+    torch.manual_seed(train_config.seed)  # the same initial weights in every process
+    model = CharRNN(len(vocab), model_config)
+    if dist.rank:
+        torch.manual_seed(train_config.seed + dist.rank)  # but its own dropout masks
+    run = _build_run(text, text_path, vocab, model, train_config, out_dir, device, dist)
+    if dist.enabled:
+        log(f"{dist.world_size} processes x {run.train_batches.batch_size} streams = batch {train_config.batch_size}")
+    log(
+        f"training on {text_path.name}: {run.corpus.chars:,} characters, vocabulary {len(vocab)}, "
+        f"{count_parameters(model):,} parameters, device {run.device}"
+    )
+    return run
+
+
+def resume_run(
+    checkpoint_path: str | os.PathLike,
+    *,
+    text_path: str | os.PathLike | None = None,
+    out_dir: str | os.PathLike | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    device: str = "auto",
+    log: Log = log_to_stdout,
+) -> TrainingRun:
+    """The run saved in ``checkpoint_path``, restored exactly, ready for ``fit``.
+
+    ``overrides`` maps option names to new values: run options (``lr``, ``max_steps``, ...)
+    change with a notice; those in FIXED_ON_RESUME are refused if they differ. The text is read
+    from the path in the checkpoint unless ``text_path`` is given; checkpoints go to the
+    checkpoint's own directory unless ``out_dir`` is given.
+    """
+    checkpoint_path = Path(checkpoint_path)
+    device, dist = _join(device)
+    log = log if dist.is_main else silent
+    overrides = dict(overrides or {})
+    if "batch_size" in overrides:  # given per process, like a new run's
+        overrides["batch_size"] *= dist.world_size
+    checkpoint = Checkpoint.load(checkpoint_path)
+    model = checkpoint.model()
+    train_config = _apply_overrides(model.config, checkpoint.train_config(checkpoint_path), overrides, log)
+    if train_config.batch_size % dist.world_size:
+        raise CharRNNError(
+            f"this run has {train_config.batch_size} streams, which {dist.world_size} processes cannot share "
+            f"equally: resume it with a number of processes that divides {train_config.batch_size}"
+        )
+    if checkpoint.processes != dist.world_size:
+        log(
+            f"note: the run's {train_config.batch_size} streams were trained by {checkpoint.processes} process(es) "
+            f"and now by {dist.world_size}: each takes {train_config.batch_size // dist.world_size}; weights, "
+            "optimizer, position and hidden state carry over exactly, dropout draws start afresh"
+        )
+
+    saved_text = Path(checkpoint.corpus_path)
+    if text_path is None:
+        if not saved_text.is_file():
+            raise CharRNNError(
+                f"the run's training text {saved_text} is gone: pass the text file, "
+                f"e.g. `charrnn train TEXT_FILE --resume {checkpoint_path}`"
+            )
+        text_path = saved_text
+    text_path = Path(text_path).resolve()
+
+    out_dir = Path(out_dir) if out_dir is not None else checkpoint_path.parent
+    if out_dir.resolve() != checkpoint_path.parent.resolve():
+        _refuse_to_overwrite(out_dir)
+    elif checkpoint_path.name != "last.pt" and (out_dir / "last.pt").is_file():
+        _refuse_to_go_back(out_dir / "last.pt", checkpoint.progress.step)
+
+    text = _read(text_path, train_config, device)
+    run = _build_run(text, text_path, checkpoint.vocab, model, train_config, out_dir, device, dist)
+    if text_path != saved_text or run.corpus.chars != checkpoint.corpus_chars:
+        log(f"note: resuming on {text_path} ({run.corpus.chars:,} characters), not the run's own text")
+    restore(run, checkpoint)
+    log(f"resuming {checkpoint_path} at step {run.progress.step} (epoch {run.progress.epoch})")
+    return run
+
+
+def restore(run: TrainingRun, checkpoint: Checkpoint) -> None:
+    """Take over optimizer, position, hidden state, scores and RNG states from a checkpoint.
+
+    The RNG states are set last, after everything that might draw random numbers.
+    """
+    run.optimizer.load_state_dict(checkpoint.optimizer_state)
+    for group in run.optimizer.param_groups:  # a resume may change the learning rate
+        group["lr"] = run.train_config.lr
+    if checkpoint.scaler_state and run.scaler.is_enabled():  # fp16 then and now
+        run.scaler.load_state_dict(checkpoint.scaler_state)
+    run.progress = dataclasses.replace(checkpoint.progress)
+    run.guard.checked_step = run.progress.step
+    expected = (run.model_config.num_layers, run.train_config.batch_size, run.model_config.hidden_size)
+    saved_state = checkpoint.hidden_state  # over all the run's streams
+    if len(saved_state) != run.model.cell.state_size or any(tuple(t.shape) != expected for t in saved_state):
+        raise CharRNNError("the checkpoint's hidden state does not fit its own config")
+    share = run.train_batches.batch_size
+    rows = slice(run.dist.rank * share, (run.dist.rank + 1) * share)
+    run.state = tuple(t[:, rows].to(run.device) for t in saved_state)  # this process's streams
+    if run.progress.window >= run.train_batches.num_windows:  # the text got shorter
+        run.progress.window = 0
+        run.progress.epoch += 1
+        run.state = run.model.init_state(share)
+    run.best_val_loss = checkpoint.best_val_loss
+    run.last_val_loss = checkpoint.last_val_loss
+    run.metrics = list(checkpoint.metrics)
+    rng = checkpoint.rng
+    exact = len(rng.torch) == run.dist.world_size  # the same number of processes as saved
+    mine = run.dist.rank if exact else 0
+    torch.set_rng_state(rng.torch[mine])
+    if rng.cuda and run.device.type == "cuda":
+        torch.cuda.set_rng_state(rng.cuda[min(mine, len(rng.cuda) - 1)], run.device)
+    if not exact and run.dist.rank:  # re-shared streams: fresh, distinct dropout draws
+        torch.manual_seed(run.train_config.seed + run.dist.rank + run.progress.step)
+    random.setstate(rng.python)
+
+
+def _apply_overrides(
+    model_config: ModelConfig, train_config: TrainConfig, overrides: dict[str, Any], log: Log
+) -> TrainConfig:
+    """The saved training config with a resume's option changes applied; FIXED_ON_RESUME refused."""
+    changes = {}
+    for config in (model_config, train_config):
+        for field in dataclasses.fields(config):
+            if field.name not in overrides:
+                continue
+            new, old = overrides.pop(field.name), getattr(config, field.name)
+            if new == old:
+                continue
+            if field.name in FIXED_ON_RESUME:
+                raise CharRNNError(
+                    f"--{field.name.replace('_', '-')} is {old} in this run and cannot change on "
+                    f"resume (it shapes the model or the data); drop the option, or start a new run"
+                )
+            changes[field.name] = new
+            log(f"note: {field.name} changes from {_shown(old)} to {_shown(new)}")
+    if overrides:
+        raise CharRNNError(f"unknown option(s) for resume: {', '.join(sorted(overrides))}")
+    return dataclasses.replace(train_config, **changes)
+
+
+def _shown(value: Any) -> str:
+    return "none" if value is None else str(value)
+
+
+def _read(text_path: Path, train_config: TrainConfig, device: torch.device) -> str:
+    """The run's text, once the precision is known to be possible here (before anything is read or written)."""
+    resolve_precision(train_config.precision, device)
+    return read_text(text_path, train_config.decode_errors)
+
+
+def _build_run(
+    text: str,
+    text_path: Path,
+    vocab: Vocab,
+    model: CharRNN,
+    train_config: TrainConfig,
+    out_dir: Path,
+    device: torch.device,
+    dist: Distributed,
+) -> TrainingRun:
+    """Encode and lay out the text for this process; make the run directory and the run.
+
+    ``train_config.batch_size`` is the run's total number of streams; each process trains on
+    its own equal share of them.
+    """
+    try:
+        ids = vocab.encode(text, what=f"text {text_path}")
+    except UnknownCharactersError as exc:
+        raise CharRNNError(f"{exc}. A resumed run keeps its vocabulary: train a new model on this text") from None
+    train_ids, val_ids = split_train_val(ids, train_config.val_frac)
+    share = (dist.rank, dist.world_size)
+    B, T = train_config.batch_size, train_config.seq_len
+    train_batches = StreamBatches(train_ids, B, T, full_windows=True, device=device, name="training split", part=share)
+    val_name = f"validation split ({train_config.val_frac:g} of the text)"
+    val_batches = StreamBatches(val_ids, B, T, full_windows=False, device=device, name=val_name, part=share)
+    _prepare_out_dir(out_dir)
+    run = TrainingRun(
+        vocab=vocab, model=model.to(device), train_config=train_config, corpus=Corpus(text_path, len(ids)),
+        train_batches=train_batches, val_batches=val_batches, out_dir=out_dir, device=device, dist=dist,
+    )  # fmt: skip
+    if dist.is_main:
+        per_process = dataclasses.replace(train_config, batch_size=B // dist.world_size)
+        write_run_config(out_dir, text_path, model.config, per_process)
+    return run
+
+
+def _join(device_name: str) -> tuple[torch.device, Distributed]:
+    """The device to train on and, under torchrun, this process's place among the others."""
+    device = resolve_device(device_name)
+    dist = Distributed.from_environment(device)
+    return dist.device(device), dist
+
+
+def _refuse_to_overwrite(out_dir: Path) -> None:
+    for name in ("last.pt", "best.pt"):
+        if (out_dir / name).exists():
+            raise CharRNNError(
+                f"{out_dir} already holds a run ({name}): continue it with "
+                f"`charrnn train --resume {out_dir / 'last.pt'}` or choose another --out"
+            )
+
+
+def _refuse_to_go_back(last_path: Path, step: int) -> None:
+    """Resuming an older checkpoint (say best.pt) in place would overwrite a newer last.pt."""
+    last_step = Checkpoint.load(last_path).progress.step
+    if last_step > step:
+        raise CharRNNError(
+            f"{last_path} is at step {last_step}, later than this checkpoint (step {step}); "
+            f"resuming here would overwrite it: pass --out to continue in another directory"
+        )
+
+
+def _prepare_out_dir(out_dir: Path) -> None:
+    """Create the run directory now, so a bad --out fails before any training, not at the first save."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CharRNNError(f"cannot create the run directory {out_dir}: {exc.strerror or exc}") from None
+    if not os.access(out_dir, os.W_OK):
+        raise CharRNNError(f"the run directory {out_dir} is not writable: choose another --out")

@@ -1,0 +1,182 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from charrnn.config import ModelConfig
+from charrnn.core.model import CELL_GATES, CELLS, CharRNN, count_parameters, detach
+from charrnn.core.reference import ReferenceLSTM
+from charrnn.generation.stepper import WIDE_BATCH, Stepper
+
+V, H, L, B, T = 11, 16, 2, 3, 7
+
+
+def make_model(dropout: float = 0.0, dtype=torch.float32, cell: str = "lstm") -> CharRNN:
+    torch.manual_seed(0)
+    return CharRNN(V, ModelConfig(hidden_size=H, num_layers=L, dropout=dropout, cell=cell)).to(dtype)
+
+
+def test_shapes_at_every_layer():
+    model = make_model()
+    seen = {}
+    model.rnn.register_forward_hook(
+        lambda module, inputs, output: seen.update(one_hot=inputs[0].shape, lstm_out=output[0].shape)
+    )
+    model.head.register_forward_hook(lambda module, inputs, output: seen.update(head_in=inputs[0].shape))
+    ids = torch.randint(0, V, (B, T))
+    logits, (h, c) = model(ids)
+    assert seen == {"one_hot": (B, T, V), "lstm_out": (B, T, H), "head_in": (B * T, H)}
+    assert logits.shape == (B * T, V)
+    assert h.shape == c.shape == (L, B, H)
+    assert model.init_state(B)[0].shape == (L, B, H)
+    assert count_parameters(model) == sum(
+        4 * H * (n_in + H) + 8 * H for n_in in (V, H)
+    ) + H * V + V
+
+
+def test_chunked_forward_equals_whole_forward():
+    model = make_model(dropout=0.3).eval()
+    ids = torch.randint(0, V, (B, 2 * T))
+    whole, whole_state = model(ids)
+    first, state = model(ids[:, :T])
+    second, chunked_state = model(ids[:, T:], state)
+    # logits rows are ordered (b, t): put the two chunks back side by side per stream
+    chunked = torch.cat([first.view(B, T, V), second.view(B, T, V)], dim=1).reshape(B * 2 * T, V)
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-6)
+    torch.testing.assert_close(chunked_state, whole_state, rtol=0, atol=1e-6)
+
+
+def test_model_matches_the_gate_equations():
+    model = make_model(dtype=torch.float64).eval()
+    ids = torch.randint(0, V, (B, T))
+    logits, (h, c) = model(ids)
+    outputs, (ref_h, ref_c), _ = ReferenceLSTM(model.rnn)(F.one_hot(ids, V).double())
+    expected = outputs.reshape(B * T, H) @ model.head.weight.T + model.head.bias  # rows ordered (b, t)
+    torch.testing.assert_close(logits, expected, rtol=0, atol=1e-10)
+    torch.testing.assert_close((h, c), (ref_h, ref_c), rtol=0, atol=1e-10)
+
+
+def test_dropout_is_active_in_training_and_off_in_eval():
+    model = make_model(dropout=0.5)
+    ids = torch.randint(0, V, (B, T))
+    model.train()
+    assert not torch.equal(model(ids)[0], model(ids)[0])
+    model.eval()
+    assert torch.equal(model(ids)[0], model(ids)[0])
+
+
+def test_detach_cuts_the_graph_but_keeps_the_values():
+    model = make_model()
+    _, state = model(torch.randint(0, V, (B, T)))
+    assert state[0].requires_grad
+    cut = detach(state)
+    assert not cut[0].requires_grad and not cut[1].requires_grad
+    assert torch.equal(cut[0], state[0]) and torch.equal(cut[1], state[1])
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("num_layers", [1, 3])
+def test_any_cell_and_depth_builds_and_runs(cell, num_layers):
+    model = CharRNN(V, ModelConfig(hidden_size=8, num_layers=num_layers, dropout=0.2, cell=cell))
+    logits, state = model(torch.randint(0, V, (2, 5)))
+    assert logits.shape == (10, V)
+    assert [tuple(t.shape) for t in state] == [(num_layers, 2, 8)] * (2 if cell == "lstm" else 1)
+    assert type(model.rnn).__name__ == {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[cell]
+    gates = len(CELL_GATES[cell])  # weight blocks per layer: 4, 3, 1
+    assert count_parameters(model) == sum(
+        gates * H_ * (n_in + H_) + 2 * gates * H_ for H_, n_in in ((8, V), *[(8, 8)] * (num_layers - 1))
+    ) + 8 * V + V
+
+
+def test_an_unknown_cell_is_refused():
+    with pytest.raises(ValueError, match="unknown cell 'lstmx'"):
+        CharRNN(V, ModelConfig(cell="lstmx"))
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("num_layers", [1, 3])
+def test_the_lookup_path_gives_the_one_hot_path_logits_state_and_gradients(cell, num_layers):
+    # A one-hot vector times W_ih is a column of W_ih: the large-vocabulary path reads the column.
+    torch.manual_seed(0)
+    model = CharRNN(V, ModelConfig(hidden_size=H, num_layers=num_layers, dropout=0.0, cell=cell)).double()
+    ids = torch.randint(0, V, (B, T))
+    state = tuple(torch.randn_like(t) for t in model.init_state(B))
+    results = {}
+    for mode in ("one-hot", "lookup"):
+        model.input_mode = mode
+        model.zero_grad()
+        logits, new_state = model(ids, state)
+        (logits.square().sum() + sum(t.sum() for t in new_state)).backward()
+        results[mode] = (logits, *new_state, *(p.grad.clone() for p in model.parameters()))
+    for one_hot_value, lookup_value in zip(results["one-hot"], results["lookup"], strict=True):
+        torch.testing.assert_close(lookup_value, one_hot_value, rtol=0, atol=1e-12)
+
+
+def test_large_vocabularies_never_build_a_one_hot_tensor(monkeypatch):
+    import charrnn.model as model_module
+    from charrnn.core.model import ONE_HOT_MAX_VOCAB
+
+    small = CharRNN(ONE_HOT_MAX_VOCAB, ModelConfig(hidden_size=8))
+    large = CharRNN(ONE_HOT_MAX_VOCAB + 1, ModelConfig(hidden_size=8))
+    assert (small.input_mode, large.input_mode) == ("one-hot", "lookup")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("one_hot called on the lookup path")
+
+    monkeypatch.setattr(model_module, "one_hot", refuse)
+    logits, _ = large(torch.randint(0, ONE_HOT_MAX_VOCAB + 1, (2, 5)))
+    assert logits.shape == (10, ONE_HOT_MAX_VOCAB + 1)
+    with pytest.raises(AssertionError, match="lookup path"):
+        small(torch.randint(0, ONE_HOT_MAX_VOCAB, (2, 5)))
+
+
+def test_the_lookup_path_applies_dropout_between_layers_only_in_training():
+    torch.manual_seed(0)
+    model = CharRNN(V, ModelConfig(hidden_size=H, num_layers=2, dropout=0.5))
+    model.input_mode = "lookup"
+    ids = torch.randint(0, V, (B, T))
+    model.eval()
+    assert torch.equal(model(ids)[0], model(ids)[0])
+    model.output_dropout.p = 0.0  # only the dropout between the layers is left
+    model.train()
+    assert not torch.equal(model(ids)[0], model(ids)[0])
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("streams", [1, 3, WIDE_BATCH + 1])  # the split multiply, and W xᵀ from WIDE_BATCH on
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_generation_step_matches_the_model_forward(cell, streams, threads):
+    model = make_model(dtype=torch.float64, cell=cell).eval()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)  # the weights are split into one block per thread
+    try:
+        stepper = Stepper(model)
+    finally:
+        torch.set_num_threads(before)
+    assert stepper.first_hh.parts == threads
+    state = tuple(torch.randn_like(t) for t in model.init_state(streams))
+    step_state = state
+    ids = torch.randint(0, V, (streams, T))
+    for t in range(T):
+        expected, state = model(ids[:, t : t + 1], state)  # (B, V)
+        logits, step_state = stepper.step(ids[:, t], step_state)
+        torch.testing.assert_close(logits, expected, rtol=0, atol=1e-12)
+        torch.testing.assert_close(step_state, state, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("mode", ["one-hot", "lookup"])
+def test_ids_of_every_dtype_the_vocabulary_stores_give_the_same_outputs(cell, mode):
+    # The vocabulary keeps ids as uint8 / int16 / int32 (issue 15: int16 ids crashed the lookup
+    # path, and uint8 ids used as an index would be read as a boolean mask).
+    model = make_model(cell=cell).eval()
+    model.input_mode = mode
+    stepper = Stepper(model)
+    ids = torch.randint(0, V, (B, T))
+    expected_logits, _ = model(ids)
+    expected_step, _ = stepper.step(ids[:, 0], model.init_state(B))
+    for dtype in (torch.uint8, torch.int16, torch.int32):
+        logits, _ = model(ids.to(dtype))
+        torch.testing.assert_close(logits, expected_logits, rtol=0, atol=0)
+        step_logits, _ = stepper.step(ids[:, 0].to(dtype), model.init_state(B))
+        assert step_logits.shape == (B, V)
+        torch.testing.assert_close(step_logits, expected_step, rtol=0, atol=0)
