@@ -3,17 +3,11 @@
 import sys
 
 import numpy as np
-from click.testing import CliRunner
-
-from charrnn.commands.cli import main
+from charrnn.commands.plot import TRAIN_COLOR, VAL_COLOR
 from charrnn.formats.metrics import append_row
-from charrnn.plot import TRAIN_COLOR, VAL_COLOR
+from tests.conftest import invoke
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def write_metrics(run_dir, rows):

@@ -1,11 +1,14 @@
+"""The model (charrnn/core/model.py): shapes, the gate equations, both input paths, every cell."""
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from charrnn.config import ModelConfig
-from charrnn.core.model import CELL_GATES, CELLS, CharRNN, count_parameters, detach
+from charrnn.core.cells import CELL_NAMES as CELLS
+from charrnn.core.cells import CELLS as CELL_TABLE
+from charrnn.core.model import CharRNN, count_parameters, detach
 from charrnn.core.reference import ReferenceLSTM
-from charrnn.generation.stepper import WIDE_BATCH, Stepper
 
 V, H, L, B, T = 11, 16, 2, 3, 7
 
@@ -81,7 +84,7 @@ def test_any_cell_and_depth_builds_and_runs(cell, num_layers):
     assert logits.shape == (10, V)
     assert [tuple(t.shape) for t in state] == [(num_layers, 2, 8)] * (2 if cell == "lstm" else 1)
     assert type(model.rnn).__name__ == {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[cell]
-    gates = len(CELL_GATES[cell])  # weight blocks per layer: 4, 3, 1
+    gates = len(CELL_TABLE[cell].gates)  # weight blocks per layer: 4, 3, 1
     assert count_parameters(model) == sum(
         gates * H_ * (n_in + H_) + 2 * gates * H_ for H_, n_in in ((8, V), *[(8, 8)] * (num_layers - 1))
     ) + 8 * V + V
@@ -102,9 +105,8 @@ def test_the_lookup_path_gives_the_one_hot_path_logits_state_and_gradients(cell,
     state = tuple(torch.randn_like(t) for t in model.init_state(B))
     results = {}
     for mode in ("one-hot", "lookup"):
-        model.input_mode = mode
         model.zero_grad()
-        logits, new_state = model(ids, state)
+        logits, new_state = model(ids, state, input_path=mode)
         (logits.square().sum() + sum(t.sum() for t in new_state)).backward()
         results[mode] = (logits, *new_state, *(p.grad.clone() for p in model.parameters()))
     for one_hot_value, lookup_value in zip(results["one-hot"], results["lookup"], strict=True):
@@ -112,12 +114,12 @@ def test_the_lookup_path_gives_the_one_hot_path_logits_state_and_gradients(cell,
 
 
 def test_large_vocabularies_never_build_a_one_hot_tensor(monkeypatch):
-    import charrnn.model as model_module
+    import charrnn.core.model as model_module
     from charrnn.core.model import ONE_HOT_MAX_VOCAB
 
     small = CharRNN(ONE_HOT_MAX_VOCAB, ModelConfig(hidden_size=8))
     large = CharRNN(ONE_HOT_MAX_VOCAB + 1, ModelConfig(hidden_size=8))
-    assert (small.input_mode, large.input_mode) == ("one-hot", "lookup")
+    assert (small.input_path, large.input_path) == ("one-hot", "lookup")
 
     def refuse(*args, **kwargs):
         raise AssertionError("one_hot called on the lookup path")
@@ -132,51 +134,9 @@ def test_large_vocabularies_never_build_a_one_hot_tensor(monkeypatch):
 def test_the_lookup_path_applies_dropout_between_layers_only_in_training():
     torch.manual_seed(0)
     model = CharRNN(V, ModelConfig(hidden_size=H, num_layers=2, dropout=0.5))
-    model.input_mode = "lookup"
     ids = torch.randint(0, V, (B, T))
     model.eval()
-    assert torch.equal(model(ids)[0], model(ids)[0])
+    assert torch.equal(model(ids, input_path="lookup")[0], model(ids, input_path="lookup")[0])
     model.output_dropout.p = 0.0  # only the dropout between the layers is left
     model.train()
-    assert not torch.equal(model(ids)[0], model(ids)[0])
-
-
-@pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("streams", [1, 3, WIDE_BATCH + 1])  # the split multiply, and W xᵀ from WIDE_BATCH on
-@pytest.mark.parametrize("threads", [1, 2])
-def test_the_generation_step_matches_the_model_forward(cell, streams, threads):
-    model = make_model(dtype=torch.float64, cell=cell).eval()
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)  # the weights are split into one block per thread
-    try:
-        stepper = Stepper(model)
-    finally:
-        torch.set_num_threads(before)
-    assert stepper.first_hh.parts == threads
-    state = tuple(torch.randn_like(t) for t in model.init_state(streams))
-    step_state = state
-    ids = torch.randint(0, V, (streams, T))
-    for t in range(T):
-        expected, state = model(ids[:, t : t + 1], state)  # (B, V)
-        logits, step_state = stepper.step(ids[:, t], step_state)
-        torch.testing.assert_close(logits, expected, rtol=0, atol=1e-12)
-        torch.testing.assert_close(step_state, state, rtol=0, atol=1e-12)
-
-
-@pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("mode", ["one-hot", "lookup"])
-def test_ids_of_every_dtype_the_vocabulary_stores_give_the_same_outputs(cell, mode):
-    # The vocabulary keeps ids as uint8 / int16 / int32 (issue 15: int16 ids crashed the lookup
-    # path, and uint8 ids used as an index would be read as a boolean mask).
-    model = make_model(cell=cell).eval()
-    model.input_mode = mode
-    stepper = Stepper(model)
-    ids = torch.randint(0, V, (B, T))
-    expected_logits, _ = model(ids)
-    expected_step, _ = stepper.step(ids[:, 0], model.init_state(B))
-    for dtype in (torch.uint8, torch.int16, torch.int32):
-        logits, _ = model(ids.to(dtype))
-        torch.testing.assert_close(logits, expected_logits, rtol=0, atol=0)
-        step_logits, _ = stepper.step(ids[:, 0].to(dtype), model.init_state(B))
-        assert step_logits.shape == (B, V)
-        torch.testing.assert_close(step_logits, expected_step, rtol=0, atol=0)
+    assert not torch.equal(model(ids, input_path="lookup")[0], model(ids, input_path="lookup")[0])

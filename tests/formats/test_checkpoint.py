@@ -1,17 +1,27 @@
+"""The checkpoint format (charrnn/formats/checkpoint.py): contents, atomic saves, safe loading, migration."""
+
+import dataclasses
+import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import time
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
 
-from charrnn.checkpoint import FORMAT_VERSION, REQUIRED_KEYS, load_checkpoint, model_from_checkpoint, save_checkpoint
+import charrnn
 from charrnn.errors import CharRNNError
-from charrnn.trainer import start_run
-from tests.conftest import quiet
+from charrnn.formats.checkpoint import FORMAT_VERSION, Checkpoint
+from charrnn.training.loop import fit
+from charrnn.training.policy import resume_run, start_run
+from tests.conftest import invoke, quiet
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 PLAIN = (str, int, float, bool, type(None), torch.Tensor)
 
@@ -31,28 +41,30 @@ def assert_plain(value, where="checkpoint"):
 @pytest.fixture
 def saved_run(book_slice, tmp_path, tiny_model, tiny_train):
     run = start_run(book_slice, tiny_model, tiny_train, out_dir=tmp_path / "run", device="cpu", log=quiet)
-    run.train_step()
+    run.train_step(tiny_train.lr)
     return run, run.save("last.pt")
 
 
 def test_checkpoint_holds_only_plain_types_and_everything_to_resume(saved_run):
     run, path = saved_run
-    checkpoint = load_checkpoint(path)
-    assert_plain(checkpoint)
-    assert checkpoint["format_version"] == FORMAT_VERSION
-    assert set(REQUIRED_KEYS) <= set(checkpoint)
-    assert checkpoint["vocab"] == list(run.vocab.chars)
-    assert len(checkpoint["rng"]["torch"]) == 1 and checkpoint["rng"]["torch"][0].dtype == torch.uint8
-    assert checkpoint["progress"]["step"] == 1
-    assert [t.shape for t in checkpoint["hidden_state"]] == [(2, 4, 32), (2, 4, 32)]
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    assert_plain(raw)
+    assert raw["format"] == "charrnn-checkpoint" and raw["format_version"] == FORMAT_VERSION
+    checkpoint = Checkpoint.load(path)
+    assert checkpoint.vocab == run.vocab and checkpoint.model_config == run.model_config
+    assert checkpoint.corpus_chars == run.corpus.chars and Path(checkpoint.corpus_path) == run.corpus.path
+    assert len(checkpoint.rng.torch) == 1 and checkpoint.rng.torch[0].dtype == torch.uint8
+    assert checkpoint.progress.step == 1 and checkpoint.processes == 1
+    assert [t.shape for t in checkpoint.hidden_state] == [(2, 4, 32), (2, 4, 32)]
+    assert checkpoint.optimizer_state["state"][0]["step"].item() == 1
 
 
 def test_save_is_atomic_and_leaves_no_temporary_files(saved_run):
     run, path = saved_run
-    run.train_step()
+    run.train_step(run.train_config.lr)
     run.save("last.pt")
-    assert sorted(os.listdir(path.parent)) == ["last.pt"]
-    assert load_checkpoint(path)["progress"]["step"] == 2
+    assert sorted(os.listdir(path.parent)) == ["config.toml", "last.pt"]
+    assert Checkpoint.load(path).progress.step == 2
 
 
 def _disk_full(payload, file, **kwargs):
@@ -75,11 +87,11 @@ def test_a_failed_save_keeps_the_previous_checkpoint(saved_run, monkeypatch, mod
     run, path = saved_run
     before = path.read_bytes()
     monkeypatch.setattr(module, name, fault)
-    run.train_step()
+    run.train_step(run.train_config.lr)
     with pytest.raises(CharRNNError, match=f"could not write checkpoint .*{reason}.*untouched"):
         run.save("last.pt")
     assert path.read_bytes() == before
-    assert sorted(os.listdir(path.parent)) == ["last.pt"]  # no temporary file left behind
+    assert sorted(os.listdir(path.parent)) == ["config.toml", "last.pt"]  # no temporary file left behind
 
 
 @pytest.mark.parametrize(
@@ -94,7 +106,7 @@ def test_broken_files_are_refused_with_a_clear_message(saved_run, tmp_path, cont
     broken = tmp_path / "broken.pt"
     broken.write_bytes(content)
     with pytest.raises(CharRNNError, match="is not a charrnn checkpoint or is corrupted"):
-        load_checkpoint(broken)
+        Checkpoint.load(broken)
 
 
 def test_a_zip_archive_with_a_garbled_pickle_is_refused(saved_run, tmp_path):
@@ -107,7 +119,7 @@ def test_a_zip_archive_with_a_garbled_pickle_is_refused(saved_run, tmp_path):
                 data = data[:10] + bytes(range(200, 256)) + data[66:]
             target.writestr(item, data)
     with pytest.raises(CharRNNError, match="is not a charrnn checkpoint or is corrupted"):
-        load_checkpoint(garbled)
+        Checkpoint.load(garbled)
 
 
 class _WritesAMarker:
@@ -126,7 +138,7 @@ def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(tmp_path
     hostile = tmp_path / "hostile.pt"
     torch.save({"format": "charrnn-checkpoint", "payload": _WritesAMarker(marker)}, hostile, pickle_protocol=2)
     with pytest.raises(CharRNNError, match="refuses to load"):
-        load_checkpoint(hostile)
+        Checkpoint.load(hostile)
     assert not marker.exists()
 
 
@@ -135,36 +147,37 @@ def test_foreign_and_future_files_are_named_as_such(saved_run, tmp_path):
     foreign = tmp_path / "weights.pt"
     torch.save({"weight": torch.zeros(3)}, foreign)
     with pytest.raises(CharRNNError, match="no charrnn format marker"):
-        load_checkpoint(foreign)
+        Checkpoint.load(foreign)
     checkpoint = torch.load(path, weights_only=True)
     future = tmp_path / "future.pt"
     torch.save({**checkpoint, "format_version": FORMAT_VERSION + 1}, future)
     with pytest.raises(CharRNNError, match="upgrade charrnn"):
-        load_checkpoint(future)
+        Checkpoint.load(future)
     incomplete = tmp_path / "incomplete.pt"
     del checkpoint["optimizer_state"]
     torch.save(checkpoint, incomplete)
     with pytest.raises(CharRNNError, match="missing optimizer_state"):
-        load_checkpoint(incomplete)
+        Checkpoint.load(incomplete)
 
 
 def test_weights_that_do_not_fit_the_config_are_reported(saved_run):
     _, path = saved_run
-    checkpoint = load_checkpoint(path)
-    checkpoint["model_config"]["hidden_size"] = 64
+    checkpoint = Checkpoint.load(path)
+    checkpoint.model_config = dataclasses.replace(checkpoint.model_config, hidden_size=64)
     with pytest.raises(CharRNNError, match="does not fit its config"):
-        model_from_checkpoint(checkpoint)
+        checkpoint.model()
 
 
-def test_save_checkpoint_writes_what_load_checkpoint_reads(tmp_path, saved_run):
+def test_save_writes_what_load_reads(tmp_path, saved_run):
     _, path = saved_run
-    payload = {k: v for k, v in load_checkpoint(path).items() if not k.startswith("format")}
+    original = Checkpoint.load(path)
     copy = tmp_path / "nested" / "copy.pt"
-    save_checkpoint(payload, copy)
-    reloaded = load_checkpoint(copy)
-    assert reloaded["vocab"] == payload["vocab"]
-    assert all(torch.equal(reloaded["model_state"][k], v) for k, v in payload["model_state"].items())
-    assert pickle.dumps(reloaded["rng"]["python"]) == pickle.dumps(payload["rng"]["python"])
+    original.save(copy)
+    reloaded = Checkpoint.load(copy)
+    assert reloaded.vocab == original.vocab and reloaded.progress == original.progress
+    assert reloaded.saved_train_config == original.saved_train_config and reloaded.metrics == original.metrics
+    assert all(torch.equal(reloaded.model_state[k], v) for k, v in original.model_state.items())
+    assert pickle.dumps(reloaded.rng.python) == pickle.dumps(original.rng.python)
 
 
 def test_a_single_flipped_byte_in_the_weights_is_detected(saved_run, tmp_path):
@@ -179,19 +192,19 @@ def test_a_single_flipped_byte_in_the_weights_is_detected(saved_run, tmp_path):
     flipped = tmp_path / "flipped.pt"
     flipped.write_bytes(bytes(data))
     with pytest.raises(CharRNNError, match=f"corrupted: its record '{record.filename}' fails the CRC-32 check"):
-        load_checkpoint(flipped)
+        Checkpoint.load(flipped)
 
 
 _SAVE_FOREVER = """
 import sys, torch
-from charrnn.checkpoint import REQUIRED_KEYS, save_checkpoint
-payload = {key: None for key in REQUIRED_KEYS}
+from charrnn.formats.checkpoint import Checkpoint
+checkpoint = Checkpoint.load(sys.argv[2])
 step = 0
 while True:
     step += 1
-    payload["progress"] = {"step": step}
-    payload["model_state"] = {"w": torch.full((4_000_000,), float(step))}
-    save_checkpoint(payload, sys.argv[1])
+    checkpoint.progress.step = step
+    checkpoint.model_state = {"w": torch.full((4_000_000,), float(step))}
+    checkpoint.save(sys.argv[1])
     print(step, flush=True)
 """
 
@@ -199,10 +212,88 @@ while True:
 def test_a_process_killed_mid_save_never_leaves_a_half_written_checkpoint(tmp_path):
     path = tmp_path / "last.pt"
     for delay in (0.0, 0.017, 0.041):
-        process = subprocess.Popen([sys.executable, "-c", _SAVE_FOREVER, str(path)], stdout=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-c", _SAVE_FOREVER, str(path), str(FIXTURES / "release-0.1.0-last.pt")],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
         process.stdout.readline()  # one whole save done
         time.sleep(delay)
         process.kill()
         process.wait()
-        checkpoint = load_checkpoint(path)
-        assert torch.all(checkpoint["model_state"]["w"] == checkpoint["progress"]["step"])
+        checkpoint = Checkpoint.load(path)
+        assert torch.all(checkpoint.model_state["w"] == checkpoint.progress.step)
+
+
+# --- checkpoints written by earlier releases -------------------------------------------------------
+
+EXPECTED = json.loads((FIXTURES / "release-0.1.0-expected.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def release_0_1_0(tmp_path) -> Path:
+    """last.pt written by charrnn 0.1.0 (see tests/fixtures/README.md), in a directory of its own."""
+    shutil.copy(FIXTURES / "release-0.1.0-last.pt", tmp_path / "last.pt")
+    return tmp_path / "last.pt"
+
+
+def test_a_0_1_0_checkpoint_is_migrated_on_load(release_0_1_0):
+    raw = torch.load(release_0_1_0, weights_only=True)
+    assert raw["format_version"] == 1 and "text_path" in raw  # really the old format
+    checkpoint = Checkpoint.load(release_0_1_0)
+    assert checkpoint.format_version == 1 and checkpoint.charrnn_version == "0.1.0"
+    assert checkpoint.corpus_path == raw["text_path"] and checkpoint.corpus_chars == 3000
+    assert checkpoint.model_config.cell == "lstm" and checkpoint.progress.step == 4
+    assert len(checkpoint.rng.torch) == 1
+
+
+def test_a_0_1_0_checkpoint_generates_what_0_1_0_generated(release_0_1_0):
+    model = charrnn.load(release_0_1_0, "cpu")
+    text = model.generate(EXPECTED["generate_prime"], EXPECTED["generate_length"], seed=EXPECTED["generate_seed"])
+    assert text == EXPECTED["generated"]
+
+
+def test_a_0_1_0_checkpoint_resumes_to_the_weights_0_1_0_reached(release_0_1_0, tmp_path):
+    text = FIXTURES / "release-0.1.0.txt"
+    run = resume_run(release_0_1_0, text_path=text, overrides={"max_steps": 6}, device="cpu", log=quiet)
+    fit(run, log=quiet, progress_bar=False)
+    expected = torch.load(FIXTURES / "release-0.1.0-resumed-to-6-weights.pt", weights_only=True)
+    for name, tensor in run.model.state_dict().items():
+        assert torch.equal(tensor, expected[name]), name
+    assert run.best_val_loss == EXPECTED["best_val_loss"]
+    resaved = torch.load(release_0_1_0, weights_only=True)  # written again, in today's format
+    assert resaved["format_version"] == FORMAT_VERSION and resaved["corpus"]["chars"] == 3000
+
+
+def test_a_0_1_0_checkpoint_works_with_every_command(release_0_1_0, tmp_path):
+    info = invoke("info", release_0_1_0)
+    assert info.exit_code == 0 and "format 1, written by charrnn 0.1.0" in info.stdout
+    generated = invoke("generate", release_0_1_0, "--prime", "Fi", "--length", 40, "--seed", 1)
+    assert generated.stdout == "Fi" + EXPECTED["generated"] + "\n"
+    scored = invoke("evaluate", release_0_1_0, FIXTURES / "release-0.1.0.txt", "--json")
+    assert scored.exit_code == 0 and json.loads(scored.stdout)["chars_scored"] == 2998
+    explained = invoke("explain", FIXTURES / "release-0.1.0.txt", "--checkpoint", release_0_1_0)
+    assert explained.exit_code == 0 and "H=8 hidden" in explained.stdout
+
+
+def test_checkpoints_from_before_cells_still_load(saved_run, tmp_path):
+    # Until --cell existed the recurrent module was called `lstm` and configs had no cell.
+    run, path = saved_run
+    raw = torch.load(path, weights_only=True)
+    raw["format_version"] = 1
+    raw["model_state"] = {name.replace("rnn.", "lstm.", 1): t for name, t in raw["model_state"].items()}
+    del raw["model_config"]["cell"]
+    corpus = raw.pop("corpus")
+    raw["text_path"], raw["text_chars"] = corpus["path"], corpus["chars"]
+    torch.save(raw, tmp_path / "old.pt")
+    model = Checkpoint.load(tmp_path / "old.pt").model()
+    assert model.cell.name == "lstm"
+    assert torch.equal(model.rnn.weight_hh_l1, run.model.rnn.weight_hh_l1)
+
+
+def test_a_malformed_rng_state_is_refused(saved_run, tmp_path):
+    _, path = saved_run
+    raw = torch.load(path, weights_only=True)
+    raw["rng"]["torch"] = "not a state"
+    torch.save(raw, tmp_path / "bad.pt")
+    with pytest.raises(CharRNNError, match="random-number state is malformed"):
+        Checkpoint.load(tmp_path / "bad.pt")

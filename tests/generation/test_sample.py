@@ -6,7 +6,7 @@ import torch
 from charrnn.config import ModelConfig
 from charrnn.errors import CharRNNError
 from charrnn.core.model import CharRNN
-from charrnn.sample import (
+from charrnn.generation.sample import (
     Sampling,
     _StopWatch,
     collect,

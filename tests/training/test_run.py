@@ -49,11 +49,13 @@ def test_run_writes_last_and_best_and_counts_steps(book_slice, tmp_path, tiny_mo
 
 
 def test_max_epochs_ends_the_run_after_whole_passes(book_slice, tmp_path, tiny_model, tiny_train):
+    short = tmp_path / "short.txt"
+    short.write_text(book_slice.read_text()[:1500])
     config = dataclasses.replace(tiny_train, max_steps=None, max_epochs=2)
-    run = start_run(book_slice, tiny_model, config, out_dir=tmp_path / "run", device="cpu", log=quiet)
+    run = start_run(short, tiny_model, config, out_dir=tmp_path / "run", device="cpu", log=quiet)
     windows = run.train_batches.num_windows
     result = fit(run, log=quiet, progress_bar=False)
-    assert result.step == 2 * windows
+    assert windows == (1350 - 1) // 4 // 16 and result.step == 2 * windows  # 1,350 training characters
     assert run.progress.epoch == 2 and run.progress.window == 0
 
 
