@@ -131,8 +131,10 @@ def main() -> None:
     print(f"wrote {args.out}: {len(poems):,} poems, {len(text):,} characters, {size:,} bytes")
     print(f"distinct characters: {len(counts):,} ({cjk:,} CJK ideographs, plus newline, ， and 。)")
     print(f"unigram entropy: {h:.4f} nats/char ({h / math.log(2):.4f} bits/char)")
-    print(f"last 10% under the first 90%'s unigram frequencies: {cross:.4f} nats/char "
-          f"({cross / math.log(2):.4f} bits/char)")
+    print(
+        f"last 10% under the first 90%'s unigram frequencies: {cross:.4f} nats/char "
+        f"({cross / math.log(2):.4f} bits/char)"
+    )
 
 
 if __name__ == "__main__":

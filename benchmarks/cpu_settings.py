@@ -20,16 +20,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from interleave import interleave, print_ratio  # noqa: E402
+from interleave import interleave, print_ratio, training_step  # noqa: E402
 from train_step import BOOK, SHAPES  # noqa: E402
 
 import charrnn  # noqa: E402
 from charrnn.config import ModelConfig, TrainConfig  # noqa: E402
-from charrnn.evaluate import loss_sum  # noqa: E402
-from charrnn.trainer import TrainingRun, TrainLoop, start_run  # noqa: E402
+from charrnn.generation.evaluate import loss_sum  # noqa: E402
+from charrnn.training.policy import start_run  # noqa: E402
+from charrnn.training.run import TrainingRun  # noqa: E402
 
 FAR = 10**9
 
@@ -70,33 +70,61 @@ def main() -> None:
         print("1. oneDNN on / off (speed ratio > 1: on is faster)")
         for shape in ("BIG", "SMALL"):
             layers, hidden, batch, seq = SHAPES[shape]
-            run = start_run(BOOK, ModelConfig(hidden, layers), TrainConfig(batch_size=batch, seq_len=seq, max_steps=FAR,
-                            eval_every=FAR, save_every=FAR), out_dir=workdir / shape, device="cpu",
-                            log=lambda message: None)  # fmt: skip
-            loop = TrainLoop(run, tqdm(total=FAR, disable=True), lambda message: None)
+            run = start_run(
+                BOOK,
+                ModelConfig(hidden, layers),
+                TrainConfig(batch_size=batch, seq_len=seq, max_steps=FAR, eval_every=FAR, save_every=FAR),
+                out_dir=workdir / shape,
+                device="cpu",
+                log=lambda message: None,
+            )
+            step = training_step(run)
             rounds = (6 if shape == "BIG" else 30) if args.quick else (20 if shape == "BIG" else 100)
             chars = batch * seq
-            compare(f"{shape} training step, oneDNN on / off", with_onednn(True, loop.step),
-                    with_onednn(False, loop.step), chars, rounds)  # fmt: skip
+            compare(
+                f"{shape} training step, oneDNN on / off",
+                with_onednn(True, step),
+                with_onednn(False, step),
+                chars,
+                rounds,
+            )
             if shape == "SMALL":
+
                 def validate(run: TrainingRun = run) -> None:
                     loss_sum(run.model, run.val_batches)
 
-                compare(f"{shape} validation pass, oneDNN on / off", with_onednn(True, validate), with_onednn(False, validate),
-                        1, 3 if args.quick else 8)  # fmt: skip
-                compare(f"{shape} training step, {cores} threads / 1 thread", with_threads(cores, loop.step),
-                        with_threads(1, loop.step), chars, rounds)  # fmt: skip
+                compare(
+                    f"{shape} validation pass, oneDNN on / off",
+                    with_onednn(True, validate),
+                    with_onednn(False, validate),
+                    1,
+                    3 if args.quick else 8,
+                )
+                compare(
+                    f"{shape} training step, {cores} threads / 1 thread",
+                    with_threads(cores, step),
+                    with_threads(1, step),
+                    chars,
+                    rounds,
+                )
 
         print(f"2. generation (2 x 512), {cores} threads / 1 thread (> 1: all cores faster)")
-        run = start_run(BOOK, ModelConfig(512, 2), TrainConfig(), out_dir=workdir / "sample", device="cpu",
-                        log=lambda message: None)  # fmt: skip
+        run = start_run(
+            BOOK, ModelConfig(512, 2), TrainConfig(), out_dir=workdir / "sample", device="cpu", log=lambda message: None
+        )
         model = charrnn.load(run.save("last.pt"), device="cpu")
         for streams, length in ((1, 500), (16, 150)):
+
             def generate(streams: int = streams, length: int = length) -> None:
                 model.generate("ROMEO:", length, seed=1, num_samples=streams)
 
-            compare(f"{streams} stream(s)", with_threads(cores, generate), with_threads(1, generate), streams * length,
-                    5 if args.quick else 15)  # fmt: skip
+            compare(
+                f"{streams} stream(s)",
+                with_threads(cores, generate),
+                with_threads(1, generate),
+                streams * length,
+                5 if args.quick else 15,
+            )
 
 
 if __name__ == "__main__":

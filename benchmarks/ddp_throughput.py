@@ -11,6 +11,7 @@ train the same global batch: 1 process x 32 streams, and 2 processes x 16 stream
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from charrnn.checkpoint import load_checkpoint
+from charrnn.formats.checkpoint import Checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--hidden-size", "128", "--num-layers", "2", "--seq-len", "64"]  # the guide's SMALL shape
@@ -28,17 +29,39 @@ SMALL = ["--hidden-size", "128", "--num-layers", "2", "--seq-len", "64"]  # the 
 def run_once(processes: int, text: Path, steps: int, workdir: Path, index: int) -> float:
     out = workdir / f"p{processes}_{index}"
     common = [
-        "train", str(text), "--out", str(out), "--max-steps", str(steps), "--eval-every", str(10 * steps),
-        "--save-every", str(10 * steps), "--no-progress", "--device", "cpu", *SMALL,
-        "--batch-size", str(32 // processes),
-    ]  # fmt: skip
+        "train",
+        str(text),
+        "--out",
+        str(out),
+        "--max-steps",
+        str(steps),
+        "--eval-every",
+        str(10 * steps),
+        "--save-every",
+        str(10 * steps),
+        "--no-progress",
+        "--device",
+        "cpu",
+        *SMALL,
+        "--batch-size",
+        str(32 // processes),
+    ]
     if processes == 1:
         command = [sys.executable, "-m", "charrnn", *common]
     else:
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                   "--nproc-per-node", str(processes), "-m", "charrnn", *common]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            str(processes),
+            "-m",
+            "charrnn",
+            *common,
+        ]
     subprocess.run(command, check=True, capture_output=True, text=True)
-    progress = load_checkpoint(out / "last.pt")["progress"]
+    progress = dataclasses.asdict(Checkpoint.load(out / "last.pt").progress)
     return progress["chars_seen"] / progress["elapsed_seconds"]
 
 

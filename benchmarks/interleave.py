@@ -59,3 +59,17 @@ def print_ratio(label: str, numerator: Series, denominator: Series, target: str 
     low, mid, high = ratios(numerator, denominator)
     suffix = f"   (target {target})" if target else ""
     print(f"  ratio {label}: min {low:.2f}, median {mid:.2f}, max {high:.2f}{suffix}")
+
+
+def training_step(run, stream=None):
+    """charrnn's real training step with its bookkeeping (what ``fit`` runs each step), as a callable.
+
+    ``stream``: where progress would go (None: no progress display at all).
+    """
+    from charrnn.training.loop import train_one_step
+    from charrnn.training.reporting import Reporter
+    from charrnn.training.stopping import StopRules
+
+    rules = StopRules(run)
+    report = Reporter(run, rules, lambda message: None, progress=stream is not None, stream=stream)
+    return lambda: train_one_step(run, rules, report)

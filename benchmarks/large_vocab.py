@@ -3,11 +3,11 @@
 Usage: python benchmarks/large_vocab.py [--quick] [--crossover]
 
 A one-hot input is a column lookup in the first layer's weights. charrnn takes it as a lookup
-once the vocabulary is large (``charrnn.model.ONE_HOT_MAX_VOCAB``), instead of building a
+once the vocabulary is large (``charrnn.core.model.ONE_HOT_MAX_VOCAB``), instead of building a
 (B, T, V) float tensor and multiplying it by W_ih. Set-ups, timed alternately step by step
 (A B A B ...) at charrnn's default sizes (2 x 256, batch 32, seq 100):
 
-    charrnn            the real training step (``TrainLoop.step``), lookup inputs
+    charrnn            the real training step (``train_one_step``), lookup inputs
     charrnn one-hot    the same step with the model forced to explicit float one-hot inputs
     minimal one-hot    the tutorials' loop (benchmarks/train_step.py): float one-hot, nn.LSTM
 
@@ -19,6 +19,7 @@ with Zipf-like frequencies. Peak memory is each set-up's peak RSS in a fresh pro
 from __future__ import annotations
 
 import argparse
+import functools
 import subprocess
 import sys
 import tempfile
@@ -26,14 +27,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from interleave import interleave, print_ratio, print_table  # noqa: E402
+from interleave import interleave, print_ratio, print_table, training_step  # noqa: E402
 from train_step import MinimalLoop  # noqa: E402
 
 from charrnn.config import ModelConfig, TrainConfig  # noqa: E402
-from charrnn.trainer import TrainLoop, start_run  # noqa: E402
+from charrnn.training.policy import start_run  # noqa: E402
+from charrnn.training.run import TrainingRun  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "corpora" / "tinyshakespeare.txt"
@@ -51,18 +52,21 @@ def synthetic_text(path: Path, vocab_size: int, num_chars: int, seed: int = 0) -
     path.write_text(code_points.tobytes().decode("utf-32-le"), encoding="utf-8")
 
 
-def make_loop(text: Path, out: Path, input_mode: str | None = None) -> TrainLoop:
+def make_run(text: Path, out: Path, input_path: str | None = None) -> TrainingRun:
     run = start_run(
-        text, ModelConfig(HIDDEN, LAYERS), TrainConfig(batch_size=BATCH, seq_len=SEQ, max_steps=FAR, eval_every=FAR, save_every=FAR),
-        out_dir=out, device="cpu", log=lambda message: None,
-    )  # fmt: skip
-    if input_mode is not None:
-        run.model.input_mode = input_mode
-    return TrainLoop(run, tqdm(total=FAR, disable=True), lambda message: None)
+        text,
+        ModelConfig(HIDDEN, LAYERS),
+        TrainConfig(batch_size=BATCH, seq_len=SEQ, max_steps=FAR, eval_every=FAR, save_every=FAR),
+        out_dir=out,
+        device="cpu",
+        log=lambda message: None,
+    )
+    if input_path is not None:  # force a path the vocabulary size would not choose
+        run.model.forward = functools.partial(run.model.forward, input_path=input_path)
+    return run
 
 
-def make_minimal(loop: TrainLoop) -> MinimalLoop:
-    run = loop.run
+def make_minimal(run: TrainingRun) -> MinimalLoop:
     return MinimalLoop(run.train_batches.inputs.reshape(-1).long(), len(run.vocab), LAYERS, HIDDEN, BATCH, SEQ)
 
 
@@ -71,14 +75,19 @@ def peak_rss_mb(text: Path, setup: str) -> float:
     code = (
         "import sys, tempfile; sys.path.insert(0, sys.argv[1]); from pathlib import Path\n"
         "import large_vocab as lv\n"
-        "loop = lv.make_loop(Path(sys.argv[2]), Path(tempfile.mkdtemp()) / 'run', None if sys.argv[3] == 'charrnn' else 'one-hot')\n"
-        "step = lv.make_minimal(loop).step if sys.argv[3] == 'minimal' else loop.step\n"
+        "path = None if sys.argv[3] == 'charrnn' else 'one-hot'\n"
+        "run = lv.make_run(Path(sys.argv[2]), Path(tempfile.mkdtemp()) / 'run', path)\n"
+        "step = lv.make_minimal(run).step if sys.argv[3] == 'minimal' else lv.training_step(run)\n"
         "for _ in range(5): step()\n"
         # VmHWM, not ru_maxrss: a child's ru_maxrss starts from its parent's peak.
         "print([line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')][0])\n"  # kB
     )
-    done = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent), str(text), setup],
-                          check=True, capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(Path(__file__).parent), str(text), setup],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return int(done.stdout.split()[-1]) / 1024
 
 
@@ -87,10 +96,10 @@ def crossover(workdir: Path, rounds: int) -> None:
     for vocab_size in (128, 256, 512, 1024, 2048, 4096):
         text = workdir / f"v{vocab_size}.txt"
         synthetic_text(text, vocab_size, 400_000)
-        lookup = make_loop(text, workdir / f"lookup{vocab_size}", "lookup")
-        one_hot = make_loop(text, workdir / f"onehot{vocab_size}", "one-hot")
+        lookup = training_step(make_run(text, workdir / f"lookup{vocab_size}", "lookup"))
+        one_hot = training_step(make_run(text, workdir / f"onehot{vocab_size}", "one-hot"))
         chars = BATCH * SEQ
-        series = interleave([("lookup", lookup.step, chars), ("one-hot", one_hot.step, chars)], rounds=rounds)
+        series = interleave([("lookup", lookup, chars), ("one-hot", one_hot, chars)], rounds=rounds)
         print_ratio(f"V {vocab_size:>5}: lookup / one-hot speed", series[0], series[1])
 
 
@@ -107,28 +116,44 @@ def main() -> None:
         workdir = Path(tmp)
         big = workdir / "large_vocab.txt"
         synthetic_text(big, args.vocab, 2_000_000)
-        lookup = make_loop(big, workdir / "lookup")
-        one_hot = make_loop(big, workdir / "one_hot", "one-hot")
-        minimal = make_minimal(lookup)
-        small = make_loop(BOOK, workdir / "small")
+        lookup_run = make_run(big, workdir / "lookup")
+        minimal = make_minimal(lookup_run)
+        small_run = make_run(BOOK, workdir / "small")
         chars = BATCH * SEQ
-        series = interleave([
-            ("charrnn (lookup inputs)", lookup.step, chars),
-            ("charrnn forced to float one-hot", one_hot.step, chars),
-            ("minimal float one-hot loop", minimal.step, chars),
-            (f"charrnn at V {len(small.run.vocab)} (tinyshakespeare)", small.step, chars),
-        ], rounds=rounds)  # fmt: skip
-        vocab_size = len(lookup.run.vocab)
-        print_table(f"V {vocab_size:,}: {LAYERS} x {HIDDEN} LSTM, batch {BATCH}, seq {SEQ}; {rounds} steps each", series,
-                    "training chars/s")  # fmt: skip
+        series = interleave(
+            [
+                ("charrnn (lookup inputs)", training_step(lookup_run), chars),
+                (
+                    "charrnn forced to float one-hot",
+                    training_step(make_run(big, workdir / "one_hot", "one-hot")),
+                    chars,
+                ),
+                ("minimal float one-hot loop", minimal.step, chars),
+                (f"charrnn at V {len(small_run.vocab)} (tinyshakespeare)", training_step(small_run), chars),
+            ],
+            rounds=rounds,
+        )
+        vocab_size = len(lookup_run.vocab)
+        print_table(
+            f"V {vocab_size:,}: {LAYERS} x {HIDDEN} LSTM, batch {BATCH}, seq {SEQ}; {rounds} steps each",
+            series,
+            "training chars/s",
+        )
         print_ratio("charrnn / minimal float one-hot", series[0], series[2], target="median >= 2.5")
         print_ratio("charrnn / charrnn forced to one-hot", series[0], series[1])
         print_ratio(f"charrnn at V {vocab_size:,} / at V 65", series[0], series[3])
         print(f"peak RSS of a fresh process (build + 5 steps), V {vocab_size:,}:")
-        for setup, label in (("charrnn", "charrnn (lookup)"), ("onehot", "charrnn forced to one-hot"), ("minimal", "minimal float one-hot")):
+        for setup, label in (
+            ("charrnn", "charrnn (lookup)"),
+            ("onehot", "charrnn forced to one-hot"),
+            ("minimal", "minimal float one-hot"),
+        ):
             print(f"  {label:<44} {peak_rss_mb(big, setup):>8,.0f} MB")
         one_hot_mb = BATCH * SEQ * vocab_size * 4 / 2**20
-        print(f"  (one (B, T, V) float32 one-hot input alone is {one_hot_mb:,.0f} MB; charrnn's lookup path never builds it)")
+        print(
+            f"  (one (B, T, V) float32 one-hot input alone is {one_hot_mb:,.0f} MB; "
+            "charrnn's lookup path never builds it)"
+        )
         if args.crossover:
             crossover(workdir, rounds=max(4, rounds // 2))
 

@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/memory_steps.py [--quick]
 
-Trains the SMALL shape (2 x 128, batch 32, seq 64) on tinyshakespeare through ``TrainLoop.step``,
+Trains the SMALL shape (2 x 128, batch 32, seq 64) on tinyshakespeare through ``fit``,
 the body of `charrnn train`, with a validation and a checkpoint write every 250 steps, and prints
 the process's resident memory (VmRSS), the number of live tensors and the length of the metrics
 history as the steps go by. A leak (a loss kept with its graph, a state never detached, a history
@@ -12,17 +12,17 @@ that keeps tensors) shows up as growth between the first checkpoint and the last
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
-import os
 import tempfile
 import warnings
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from charrnn.config import ModelConfig, TrainConfig
-from charrnn.trainer import TrainLoop, start_run
+from charrnn.training.loop import fit
+from charrnn.training.policy import start_run
 
 BOOK = Path(__file__).resolve().parents[1] / "corpora" / "tinyshakespeare.txt"
 EVERY = 250  # validation and checkpoint interval, in steps
@@ -49,20 +49,24 @@ def main() -> None:
     total = 1500 if args.quick else 6000
     marks = {EVERY, 2 * EVERY, total // 2, total}
 
-    with tempfile.TemporaryDirectory() as workdir, open(os.devnull, "w") as devnull:
+    with tempfile.TemporaryDirectory() as workdir:
         config = TrainConfig(batch_size=32, seq_len=64, max_steps=total, eval_every=EVERY, save_every=EVERY)
-        run = start_run(BOOK, ModelConfig(128, 2, 0.1), config, out_dir=Path(workdir) / "run", device="cpu",
-                        log=lambda message: None)  # fmt: skip
-        loop = TrainLoop(run, tqdm(total=total, file=devnull), lambda message: None)
+        run = start_run(
+            BOOK,
+            ModelConfig(128, 2, 0.1),
+            config,
+            out_dir=Path(workdir) / "run",
+            device="cpu",
+            log=lambda message: None,
+        )
         print(f"torch {torch.__version__}; SMALL 2 x 128, batch 32, seq 64; validation and save every {EVERY} steps")
         print(f"  {'step':>6} {'RSS MB':>8} {'tensors':>8} {'metrics rows':>13}")
         rows = []
-        while not loop.done:
-            loop.step()
-            step = run.progress.step
-            if step in marks:
-                rows.append((step, resident_mb(), live_tensors(), len(run.metrics)))
-                print(f"  {step:>6} {rows[-1][1]:>8.1f} {rows[-1][2]:>8} {rows[-1][3]:>13}")
+        for step in sorted(marks):  # each a multiple of EVERY: fit's end is a validation and save anyway
+            run.train_config = dataclasses.replace(config, max_steps=step)
+            fit(run, log=lambda message: None, progress_bar=False)
+            rows.append((step, resident_mb(), live_tensors(), len(run.metrics)))
+            print(f"  {step:>6} {rows[-1][1]:>8.1f} {rows[-1][2]:>8} {rows[-1][3]:>13}")
     (first_step, first_mb, first_tensors, _), (last_step, last_mb, last_tensors, _) = rows[1], rows[-1]
     print(
         f"from step {first_step} to {last_step}: RSS {last_mb - first_mb:+.1f} MB "

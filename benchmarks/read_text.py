@@ -141,8 +141,8 @@ def run_charrnn(path: str) -> dict:
     import torch
 
     from charrnn.config import TrainConfig
-    from charrnn.data import read_text, split_train_val
-    from charrnn.vocab import Vocab
+    from charrnn.core.data import read_text, split_train_val
+    from charrnn.core.vocab import Vocab
 
     config = TrainConfig()
     import_bytes = peak_rss_bytes()
@@ -154,9 +154,13 @@ def run_charrnn(path: str) -> dict:
     train_ids, val_ids = split_train_val(ids, config.val_frac)
     seconds = time.perf_counter() - started
     return {
-        "seconds": seconds, "import_bytes": import_bytes, "chars": len(train_ids) + len(val_ids), "vocab": len(vocab),
-        "dtype": str(ids.dtype), "versions": f"numpy {numpy.__version__}, torch {torch.__version__}",
-    }  # fmt: skip
+        "seconds": seconds,
+        "import_bytes": import_bytes,
+        "chars": len(train_ids) + len(val_ids),
+        "vocab": len(vocab),
+        "dtype": str(ids.dtype),
+        "versions": f"numpy {numpy.__version__}, torch {torch.__version__}",
+    }
 
 
 def run_read(path: str) -> dict:
@@ -192,7 +196,9 @@ def child(setup: str, path: str) -> None:
 
 
 def measure(setup: str, path: Path) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--child", setup, str(path)], check=True, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", setup, str(path)], check=True, capture_output=True, text=True
+    )
     return json.loads(done.stdout.splitlines()[-1])
 
 
@@ -217,8 +223,10 @@ def spread(values: list[float], scale: float, digits: int) -> str:
 def report(text: str, results: dict[str, list[dict]]) -> None:
     charrnn = results["charrnn"]
     first = charrnn[0]
-    print(f"\n{TEXTS[text]}: {first['file_bytes'] / MB:,.1f} MB, {first['chars']:,} characters, "
-          f"V = {first['vocab']:,}, ids {first['dtype']}")  # fmt: skip
+    print(
+        f"\n{TEXTS[text]}: {first['file_bytes'] / MB:,.1f} MB, {first['chars']:,} characters, "
+        f"V = {first['vocab']:,}, ids {first['dtype']}"
+    )
     print(f"  {'set-up':<44} {'seconds: min / median / max':>27}   {'peak RSS MB: min / median / max':>31}   import MB")
     series = {}
     for setup, runs in results.items():
@@ -237,14 +245,18 @@ def report(text: str, results: dict[str, list[dict]]) -> None:
         file_bytes = runs[0]["file_bytes"]
         peak = statistics.median(run["peak_bytes"] for run in runs)
         work = statistics.median(run["peak_bytes"] - run["import_bytes"] for run in runs)
-        print(f"  {SETUPS[setup]}: median peak RSS {peak / file_bytes:.2f} x its file's size; "
-              f"peak - import {work / file_bytes:.2f} x")  # fmt: skip
+        print(
+            f"  {SETUPS[setup]}: median peak RSS {peak / file_bytes:.2f} x its file's size; "
+            f"peak - import {work / file_bytes:.2f} x"
+        )
     slowest = max(run["seconds"] for run in charrnn)
     highest = max(run["peak_bytes"] for run in charrnn)
-    print(f"  targets at {first['file_bytes'] / MB:,.0f} MB: time <= {TARGET_SECONDS:.0f} s "
-          f"{'met' if slowest <= TARGET_SECONDS else 'NOT MET'} (slowest run {slowest:.2f} s); "
-          f"peak RSS <= {TARGET_PEAK_BYTES / MB:,.0f} MB {'met' if highest <= TARGET_PEAK_BYTES else 'NOT MET'} "
-          f"(highest {highest / MB:,.0f} MB)")  # fmt: skip
+    print(
+        f"  targets at {first['file_bytes'] / MB:,.0f} MB: time <= {TARGET_SECONDS:.0f} s "
+        f"{'met' if slowest <= TARGET_SECONDS else 'NOT MET'} (slowest run {slowest:.2f} s); "
+        f"peak RSS <= {TARGET_PEAK_BYTES / MB:,.0f} MB {'met' if highest <= TARGET_PEAK_BYTES else 'NOT MET'} "
+        f"(highest {highest / MB:,.0f} MB)"
+    )
 
 
 def main() -> None:
@@ -267,10 +279,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         started = time.perf_counter()
-        subprocess.run([sys.executable, __file__, "--make-texts", tmp, str(args.megabytes * MB),
-                        str(args.naive_megabytes * MB)], check=True)  # fmt: skip
-        print(f"texts written in {time.perf_counter() - started:.0f} s; {rounds} rounds, each set-up in a fresh process, "
-              "interleaved")  # fmt: skip
+        subprocess.run(
+            [sys.executable, __file__, "--make-texts", tmp, str(args.megabytes * MB), str(args.naive_megabytes * MB)],
+            check=True,
+        )
+        print(
+            f"texts written in {time.perf_counter() - started:.0f} s; {rounds} rounds, each set-up in a fresh process, "
+            "interleaved"
+        )
         results = {text: {setup: [] for setup in SETUPS} for text in TEXTS}
         for _ in range(rounds):
             for text in TEXTS:

@@ -28,9 +28,9 @@ from interleave import interleave, print_ratio, print_table  # noqa: E402
 
 import charrnn  # noqa: E402
 from charrnn.config import ModelConfig, TrainConfig  # noqa: E402
-from charrnn.model import CharRNN  # noqa: E402
-from charrnn.stepper import Stepper  # noqa: E402
-from charrnn.trainer import start_run  # noqa: E402
+from charrnn.core.model import CharRNN  # noqa: E402
+from charrnn.generation.stepper import Stepper  # noqa: E402
+from charrnn.training.policy import start_run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "corpora" / "tinyshakespeare.txt"
@@ -78,14 +78,22 @@ def main() -> None:
     rounds = 5 if args.quick else 15
 
     with tempfile.TemporaryDirectory() as workdir:
-        run = start_run(BOOK, ModelConfig(args.hidden_size, args.num_layers), TrainConfig(),
-                        out_dir=Path(workdir) / "run", device="cpu", log=lambda message: None)  # fmt: skip
+        run = start_run(
+            BOOK,
+            ModelConfig(args.hidden_size, args.num_layers),
+            TrainConfig(),
+            out_dir=Path(workdir) / "run",
+            device="cpu",
+            log=lambda message: None,
+        )
         model = charrnn.load(run.save("last.pt"), device="cpu")
     prime_ids = model.vocab.encode(PRIME).tolist()
     with torch.inference_mode():
         stepper = Stepper(model.model)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.num_layers} x {args.hidden_size} LSTM, "
-          f"V {len(model.vocab)}, prime {PRIME!r}, temperature {TEMPERATURE}")  # fmt: skip
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.num_layers} x {args.hidden_size} LSTM, "
+        f"V {len(model.vocab)}, prime {PRIME!r}, temperature {TEMPERATURE}"
+    )
     for num_samples, length in ((1, 1000 if args.quick else 3000), (16, 300 if args.quick else 1000)):
         chars = num_samples * length
 
@@ -98,11 +106,20 @@ def main() -> None:
         def floor(num_samples: int = num_samples, length: int = length) -> None:
             multiplies_alone(stepper, args.hidden_size, length, num_samples)
 
-        series = interleave([("charrnn generate", charrnn_generate, chars), ("minimal nn.LSTM sampler", minimal, chars),
-                             ("matrix multiplies alone (floor)", floor, chars)], rounds=rounds)  # fmt: skip
+        series = interleave(
+            [
+                ("charrnn generate", charrnn_generate, chars),
+                ("minimal nn.LSTM sampler", minimal, chars),
+                ("matrix multiplies alone (floor)", floor, chars),
+            ],
+            rounds=rounds,
+        )
         target = ">= 2,000 chars/s" if num_samples == 1 else ">= 15,000 chars/s in total"
-        print_table(f"{num_samples} stream(s) x {length} characters; {rounds} rounds (target {target})", series,
-                    "chars/s, all streams")  # fmt: skip
+        print_table(
+            f"{num_samples} stream(s) x {length} characters; {rounds} rounds (target {target})",
+            series,
+            "chars/s, all streams",
+        )
         print_ratio("charrnn / minimal", series[0], series[1])
         print_ratio("charrnn / matrix multiplies alone", series[0], series[2])
 

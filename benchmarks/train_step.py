@@ -2,9 +2,9 @@
 
 Usage: python benchmarks/train_step.py [--quick] [--shapes BIG,SMALL]
 
-"charrnn" is the path `charrnn train` runs, one call of ``TrainLoop.step`` per step: the data
+"charrnn" is the path `charrnn train` runs, one call of ``train_one_step`` per step: the data
 window, the forward pass, the loss, backward, clipping, the optimizer, the divergence check, the
-bookkeeping and the progress bar (drawn into /dev/null). Validation and checkpoint writes are
+bookkeeping and the progress display (plain lines into /dev/null, as in a log). Validation and checkpoint writes are
 pushed past the end: they are not per-step costs. "minimal" is the loop the PyTorch tutorials
 write: one-hot inputs, nn.LSTM, dropout, Linear, cross-entropy, Adam, clipping, the state
 detached; the same model as charrnn's (dropout after every LSTM layer), so the ratio measures the
@@ -23,13 +23,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from interleave import interleave, print_ratio, print_table  # noqa: E402
+from interleave import interleave, print_ratio, print_table, training_step  # noqa: E402
 
 from charrnn.config import ModelConfig, TrainConfig  # noqa: E402
-from charrnn.trainer import TrainLoop, start_run  # noqa: E402
+from charrnn.training.policy import start_run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "corpora" / "tinyshakespeare.txt"
@@ -85,17 +84,25 @@ def main() -> None:
             rounds = {"BIG": 12, "SMALL": 60}[shape] if args.quick else {"BIG": 40, "SMALL": 200}[shape]
             far = 10**9  # no validation or checkpoint inside the timed steps
             run = start_run(
-                BOOK, ModelConfig(hidden, layers, DROPOUT),
+                BOOK,
+                ModelConfig(hidden, layers, DROPOUT),
                 TrainConfig(batch_size=batch, seq_len=seq, max_steps=far, eval_every=far, save_every=far),
-                out_dir=Path(workdir) / shape, device="cpu", log=lambda message: None,
-            )  # fmt: skip
-            loop = TrainLoop(run, tqdm(total=far, file=devnull), lambda message: None)  # fit's refresh rate
+                out_dir=Path(workdir) / shape,
+                device="cpu",
+                log=lambda message: None,
+            )
+            step = training_step(run, stream=devnull)  # progress as in a log: a plain line now and then
             book_ids = run.train_batches.inputs.reshape(-1).long()  # the training split, in order
             minimal = MinimalLoop(book_ids, len(run.vocab), layers, hidden, batch, seq)
             chars = batch * seq
-            series = interleave([("charrnn TrainLoop.step", loop.step, chars), ("minimal nn.LSTM loop", minimal.step, chars)],
-                                rounds=rounds, warmup=2)  # fmt: skip
-            title = f"{shape}: {layers} x {hidden} LSTM, batch {batch}, seq {seq}, V {len(run.vocab)}; {rounds} steps each"
+            series = interleave(
+                [("charrnn train_one_step", step, chars), ("minimal nn.LSTM loop", minimal.step, chars)],
+                rounds=rounds,
+                warmup=2,
+            )
+            title = (
+                f"{shape}: {layers} x {hidden} LSTM, batch {batch}, seq {seq}, V {len(run.vocab)}; {rounds} steps each"
+            )
             print_table(title, series, "training chars/s")
             print_ratio("charrnn / minimal", series[0], series[1], target="median >= 0.95")
 

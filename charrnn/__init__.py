@@ -1,9 +1,9 @@
 """charrnn: a character-level LSTM text generator. Train on a book, generate in its voice.
 
-    import charrnn
-    charrnn.train("book.txt", hidden_size=128, max_steps=500, out_dir="runs/book")
-    model = charrnn.load("runs/book/best.pt")
-    print(model.generate("Once upon a time", 300, temperature=0.8, seed=1))
+import charrnn
+charrnn.train("book.txt", hidden_size=128, max_steps=500, out_dir="runs/book")
+model = charrnn.load("runs/book/best.pt")
+print(model.generate("Once upon a time", 300, temperature=0.8, seed=1))
 """
 
 from charrnn.api import CharModel, describe, load, train

@@ -1,8 +1,8 @@
 """The Python API: ``charrnn.load``, ``charrnn.train`` and ``charrnn.describe``. The CLI is a thin layer over these.
 
-    model = charrnn.load("checkpoints/tinyshakespeare/best.pt")
-    print(model.generate("ROMEO:", 200, temperature=0.8, seed=1))
-    print(model.evaluate(open("play.txt").read()).bits_per_char)
+model = charrnn.load("checkpoints/tinyshakespeare/best.pt")
+print(model.generate("ROMEO:", 200, temperature=0.8, seed=1))
+print(model.evaluate(open("play.txt").read()).bits_per_char)
 """
 
 from __future__ import annotations
@@ -94,9 +94,16 @@ class CharModel:
         """
         count = 1 if num_samples is None else num_samples  # 0 is refused, not taken for 1
         pieces = self.stream(
-            prime, length, seed=seed, num_samples=count, stop=stop,
-            temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy,
-        )  # fmt: skip
+            prime,
+            length,
+            seed=seed,
+            num_samples=count,
+            stop=stop,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            greedy=greedy,
+        )
         texts = collect(pieces, count)
         return texts if num_samples is not None else texts[0]
 

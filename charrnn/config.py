@@ -30,13 +30,21 @@ class ModelConfig:
     hidden_size: int = option(256, "Units per recurrent layer (H).", ("train", "explain"), low=1, fixed_on_resume=True)
     num_layers: int = option(2, "Stacked recurrent layers (L).", ("train", "explain"), low=1, fixed_on_resume=True)
     dropout: float = option(
-        0.2, "Dropout on each recurrent layer's output while training.", TRAIN, low=0, high=1, high_open=True,
+        0.2,
+        "Dropout on each recurrent layer's output while training.",
+        TRAIN,
+        low=0,
+        high=1,
+        high_open=True,
         fixed_on_resume=True,
-    )  # fmt: skip
+    )
     cell: str = option(
-        "lstm", "The recurrent cell: LSTM, GRU or a plain tanh RNN.", ("train", "explain"), choices=CELL_NAMES,
+        "lstm",
+        "The recurrent cell: LSTM, GRU or a plain tanh RNN.",
+        ("train", "explain"),
+        choices=CELL_NAMES,
         fixed_on_resume=True,
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True)
@@ -45,24 +53,38 @@ class TrainConfig:
 
     # --- data layout: fixed for the life of a run ----------------------------------------------
     batch_size: int = option(
-        16, "Contiguous streams trained side by side (B), per process under torchrun.",
-        ("train", "evaluate", "explain"), low=1, fixed_on_resume=True,
-    )  # fmt: skip
-    seq_len: int = option(
-        100, "Characters per window: how far back gradients flow (T).", ("train", "evaluate", "explain"), low=1,
+        16,
+        "Contiguous streams trained side by side (B), per process under torchrun.",
+        ("train", "evaluate", "explain"),
+        low=1,
         fixed_on_resume=True,
-    )  # fmt: skip
+    )
+    seq_len: int = option(
+        100,
+        "Characters per window: how far back gradients flow (T).",
+        ("train", "evaluate", "explain"),
+        low=1,
+        fixed_on_resume=True,
+    )
     val_frac: float = option(
-        0.1, "Fraction of the text, from its end, held out for validation.", TRAIN, low=0, high=1, low_open=True,
-        high_open=True, fixed_on_resume=True,
-    )  # fmt: skip
+        0.1,
+        "Fraction of the text, from its end, held out for validation.",
+        TRAIN,
+        low=0,
+        high=1,
+        low_open=True,
+        high_open=True,
+        fixed_on_resume=True,
+    )
     seed: int = option(
         1234, "Seed for weight init and dropout.", ("train", "explain"), low=0, high=MAX_SEED, fixed_on_resume=True
     )
     decode_errors: str = option(
-        "strict", "Bytes that are not UTF-8: refuse the file (strict), or replace them with U+FFFD.",
-        ("train", "evaluate"), choices=("strict", "replace"),
-    )  # fmt: skip
+        "strict",
+        "Bytes that are not UTF-8: refuse the file (strict), or replace them with U+FFFD.",
+        ("train", "evaluate"),
+        choices=("strict", "replace"),
+    )
     # --- optimisation and schedule: may change on resume ---------------------------------------
     lr: float = option(3e-3, "Adam learning rate (the peak, after warm-up).", TRAIN, low=0, high=1, low_open=True)
     grad_clip: float = option(5.0, "Clip the global gradient norm to this; 0 turns clipping off.", TRAIN, low=0)
@@ -73,19 +95,25 @@ class TrainConfig:
         16, "Stop after this many passes over the training split (whichever limit comes first).", TRAIN, low=1
     )
     time_limit: float | None = option(
-        None, "Stop when training time (summed over resumes) reaches this, the final validation and save included.",
-        TRAIN, low=0, low_open=True, metavar="MINUTES", show_default="none",
-    )  # fmt: skip
+        None,
+        "Stop when training time (summed over resumes) reaches this, the final validation and save included.",
+        TRAIN,
+        low=0,
+        low_open=True,
+        metavar="MINUTES",
+        show_default="none",
+    )
     lr_schedule: str = option(
-        "cosine", "Learning rate over the run: warm-up, then cosine or linear decay to --min-lr-ratio x --lr "
-        "(driven by steps, or by time when --time-limit comes first), or constant.", TRAIN, choices=SCHEDULES,
-    )  # fmt: skip
+        "cosine",
+        "Learning rate over the run: warm-up, then cosine or linear decay to --min-lr-ratio x --lr "
+        "(driven by steps, or by time when --time-limit comes first), or constant.",
+        TRAIN,
+        choices=SCHEDULES,
+    )
     warmup_steps: int = option(
         100, "Steps of linear warm-up before a decaying schedule (it ends by a quarter of the run).", TRAIN, low=0
     )
-    min_lr_ratio: float = option(
-        0.1, "Where a decaying schedule ends, as a fraction of --lr.", TRAIN, low=0, high=1
-    )
+    min_lr_ratio: float = option(0.1, "Where a decaying schedule ends, as a fraction of --lr.", TRAIN, low=0, high=1)
     patience: int | None = option(
         None, "Stop after this many validations in a row without a new best.", TRAIN, low=1, show_default="off"
     )
@@ -94,47 +122,68 @@ class TrainConfig:
     )
     save_every: int = option(400, "Steps between writes of last.pt.", TRAIN, low=1)
     sample_every: int | None = option(
-        None, "Steps between the short samples printed while training (0: none).", TRAIN, low=0,
+        None,
+        "Steps between the short samples printed while training (0: none).",
+        TRAIN,
+        low=0,
         show_default="at each validation",
-    )  # fmt: skip
+    )
     sample_length: int = option(200, "Characters in each sample printed while training.", TRAIN, low=1)
     precision: str = option(
-        "auto", "auto: bf16 autocast on a CUDA GPU (fp16 where it has no bf16), fp32 elsewhere.", TRAIN,
+        "auto",
+        "auto: bf16 autocast on a CUDA GPU (fp16 where it has no bf16), fp32 elsewhere.",
+        TRAIN,
         choices=PRECISIONS,
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True)
 class SampleConfig:
     """How text is generated (``charrnn generate``, ``CharModel.generate``)."""
 
-    prime: str = option("", "Text to start from; the sample continues it. Empty: start from the zero state.", ("generate",))
-    length: int = option(
-        500, "Characters to generate after the prime (at most, with --stop).", ("generate",), low=0
+    prime: str = option(
+        "", "Text to start from; the sample continues it. Empty: start from the zero state.", ("generate",)
     )
+    length: int = option(500, "Characters to generate after the prime (at most, with --stop).", ("generate",), low=0)
     temperature: float = option(
-        0.8, "Divides the logits: below 1 is safer and more repetitive, above 1 wilder.", ("generate",), low=0,
+        0.8,
+        "Divides the logits: below 1 is safer and more repetitive, above 1 wilder.",
+        ("generate",),
+        low=0,
         low_open=True,
-    )  # fmt: skip
+    )
     top_k: int | None = option(
         None, "Draw only among the K most likely characters.", ("generate",), low=1, show_default="off"
     )
     top_p: float | None = option(
-        None, "Draw only among the most likely characters whose probabilities add up to P (nucleus).", ("generate",),
-        low=0, high=1, low_open=True, show_default="off",
-    )  # fmt: skip
-    greedy: bool = option(False, "Always take the most likely character: deterministic, often repetitive.", ("generate",))
+        None,
+        "Draw only among the most likely characters whose probabilities add up to P (nucleus).",
+        ("generate",),
+        low=0,
+        high=1,
+        low_open=True,
+        show_default="off",
+    )
+    greedy: bool = option(
+        False, "Always take the most likely character: deterministic, often repetitive.", ("generate",)
+    )
     num_samples: int = option(
         1, "Independent samples, drawn side by side as one batch; sample i uses seed + i.", ("generate",), low=1
     )
     seed: int | None = option(
-        None, "Seed for sampling: the same seed gives the same text (on the same machine and torch build).",
-        ("generate",), low=0, high=MAX_SAMPLE_SEED, show_default="random",
-    )  # fmt: skip
+        None,
+        "Seed for sampling: the same seed gives the same text (on the same machine and torch build).",
+        ("generate",),
+        low=0,
+        high=MAX_SAMPLE_SEED,
+        show_default="random",
+    )
     on_unknown: str = option(
-        "error", "Prime characters the model never saw: stop with an error, or drop them with a warning.",
-        ("generate",), choices=("error", "skip"),
-    )  # fmt: skip
+        "error",
+        "Prime characters the model never saw: stop with an error, or drop them with a warning.",
+        ("generate",),
+        choices=("error", "skip"),
+    )
 
 
 @dataclass(frozen=True)
@@ -142,6 +191,8 @@ class Placement:
     """Where a command runs and writes: options of the commands, not of a model or a run."""
 
     device: str = option(
-        "auto", "Where to run: auto picks cuda, then mps, then cpu.", ("train", "generate", "evaluate"),
+        "auto",
+        "Where to run: auto picks cuda, then mps, then cpu.",
+        ("train", "generate", "evaluate"),
         choices=DEVICES,
-    )  # fmt: skip
+    )

@@ -38,8 +38,17 @@ def tiny_model() -> ModelConfig:
 def tiny_train() -> TrainConfig:
     # The rate is pinned (not the defaults, which are tuned for full-size runs) so that these
     # tests keep meaning the same thing when the defaults are re-tuned.
-    return TrainConfig(batch_size=4, seq_len=16, max_steps=12, eval_every=4, save_every=4, seed=7,
-                       lr=2e-3, lr_schedule="constant", warmup_steps=0)  # fmt: skip
+    return TrainConfig(
+        batch_size=4,
+        seq_len=16,
+        max_steps=12,
+        eval_every=4,
+        save_every=4,
+        seed=7,
+        lr=2e-3,
+        lr_schedule="constant",
+        warmup_steps=0,
+    )
 
 
 def quiet(message: str) -> None:
@@ -129,7 +138,6 @@ def synthetic_text(alphabet_size: int, length: int, seed: int) -> str:
 @pytest.fixture(scope="session")
 def matrix_runs(tmp_path_factory) -> dict[tuple[str, str], TinyRun]:
     """Six tiny trained runs: every cell, on a small alphabet and on one above the lookup threshold."""
-    from charrnn.commands.cli import main
 
     root = tmp_path_factory.mktemp("matrix")
     texts = {
@@ -143,12 +151,35 @@ def matrix_runs(tmp_path_factory) -> dict[tuple[str, str], TinyRun]:
         for cell in MATRIX_CELLS:
             out = root / f"{cell}-{path}"
             result = invoke(
-                "train", text_file, "--out", out, "--cell", cell, "--hidden-size", 8, "--batch-size", 2,
-                "--seq-len", 8, "--max-steps", 2, "--eval-every", 2, "--no-sample", "--no-progress", "--device", "cpu",
-            )  # fmt: skip
+                "train",
+                text_file,
+                "--out",
+                out,
+                "--cell",
+                cell,
+                "--hidden-size",
+                8,
+                "--batch-size",
+                2,
+                "--seq-len",
+                8,
+                "--max-steps",
+                2,
+                "--eval-every",
+                2,
+                "--no-sample",
+                "--no-progress",
+                "--device",
+                "cpu",
+            )
             assert result.exit_code == 0, result.output
             runs[cell, path] = TinyRun(
-                cell=cell, path=path, text=text_file, checkpoint=out / "best.pt", last=out / "last.pt",
-                vocab=frozenset(text), prime=text[:2],
-            )  # fmt: skip
+                cell=cell,
+                path=path,
+                text=text_file,
+                checkpoint=out / "best.pt",
+                last=out / "last.pt",
+                vocab=frozenset(text),
+                prime=text[:2],
+            )
     return runs

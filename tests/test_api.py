@@ -52,8 +52,18 @@ def test_train_checks_its_options_as_the_command_does(tiny_run, tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     with pytest.raises(charrnn.CharRNNError, match="already holds a run"):
         charrnn.train(tiny_run.text, out_dir=tiny_run.dir, log=quiet, progress_bar=False)
-    result = charrnn.train(tiny_run.text, out_dir=tmp_path / "c", hidden_size=8, batch_size=2, seq_len=8,
-                           max_steps=2, eval_every=2, device="cpu", log=quiet, progress_bar=False)  # fmt: skip
+    result = charrnn.train(
+        tiny_run.text,
+        out_dir=tmp_path / "c",
+        hidden_size=8,
+        batch_size=2,
+        seq_len=8,
+        max_steps=2,
+        eval_every=2,
+        device="cpu",
+        log=quiet,
+        progress_bar=False,
+    )
     assert result.step == 2 and (tmp_path / "c" / "best.pt").is_file()
 
 

@@ -37,8 +37,9 @@ def test_every_declared_option_is_a_click_option_of_its_commands_and_nowhere_els
             assert (param.type.min_open, param.type.max_open) == (opt.spec.low_open, opt.spec.high_open)
 
 
-@pytest.mark.parametrize("opt", [opt for opt in DECLARED if opt.type in (int, float) or opt.spec.choices],
-                         ids=lambda opt: opt.name)  # fmt: skip
+@pytest.mark.parametrize(
+    "opt", [opt for opt in DECLARED if opt.type in (int, float) or opt.spec.choices], ids=lambda opt: opt.name
+)
 def test_the_api_refuses_what_the_cli_refuses(opt):
     bad = "no such choice" if opt.spec.choices else (opt.spec.low - 1 if opt.spec.low is not None else float("nan"))
     with pytest.raises(ValueError, match=opt.name):

@@ -67,12 +67,18 @@ def click_option(opt: Option, replace: tuple[Any, str] | None = None) -> Callabl
         else:
             extra["type"] = opt.type
     return click.option(
-        *decls, default=default, help=spec.help, metavar=spec.metavar,
-        show_default=show_default or spec.show_default or True, **extra,
-    )  # fmt: skip
+        *decls,
+        default=default,
+        help=spec.help,
+        metavar=spec.metavar,
+        show_default=show_default or spec.show_default or True,
+        **extra,
+    )
 
 
-def declared_options(command: str, *config_classes: type, replace: dict[str, tuple[Any, str]] | None = None) -> Callable:
+def declared_options(
+    command: str, *config_classes: type, replace: dict[str, tuple[Any, str]] | None = None
+) -> Callable:
     """Decorate a click command with every option of ``config_classes`` that ``command`` takes.
 
     ``replace`` maps an option name to (default, shown default) for a command that takes its

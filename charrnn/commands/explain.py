@@ -77,7 +77,8 @@ def explain(
 
     if trace_gates and model.cell.name != "lstm":
         raise CharRNNError(
-            f"--trace-gates follows the LSTM's gate equations; this model's cell is {model.cell.name}: drop --trace-gates"
+            f"--trace-gates follows the LSTM's gate equations; this model's cell is {model.cell.name}: "
+            "drop --trace-gates"
         )
     hooks = [model.rnn.register_forward_hook(record_rnn), model.head.register_forward_hook(record_head)]
     was_training = model.training
@@ -104,16 +105,24 @@ def explain(
         Step("streams", tuple(batches.inputs.shape), "the training ids cut into B contiguous streams, one per row"),
         Step("x", tuple(x.shape), f"window 0: the first {T} characters of every stream"),
         Step("one-hot(x)", tuple(seen["one_hot"].shape), f"each id as a V-vector with a single 1: the {cell}'s input"),
-        Step("initial h, c" if is_lstm else "initial h", tuple(seen["initial_h"].shape),
-             "state carried in from the previous window (zeros here)"),
+        Step(
+            "initial h, c" if is_lstm else "initial h",
+            tuple(seen["initial_h"].shape),
+            "state carried in from the previous window (zeros here)",
+        ),
         Step(f"{cell} output", tuple(seen["rnn_out"].shape), "top layer's hidden state h_t at every time step"),
         Step("final h", tuple(seen["h_n"].shape), "each layer's h after the last step: carried to the next window"),
-        *([Step("final c", tuple(seen["c_n"].shape), "each layer's cell state after the last step: carried too")]
-          if is_lstm else []),
+        *(
+            [Step("final c", tuple(seen["c_n"].shape), "each layer's cell state after the last step: carried too")]
+            if is_lstm
+            else []
+        ),
         Step("reshape", tuple(seen["head_in"].shape), "time folded into the batch: every step is one example"),
         Step("logits", tuple(seen["logits"].shape), "Linear(H -> V): a score per next character, per position"),
         Step("y", tuple(y.shape), "targets: x shifted one character along the text"),
-        Step("y.reshape(-1)", tuple(targets.shape), "class indices, the layout CrossEntropyLoss takes with (N, V) logits"),
+        Step(
+            "y.reshape(-1)", tuple(targets.shape), "class indices, the layout CrossEntropyLoss takes with (N, V) logits"
+        ),
         Step("loss", (), "mean cross-entropy, nats per character"),
     ]
 
@@ -173,9 +182,14 @@ def explain_text(
         model = CharRNN(len(vocab), model_config or ModelConfig())
         train_config = TrainConfig()
     return explain(
-        model, vocab, text,
-        batch_size or train_config.batch_size, seq_len or train_config.seq_len, train_config.val_frac, trace_gates,
-    )  # fmt: skip
+        model,
+        vocab,
+        text,
+        batch_size or train_config.batch_size,
+        seq_len or train_config.seq_len,
+        train_config.val_frac,
+        trace_gates,
+    )
 
 
 def format_shape(shape: tuple[int, ...]) -> str:
@@ -210,9 +224,12 @@ def render(explanation: Explanation) -> str:
         total += count
         shown = "  ".join(f"{name} {format_shape(shape)}" for name, shape in tensors)
         lines.append(f"  {group:<13} {count:>10,}   {shown}")
-    lines += [f"  {'total':<13} {total:>10,}", "",
-              f"weight_ih_l0 {format_shape((s['G'] * s['H'], s['V']))} is {_blocks(s['G'])} of {s['H']} rows, "
-              "one per gate (one-hot x picks one column):"]  # fmt: skip
+    lines += [
+        f"  {'total':<13} {total:>10,}",
+        "",
+        f"weight_ih_l0 {format_shape((s['G'] * s['H'], s['V']))} is {_blocks(s['G'])} of {s['H']} rows, "
+        "one per gate (one-hot x picks one column):",
+    ]
     for gate, first, last, mean_abs in explanation.gate_blocks:
         lines.append(f"  {gate:<7} gate  rows {first:>5}-{last:<5} mean |w| {mean_abs:.4f}")
     if explanation.gate_means:

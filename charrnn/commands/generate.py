@@ -19,14 +19,25 @@ from charrnn.generation.sample import collect
 @click.command()
 @click.argument("checkpoint", type=EXISTING_FILE)
 @declared_options("generate", SampleConfig, Placement)
-@click.option("--prime-file", type=EXISTING_FILE, default=None,
-              help="Read the prime from this UTF-8 file instead (long or non-ASCII primes); "
-                   "an empty file is the empty prime.")  # fmt: skip
-@click.option("--stop", multiple=True, metavar="TEXT",
-              help="End a sample just before TEXT, or the leftmost of several (repeatable; \\n and \\t are "
-                   "understood). Only the generated text is searched, not the prime.")  # fmt: skip
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the samples to this new file, with a header saying what made them.")  # fmt: skip
+@click.option(
+    "--prime-file",
+    type=EXISTING_FILE,
+    default=None,
+    help="Read the prime from this UTF-8 file instead (long or non-ASCII primes); an empty file is the empty prime.",
+)
+@click.option(
+    "--stop",
+    multiple=True,
+    metavar="TEXT",
+    help="End a sample just before TEXT, or the leftmost of several (repeatable; \\n and \\t are "
+    "understood). Only the generated text is searched, not the prime.",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the samples to this new file, with a header saying what made them.",
+)
 @click.option("--no-header", is_flag=True, help="With --output: write the samples only.")
 @click.pass_context
 def generate(
@@ -60,8 +71,10 @@ def generate(
     if seed is not None and seed + num_samples - 1 > 2**64 - 1:
         raise click.BadParameter(
             f"{seed} + {num_samples - 1} is over 2**64 - 1: sample i uses seed + i, so give at most "
-            f"{2**64 - num_samples} with --num-samples {num_samples}", ctx=ctx, param_hint="'--seed'",
-        )  # fmt: skip
+            f"{2**64 - num_samples} with --num-samples {num_samples}",
+            ctx=ctx,
+            param_hint="'--seed'",
+        )
     if output is not None and output.exists():
         raise CharRNNError(f"{output} already exists: choose another --output (charrnn never overwrites it)")
     model = load(checkpoint, device)
@@ -83,9 +96,11 @@ def generate(
     texts = collect(pieces, num_samples)
     body = "".join(
         (f"----- sample {i + 1} of {num_samples} (seed {seed + i}) -----\n" if num_samples > 1 else "")
-        + prime + text + "\n"
+        + prime
+        + text
+        + "\n"
         for i, text in enumerate(texts)
-    )  # fmt: skip
+    )
     if output is None:
         click.echo(body, nl=False)
         return
@@ -113,7 +128,8 @@ def _sample_header(
         f"prime: {prime!r}",
         f"temperature: {sampling['temperature']:g}  top-k: {sampling['top_k'] or off}  "
         f"top-p: {sampling['top_p'] or off}  greedy: {'yes' if sampling['greedy'] else 'no'}",
-        f"length: {length}  samples: {num_samples}  seed: {seed}" + (" (sample i: seed + i)" if num_samples > 1 else ""),
+        f"length: {length}  samples: {num_samples}  seed: {seed}"
+        + (" (sample i: seed + i)" if num_samples > 1 else ""),
         f"stop: {', '.join(repr(s) for s in stops) or 'none'}",
     ]
     return "".join(f"# {line}\n" for line in lines) + "\n"

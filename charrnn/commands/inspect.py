@@ -20,13 +20,21 @@ from charrnn.errors import CharRNNError
 @click.command()
 @click.argument("checkpoint", type=EXISTING_FILE)
 @click.argument("text_file", type=EXISTING_FILE)
-@declared_options("evaluate", TrainConfig, Placement, replace={name: (None, "the checkpoint's") for name in ("batch_size", "seq_len")})
+@declared_options(
+    "evaluate", TrainConfig, Placement, replace={name: (None, "the checkpoint's") for name in ("batch_size", "seq_len")}
+)
 @click.option("--strict", is_flag=True, help="Exit 1 if the text has characters outside the vocabulary.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line instead of text.")
 def evaluate(
-    checkpoint: Path, text_file: Path, batch_size: int | None, seq_len: int | None, strict: bool, as_json: bool,
-    decode_errors: str, device: str,
-) -> None:  # fmt: skip
+    checkpoint: Path,
+    text_file: Path,
+    batch_size: int | None,
+    seq_len: int | None,
+    strict: bool,
+    as_json: bool,
+    decode_errors: str,
+    device: str,
+) -> None:
     """Score CHECKPOINT on TEXT_FILE: nats and bits per character, and perplexity.
 
     The text is scored as the trainer scores its validation split (the state carried across
@@ -42,15 +50,25 @@ def evaluate(
     result = model.evaluate(read_text(text_file, decode_errors), batch_size=batch_size, seq_len=seq_len, strict=strict)
     if result.unknown:
         shown = ", ".join(f"{char!r} x{count}" for char, count in result.unknown.items())
-        click.echo(f"warning: left out {sum(result.unknown.values())} character(s) outside the vocabulary: {shown}",
-                   err=True)  # fmt: skip
+        click.echo(
+            f"warning: left out {sum(result.unknown.values())} character(s) outside the vocabulary: {shown}", err=True
+        )
     if as_json:
-        click.echo(json.dumps({
-            "checkpoint": str(checkpoint), "text": str(text_file),
-            "nats_per_char": result.nats_per_char, "bits_per_char": result.bits_per_char,
-            "perplexity": result.perplexity, "chars_scored": result.chars_scored, "streams": result.streams,
-            "unknown_chars": result.unknown,
-        }, ensure_ascii=False))  # fmt: skip
+        click.echo(
+            json.dumps(
+                {
+                    "checkpoint": str(checkpoint),
+                    "text": str(text_file),
+                    "nats_per_char": result.nats_per_char,
+                    "bits_per_char": result.bits_per_char,
+                    "perplexity": result.perplexity,
+                    "chars_scored": result.chars_scored,
+                    "streams": result.streams,
+                    "unknown_chars": result.unknown,
+                },
+                ensure_ascii=False,
+            )
+        )
         return
     click.echo(f"{checkpoint} on {text_file}: {result.chars_scored:,} characters scored in {result.streams} stream(s)")
     click.echo(
@@ -113,13 +131,27 @@ def info(checkpoint: Path, show_vocab: bool, as_json: bool) -> None:
 
 @click.command()
 @click.argument("text_file", required=False, type=EXISTING_FILE)
-@click.option("--checkpoint", type=EXISTING_FILE, default=None,
-              help="Explain this trained model (and its vocabulary) instead of a fresh one.")  # fmt: skip
-@declared_options("explain", ModelConfig, TrainConfig, replace={
-    **{name: (None, f"{getattr(ModelConfig, name)} for a fresh model") for name in ("cell", "hidden_size", "num_layers")},
-    **{name: (None, f"the checkpoint's, or {getattr(TrainConfig, name)}") for name in ("batch_size", "seq_len")},
-})  # fmt: skip
-@click.option("--trace-gates", is_flag=True, help="Also run the gate-equation reference LSTM and print mean gate activations.")
+@click.option(
+    "--checkpoint",
+    type=EXISTING_FILE,
+    default=None,
+    help="Explain this trained model (and its vocabulary) instead of a fresh one.",
+)
+@declared_options(
+    "explain",
+    ModelConfig,
+    TrainConfig,
+    replace={
+        **{
+            name: (None, f"{getattr(ModelConfig, name)} for a fresh model")
+            for name in ("cell", "hidden_size", "num_layers")
+        },
+        **{name: (None, f"the checkpoint's, or {getattr(TrainConfig, name)}") for name in ("batch_size", "seq_len")},
+    },
+)
+@click.option(
+    "--trace-gates", is_flag=True, help="Also run the gate-equation reference LSTM and print mean gate activations."
+)
 def explain(
     text_file: Path | None,
     checkpoint: Path | None,
@@ -143,23 +175,35 @@ def explain(
       charrnn explain --checkpoint checkpoints/tinyshakespeare/best.pt
     """
     if checkpoint is not None and (cell is not None or hidden_size is not None or num_layers is not None):
-        raise click.UsageError("--cell, --hidden-size and --num-layers describe a fresh model; drop them with --checkpoint")
+        raise click.UsageError(
+            "--cell, --hidden-size and --num-layers describe a fresh model; drop them with --checkpoint"
+        )
     fresh = ModelConfig(
         hidden_size=hidden_size or ModelConfig.hidden_size,
         num_layers=num_layers or ModelConfig.num_layers,
         cell=cell or ModelConfig.cell,
     )
     explanation = explain_text(
-        read_utf8(text_or_bundled_book(text_file)), checkpoint=checkpoint, model_config=fresh,
-        batch_size=batch_size, seq_len=seq_len, seed=seed, trace_gates=trace_gates,
-    )  # fmt: skip
+        read_utf8(text_or_bundled_book(text_file)),
+        checkpoint=checkpoint,
+        model_config=fresh,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        seed=seed,
+        trace_gates=trace_gates,
+    )
     click.echo(render(explanation))
 
 
 @click.command()
 @click.argument("run_dir", type=click.Path(exists=True, path_type=Path))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, show_default="RUN_DIR/loss.png",
-              help="Image to write; its suffix picks the format (.png, .svg, .pdf). An existing file is not replaced.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    show_default="RUN_DIR/loss.png",
+    help="Image to write; its suffix picks the format (.png, .svg, .pdf). An existing file is not replaced.",
+)
 def plot(run_dir: Path, out: Path | None) -> None:
     """Draw RUN_DIR's train and validation loss against characters seen and training time.
 

@@ -29,7 +29,13 @@ def render() -> str:
         command = main.get_command(context, name)
         arguments = " ".join(p.human_readable_name for p in command.params if isinstance(p, click.Argument))
         summary = (command.help or "").split("\n\n", 1)[0].replace("\n", " ")
-        lines = [f"## charrnn {name} {arguments}".rstrip(), "", summary, "", "| option | value | default | what it does |"]
+        lines = [
+            f"## charrnn {name} {arguments}".rstrip(),
+            "",
+            summary,
+            "",
+            "| option | value | default | what it does |",
+        ]
         lines.append("|---|---|---|---|")
         for param in command.params:
             if isinstance(param, click.Option) and not param.hidden:

@@ -38,8 +38,9 @@ def plot_run(run_dir: str | Path, out: str | Path) -> Path:
     }
     for axes, (column, scale, label) in curves.items():
         for loss, color, name in (("train_loss", TRAIN_COLOR, "train"), ("val_loss", VAL_COLOR, "validation")):
-            points = [(row[column] * scale, row[loss]) for row in rows
-                      if row[column] is not None and row[loss] is not None]  # fmt: skip
+            points = [
+                (row[column] * scale, row[loss]) for row in rows if row[column] is not None and row[loss] is not None
+            ]
             if points:
                 xs, ys = zip(*points, strict=True)
                 axes.plot(xs, ys, color=color, marker="o", markersize=3, linewidth=1.5, label=name)

@@ -39,17 +39,35 @@ def _read_config(ctx: click.Context, param: click.Parameter, path: Path | None) 
 
 @click.command()
 @click.argument("text_file", required=False, type=EXISTING_FILE)
-@click.option("--config", type=EXISTING_FILE, is_eager=True, expose_value=False, callback=_read_config,
-              help="Read options from this TOML file (name = value, as in a run's config.toml); the command line wins.")  # fmt: skip
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              show_default="checkpoints/<text file stem>; on resume, the checkpoint's directory",
-              help="Run directory for last.pt, best.pt, metrics.csv and config.toml.")  # fmt: skip
+@click.option(
+    "--config",
+    type=EXISTING_FILE,
+    is_eager=True,
+    expose_value=False,
+    callback=_read_config,
+    help="Read options from this TOML file (name = value, as in a run's config.toml); the command line wins.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    show_default="checkpoints/<text file stem>; on resume, the checkpoint's directory",
+    help="Run directory for last.pt, best.pt, metrics.csv and config.toml.",
+)
 @declared_options("train", ModelConfig, TrainConfig, Placement)
 @click.option("--no-sample", is_flag=True, help="Print no samples while training (the same as --sample-every 0).")
-@click.option("--resume", "resume_from", type=EXISTING_FILE, default=None,
-              help="Continue the run saved in this checkpoint (its last.pt).")  # fmt: skip
-@click.option("--progress/--no-progress", default=True,
-              help="Show progress on stderr: a bar on a terminal, a plain line every 30 s otherwise.")  # fmt: skip
+@click.option(
+    "--resume",
+    "resume_from",
+    type=EXISTING_FILE,
+    default=None,
+    help="Continue the run saved in this checkpoint (its last.pt).",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=True,
+    help="Show progress on stderr: a bar on a terminal, a plain line every 30 s otherwise.",
+)
 @click.pass_context
 def train(
     ctx: click.Context,

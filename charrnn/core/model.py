@@ -111,8 +111,15 @@ class CharRNN(nn.Module):
         # The fused kernel behind the module, called on layers 1..L-1 only.
         upper_state = tuple(t[1:] for t in state)  # (L-1, B, H) each
         outputs, *upper = cell.fused(
-            outputs, cell.to_module(upper_state), upper_weights, True, rnn.num_layers - 1, rnn.dropout, self.training,
-            False, True,
+            outputs,
+            cell.to_module(upper_state),
+            upper_weights,
+            True,
+            rnn.num_layers - 1,
+            rnn.dropout,
+            self.training,
+            False,
+            True,
         )  # (B, T, H); then the upper layers' state, (L-1, B, H) each
         return outputs, tuple(torch.cat([low[None], high]) for low, high in zip(first, upper, strict=True))
 

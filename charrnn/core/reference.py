@@ -60,7 +60,9 @@ class ReferenceLSTM:
 
     def weights(self, layer: int) -> tuple[torch.Tensor, ...]:
         """(W_ih, W_hh, b_ih, b_hh) of one layer, as stored by nn.LSTM."""
-        return tuple(getattr(self.lstm, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+        return tuple(
+            getattr(self.lstm, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        )
 
     def __call__(
         self, inputs: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None, trace: bool = False
@@ -89,6 +91,11 @@ class ReferenceLSTM:
             layer_input = torch.stack(outputs, dim=1)  # (B, T, H)
             h_n.append(h)
             c_n.append(c)
-            gate_sums.append({name: total / (batch_size * seq_len * hidden_size) for name, total in zip(GATE_NAMES, sums, strict=True)})
+            gate_sums.append(
+                {
+                    name: total / (batch_size * seq_len * hidden_size)
+                    for name, total in zip(GATE_NAMES, sums, strict=True)
+                }
+            )
         gate_trace = GateTrace(means=gate_sums) if trace else None
         return layer_input, (torch.stack(h_n), torch.stack(c_n)), gate_trace

@@ -41,9 +41,19 @@ from charrnn.version import __version__
 FORMAT = "charrnn-checkpoint"
 FORMAT_VERSION = 2
 _REQUIRED = (
-    "model_config", "vocab", "model_state", "train_config", "corpus", "optimizer_state", "progress",
-    "hidden_state", "rng", "best_val_loss", "last_val_loss", "metrics",
-)  # fmt: skip
+    "model_config",
+    "vocab",
+    "model_state",
+    "train_config",
+    "corpus",
+    "optimizer_state",
+    "progress",
+    "hidden_state",
+    "rng",
+    "best_val_loss",
+    "last_val_loss",
+    "metrics",
+)
 
 
 @dataclass

@@ -67,4 +67,3 @@ def _format(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.6g}" if math.isfinite(value) else ""
     return str(value)
-

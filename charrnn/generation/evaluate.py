@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from charrnn.core.data import StreamBatches
-from charrnn.errors import CharRNNError
 from charrnn.core.model import CharRNN
 from charrnn.core.vocab import UnknownCharactersError, Vocab
+from charrnn.errors import CharRNNError
 
 
 @torch.inference_mode()

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import torch
 
 from charrnn.config import SampleConfig
-from charrnn.errors import CharRNNError
 from charrnn.core.model import CharRNN
-from charrnn.generation.stepper import Stepper
 from charrnn.core.vocab import Vocab
+from charrnn.errors import CharRNNError
+from charrnn.generation.stepper import Stepper
 
 
 @dataclass(frozen=True)

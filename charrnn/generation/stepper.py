@@ -9,9 +9,10 @@ runs the same equations on the same weights here instead, re-laid out once per g
     head:     logits = h_top Wᵀ_head + b
 
 so each LSTM (or RNN) layer costs one matrix multiply per character. A GRU's reset gate scales
-its recurrent part alone, so there the two parts of each layer are two multiplies. How that multiply is laid out depends on
-the number of streams (see ``Projection``). The results match ``CharRNN.forward`` to float
-rounding (~1e-7); tests/generation/test_sample.py checks that both give the same text for a seed.
+its recurrent part alone, so there the two parts of each layer are two multiplies (``Cell.hidden_apart``).
+How that multiply is laid out depends on the number of streams (see ``Projection``). The results
+match ``CharRNN.forward`` to float rounding (~1e-7); tests/generation/test_sample.py checks that
+both give the same text for a seed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import torch
 
 from charrnn.core.cells import State
 from charrnn.core.model import CharRNN, as_index
-
 
 # From this many streams on, W xᵀ in W's own layout is the faster multiply; below it, the split
 # one (measured on a 2-core AVX2 CPU with benchmarks/sample_speed.py: 1.3x at 16 streams).
@@ -79,7 +79,8 @@ class Stepper:
             ]
         else:  # side by side: one (G·H, 2H) multiply, both biases summed
             self.upper = [
-                (Projection(torch.cat([w_ih, w_hh], dim=1), parts), b_ih + b_hh) for w_ih, w_hh, b_ih, b_hh in weights[1:]
+                (Projection(torch.cat([w_ih, w_hh], dim=1), parts), b_ih + b_hh)
+                for w_ih, w_hh, b_ih, b_hh in weights[1:]
             ]
         self.head = Projection(model.head.weight, parts)  # (V, H)
         self.head_bias = model.head.bias

@@ -40,7 +40,9 @@ class Distributed:
             return cls()
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-        return cls(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+        return cls(
+            rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", "0"))
+        )
 
     def device(self, device: torch.device) -> torch.device:
         """One GPU per process on a node: cuda:<local rank>."""

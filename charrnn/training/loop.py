@@ -56,11 +56,7 @@ def _train(run: TrainingRun, rules: StopRules, log: Log, progress_bar: bool) -> 
     with Reporter(run, rules, log, progress_bar) as report, SignalStop(run, rules.agree_every) as signals:
         saved_at = None
         while not rules.at_end and not signals.agreed:
-            step_started = time.perf_counter()
-            lr = learning_rate(config, progress.step, rules.fraction_done())
-            loss = run.train_step(lr)
-            rules.after_step(step_started)  # the clock and the time budget
-            report.step(loss)
+            train_one_step(run, rules, report)
             with rules.finishing():
                 if rules.due(config.eval_every):
                     report.validation(*run.validate())
@@ -77,3 +73,11 @@ def _train(run: TrainingRun, rules: StopRules, log: Log, progress_bar: bool) -> 
         report.ended(signum or None)
     return signum
 
+
+def train_one_step(run: TrainingRun, rules: StopRules, report: Reporter) -> None:
+    """One optimizer step at the scheduled rate, with its bookkeeping: the hot path of training
+    (benchmarks/train_step.py times exactly this against a minimal hand-written loop)."""
+    step_started = time.perf_counter()
+    loss = run.train_step(learning_rate(run.train_config, run.progress.step, rules.fraction_done()))
+    rules.after_step(step_started)  # the clock and the time budget
+    report.step(loss)

@@ -238,9 +238,16 @@ def _build_run(
     val_batches = StreamBatches(val_ids, B, T, full_windows=False, device=device, name=val_name, part=share)
     _prepare_out_dir(out_dir)
     run = TrainingRun(
-        vocab=vocab, model=model.to(device), train_config=train_config, corpus=Corpus(text_path, len(ids)),
-        train_batches=train_batches, val_batches=val_batches, out_dir=out_dir, device=device, dist=dist,
-    )  # fmt: skip
+        vocab=vocab,
+        model=model.to(device),
+        train_config=train_config,
+        corpus=Corpus(text_path, len(ids)),
+        train_batches=train_batches,
+        val_batches=val_batches,
+        out_dir=out_dir,
+        device=device,
+        dist=dist,
+    )
     if dist.is_main:
         per_process = dataclasses.replace(train_config, batch_size=B // dist.world_size)
         write_run_config(out_dir, text_path, model.config, per_process)

@@ -43,7 +43,9 @@ def silent(message: str) -> None:
 class Reporter:
     """The progress display, the validation lines and metrics.csv, samples and the final summary."""
 
-    def __init__(self, run: TrainingRun, rules: StopRules, log: Log, progress: bool = True, stream: TextIO | None = None):
+    def __init__(
+        self, run: TrainingRun, rules: StopRules, log: Log, progress: bool = True, stream: TextIO | None = None
+    ):
         self.run = run
         self.rules = rules
         self.log = log if run.dist.is_main else silent
@@ -52,9 +54,13 @@ class Reporter:
         self.plain = shown and not stream.isatty()  # a log: plain lines, no redraws
         self.stream = stream
         self.bar = tqdm(
-            total=rules.end_step, initial=run.progress.step, unit="step", dynamic_ncols=True, file=stream,
+            total=rules.end_step,
+            initial=run.progress.step,
+            unit="step",
+            dynamic_ncols=True,
+            file=stream,
             disable=not shown or self.plain,
-        )  # fmt: skip
+        )
         self.interval = PLAIN_LINE_SECONDS if self.plain else REFRESH_SECONDS
         config = run.train_config
         self.sample_every = config.eval_every if config.sample_every is None else config.sample_every  # 0: off
@@ -96,8 +102,11 @@ class Reporter:
             end_step = min(end_step, self.run.progress.step + max(0, int(left / step_seconds)))
         if self.plain:
             minutes, seconds = divmod(int(self.run.progress.elapsed_seconds), 60)
-            print(f"step {self.run.progress.step}/{end_step} ({minutes}:{seconds:02d}) {status}", file=self.stream,
-                  flush=True)  # fmt: skip
+            print(
+                f"step {self.run.progress.step}/{end_step} ({minutes}:{seconds:02d}) {status}",
+                file=self.stream,
+                flush=True,
+            )
         else:
             self.bar.total = end_step
             self.bar.set_postfix_str(status, refresh=False)
@@ -107,11 +116,15 @@ class Reporter:
         run, progress = self.run, self.run.progress
         seconds = self.rules.train_seconds - self._train_seconds_at_validation
         row = {
-            "step": progress.step, "epoch": progress.epoch, "chars_seen": progress.chars_seen,
-            "elapsed_seconds": round(progress.elapsed_seconds, 3), "train_loss": self._loss_sum.item() / self._loss_count,
-            "val_loss": val_loss, "lr": run.optimizer.param_groups[0]["lr"],
+            "step": progress.step,
+            "epoch": progress.epoch,
+            "chars_seen": progress.chars_seen,
+            "elapsed_seconds": round(progress.elapsed_seconds, 3),
+            "train_loss": self._loss_sum.item() / self._loss_count,
+            "val_loss": val_loss,
+            "lr": run.optimizer.param_groups[0]["lr"],
             "chars_per_second": self.chars_per_step * self._loss_count / seconds if seconds > 0 else None,
-        }  # fmt: skip
+        }
         run.metrics.append(row)
         if run.dist.is_main:
             append_row(run.out_dir, row)
@@ -138,7 +151,9 @@ class Reporter:
         """
         run, config = self.run, self.run.train_config
         sampling = Sampling()
-        pieces = stream_samples(run.model, run.vocab, SampleConfig.prime, config.sample_length, sampling, seed=config.seed)
+        pieces = stream_samples(
+            run.model, run.vocab, SampleConfig.prime, config.sample_length, sampling, seed=config.seed
+        )
         lines = collect(pieces, 1)[0].replace("\r", "").split("\n")
         header = f"  sample at step {run.progress.step} (temperature {sampling.temperature:g}):"
         self.log("\n".join([header, *(f"  | {line}" for line in lines)]))
@@ -158,4 +173,3 @@ class Reporter:
             self.log(f"resume with: charrnn train --resume {last}")
         else:
             self.log(f'generate with: charrnn generate {run.out_dir / "best.pt"} --prime "..."')
-

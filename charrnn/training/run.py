@@ -218,5 +218,6 @@ class DivergenceGuard:
 
 def _diverged(when: str) -> CharRNNError:
     return CharRNNError(
-        f"training diverged {when}; the checkpoints on disk keep the last good weights. Resume from last.pt with a lower --lr"
+        f"training diverged {when}; the checkpoints on disk keep the last good weights. "
+        "Resume from last.pt with a lower --lr"
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 from charrnn.config import SCHEDULES, TrainConfig
+
 MAX_WARMUP_FRACTION = 0.25  # warm-up takes at most this much of the run
 
 

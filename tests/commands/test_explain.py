@@ -40,21 +40,38 @@ def real_shapes(text: str, hidden: int, layers: int, batch: int, seq: int) -> di
         logits, _ = model(x)
     assert seen["c0"].shape == seen["h0"].shape and not seen["h0"].any()  # zeros, as the report says
     return {
-        "text": (len(text),), "ids": ids.shape, "train ids": train_ids.shape,
-        "streams": tuple(batches.inputs.shape), "x": tuple(x.shape), "one-hot(x)": tuple(seen["one_hot"].shape),
-        "initial h, c": tuple(seen["h0"].shape), "LSTM output": tuple(seen["out"].shape),
-        "final h": tuple(seen["h"].shape), "final c": tuple(seen["c"].shape),
-        "reshape": tuple(seen["head_in"].shape), "logits": tuple(logits.shape), "y": tuple(y.shape),
-        "y.reshape(-1)": tuple(y.reshape(-1).shape), "loss": (),
-    }  # fmt: skip
+        "text": (len(text),),
+        "ids": ids.shape,
+        "train ids": train_ids.shape,
+        "streams": tuple(batches.inputs.shape),
+        "x": tuple(x.shape),
+        "one-hot(x)": tuple(seen["one_hot"].shape),
+        "initial h, c": tuple(seen["h0"].shape),
+        "LSTM output": tuple(seen["out"].shape),
+        "final h": tuple(seen["h"].shape),
+        "final c": tuple(seen["c"].shape),
+        "reshape": tuple(seen["head_in"].shape),
+        "logits": tuple(logits.shape),
+        "y": tuple(y.shape),
+        "y.reshape(-1)": tuple(y.reshape(-1).shape),
+        "loss": (),
+    }
 
 
 @pytest.mark.parametrize("hidden, layers, batch, seq", [(16, 1, 3, 5), (24, 3, 2, 7)])
 def test_printed_shapes_are_the_real_shapes(book_slice, hidden, layers, batch, seq):
     result = invoke(
-        "explain", str(book_slice), "--hidden-size", str(hidden), "--num-layers", str(layers),
-        "--batch-size", str(batch), "--seq-len", str(seq),
-    )  # fmt: skip
+        "explain",
+        str(book_slice),
+        "--hidden-size",
+        str(hidden),
+        "--num-layers",
+        str(layers),
+        "--batch-size",
+        str(batch),
+        "--seq-len",
+        str(seq),
+    )
     assert result.exit_code == 0, result.output
     expected = real_shapes(book_slice.read_text(), hidden, layers, batch, seq)
     assert printed_shapes(result.output) == expected
@@ -64,9 +81,20 @@ def test_printed_shapes_are_the_real_shapes(book_slice, hidden, layers, batch, s
 def test_explain_a_checkpoint_with_gate_traces(book_slice, tmp_path):
     run = tmp_path / "run"
     trained = invoke(
-        "train", str(book_slice), "--out", str(run), "--max-steps", "2", "--hidden-size", "12",
-        "--batch-size", "3", "--seq-len", "6", "--no-progress",
-    )  # fmt: skip
+        "train",
+        str(book_slice),
+        "--out",
+        str(run),
+        "--max-steps",
+        "2",
+        "--hidden-size",
+        "12",
+        "--batch-size",
+        "3",
+        "--seq-len",
+        "6",
+        "--no-progress",
+    )
     assert trained.exit_code == 0, trained.output
     result = invoke("explain", str(book_slice), "--checkpoint", str(run / "best.pt"), "--trace-gates")
     assert result.exit_code == 0, result.output
@@ -87,9 +115,20 @@ def test_explain_refuses_fresh_model_options_with_a_checkpoint(book_slice, tmp_p
 def test_explain_a_checkpoint_whose_training_config_lacks_what_it_needs(book_slice, tmp_path):
     run = tmp_path / "run"
     trained = invoke(
-        "train", str(book_slice), "--out", str(run), "--max-steps", "1", "--hidden-size", "8",
-        "--batch-size", "3", "--seq-len", "6", "--no-progress",
-    )  # fmt: skip
+        "train",
+        str(book_slice),
+        "--out",
+        str(run),
+        "--max-steps",
+        "1",
+        "--hidden-size",
+        "8",
+        "--batch-size",
+        "3",
+        "--seq-len",
+        "6",
+        "--no-progress",
+    )
     assert trained.exit_code == 0, trained.output
     checkpoint = torch.load(run / "last.pt", weights_only=True)  # the file's own dict, to edit
     checkpoint["train_config"] = {**checkpoint["train_config"], "warmup_steps": 100}  # a newer charrnn's key

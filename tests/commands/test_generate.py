@@ -108,14 +108,27 @@ def test_prime_file_stop_and_output_with_header(tiny_run, tmp_path):
     assert plain.stdout.startswith("First Citizen:\n")
     generated = plain.stdout[len("First Citizen:\n") : -1]
     assert "e" in generated
-    stopped = invoke("generate", tiny_run.last, "--prime-file", prime_file, "--length", 300, "--seed", 3,
-                     "--stop", "e", "--stop", "\\n\\n")  # fmt: skip
+    stopped = invoke(
+        "generate",
+        tiny_run.last,
+        "--prime-file",
+        prime_file,
+        "--length",
+        300,
+        "--seed",
+        3,
+        "--stop",
+        "e",
+        "--stop",
+        "\\n\\n",
+    )
     end = min(i for i in (generated.find("e"), generated.find("\n\n")) if i >= 0)
     assert stopped.stdout == "First Citizen:\n" + generated[:end] + "\n"
 
     out = tmp_path / "samples.txt"
-    written = invoke("generate", tiny_run.last, "--prime", "ROMEO:", "--length", 50, "--seed", 3, "--top-p", 0.8,
-                     "--output", out)  # fmt: skip
+    written = invoke(
+        "generate", tiny_run.last, "--prime", "ROMEO:", "--length", 50, "--seed", 3, "--top-p", 0.8, "--output", out
+    )
     assert written.exit_code == 0 and written.stdout == ""
     header, body = out.read_text(encoding="utf-8").split("\n\n", 1)
     assert "# checkpoint: " in header and "# prime: 'ROMEO:'" in header and "seed: 3" in header
@@ -133,8 +146,9 @@ def test_unknown_prime_characters_exit_1_and_name_them(tiny_run):
 
 
 def test_unknown_prime_characters_can_be_skipped_with_a_warning(tiny_run):
-    result = invoke("generate", tiny_run.last, "--prime", "Zebra ROMEO", "--length", 5, "--seed", 1,
-                    "--on-unknown", "skip")  # fmt: skip
+    result = invoke(
+        "generate", tiny_run.last, "--prime", "Zebra ROMEO", "--length", 5, "--seed", 1, "--on-unknown", "skip"
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("ebra ROMEO") and len(result.stdout) == len("ebra ROMEO") + 5 + 1
     assert "dropped prime character(s) outside the vocabulary: 'Z'" in result.stderr

@@ -49,8 +49,9 @@ def test_generate_streams_one_sample(run):
 
 
 def test_generate_several_samples_at_once(run):
-    result = invoke("generate", run.checkpoint, "--prime", run.prime, "--length", LENGTH, "--seed", 1,
-                    "--num-samples", 3)  # fmt: skip
+    result = invoke(
+        "generate", run.checkpoint, "--prime", run.prime, "--length", LENGTH, "--seed", 1, "--num-samples", 3
+    )
     assert_clean(result)
     parts = result.stdout.split("----- sample ")[1:]
     assert len(parts) == 3
@@ -63,8 +64,19 @@ def test_generate_several_samples_at_once(run):
 
 def test_generate_to_a_file(run, tmp_path):
     out = tmp_path / "samples.txt"
-    result = invoke("generate", run.checkpoint, "--prime", run.prime, "--length", LENGTH, "--seed", 2,
-                    "--output", out, "--no-header")  # fmt: skip
+    result = invoke(
+        "generate",
+        run.checkpoint,
+        "--prime",
+        run.prime,
+        "--length",
+        LENGTH,
+        "--seed",
+        2,
+        "--output",
+        out,
+        "--no-header",
+    )
     assert_clean(result)
     text = out.read_text(encoding="utf-8")[:-1]
     assert len(text) == len(run.prime) + LENGTH and set(text) <= run.vocab

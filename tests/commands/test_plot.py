@@ -3,6 +3,7 @@
 import sys
 
 import numpy as np
+
 from charrnn.commands.plot import TRAIN_COLOR, VAL_COLOR
 from charrnn.formats.metrics import append_row
 from tests.conftest import invoke
@@ -13,8 +14,18 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def write_metrics(run_dir, rows):
     run_dir.mkdir(parents=True, exist_ok=True)
     for step, train_loss, val_loss in rows:
-        append_row(run_dir, {"step": step, "elapsed_seconds": 10.0 * step, "chars_seen": 3200 * step,
-                             "train_loss": train_loss, "val_loss": val_loss, "lr": 2e-3, "chars_per_second": 320.0})
+        append_row(
+            run_dir,
+            {
+                "step": step,
+                "elapsed_seconds": 10.0 * step,
+                "chars_seen": 3200 * step,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "lr": 2e-3,
+                "chars_per_second": 320.0,
+            },
+        )
 
 
 def pixels_of(image: np.ndarray, color: str) -> int:
@@ -25,6 +36,7 @@ def pixels_of(image: np.ndarray, color: str) -> int:
 
 def test_plot_writes_a_png_of_both_curves(tmp_path):
     import matplotlib.image as image_module  # the [plot] extra: the README's test command installs it
+
     run = tmp_path / "run"
     write_metrics(run, [(100, 3.0, 2.9), (200, 2.2, 2.3), (300, 1.8, 2.0), (400, 1.6, 1.9)])
     result = invoke("plot", run)

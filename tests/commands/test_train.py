@@ -69,8 +69,18 @@ def test_bad_text_files(tmp_path):
 
 @pytest.mark.parametrize(
     "option, value",
-    [("--val-frac", "nan"), ("--val-frac", "1"), ("--dropout", "nan"), ("--dropout", "1"), ("--lr", "0"),
-     ("--lr", "inf"), ("--grad-clip", "nan"), ("--batch-size", "0"), ("--seed", str(2**70)), ("--device", "tpu")],
+    [
+        ("--val-frac", "nan"),
+        ("--val-frac", "1"),
+        ("--dropout", "nan"),
+        ("--dropout", "1"),
+        ("--lr", "0"),
+        ("--lr", "inf"),
+        ("--grad-clip", "nan"),
+        ("--batch-size", "0"),
+        ("--seed", str(2**70)),
+        ("--device", "tpu"),
+    ],
 )
 def test_bad_training_options_are_usage_errors(book_slice, tmp_path, option, value):
     result = invoke("train", book_slice, "--out", tmp_path / "run", *TINY, option, value)
@@ -92,8 +102,9 @@ def test_runtime_problems_with_the_text_or_the_machine_exit_1(tmp_path, monkeypa
     assert "Traceback" not in result.output
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    result = invoke("train", latin1, "--decode-errors", "replace", "--out", tmp_path / "run", *TINY[:-2],
-                    "--device", "cuda")
+    result = invoke(
+        "train", latin1, "--decode-errors", "replace", "--out", tmp_path / "run", *TINY[:-2], "--device", "cuda"
+    )
     assert result.exit_code == 1 and "no CUDA GPU" in result.output
 
 
@@ -122,7 +133,9 @@ def test_resuming_an_older_checkpoint_in_place_never_overwrites_a_newer_last(own
     assert step_of(tmp_path / "branch" / "last.pt") == 14
 
 
-@pytest.mark.parametrize("option, value, saved", [("--hidden-size", 64, 32), ("--cell", "gru", "lstm"), ("--seq-len", 8, 16)])
+@pytest.mark.parametrize(
+    "option, value, saved", [("--hidden-size", 64, 32), ("--cell", "gru", "lstm"), ("--seq-len", 8, 16)]
+)
 def test_resume_refuses_to_change_the_model_or_the_data_layout(own_run, option, value, saved):
     before = own_run.last.read_bytes()
     result = invoke("train", "--resume", own_run.last, option, value, "--no-progress")
@@ -133,9 +146,25 @@ def test_resume_refuses_to_change_the_model_or_the_data_layout(own_run, option, 
 def test_a_second_ctrl_c_quits_at_once_and_the_saved_checkpoint_survives(book_slice, tmp_path):
     out = tmp_path / "run"
     process = subprocess.Popen(
-        [sys.executable, "-m", "charrnn", "train", str(book_slice), "--out", str(out), "--max-steps", "1000000",
-         "--eval-every", "1000000", "--save-every", "2", *TINY],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "charrnn",
+            "train",
+            str(book_slice),
+            "--out",
+            str(out),
+            "--max-steps",
+            "1000000",
+            "--eval-every",
+            "1000000",
+            "--save-every",
+            "2",
+            *TINY,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 60
     while not (out / "last.pt").exists() and time.monotonic() < deadline:
@@ -171,9 +200,25 @@ def test_exact_resume_across_processes_with_dropout(book_slice, tmp_path):
 def test_a_signal_stops_training_saves_and_resume_continues(book_slice, tmp_path, signum, exit_code):
     out = tmp_path / "run"
     process = subprocess.Popen(
-        [sys.executable, "-m", "charrnn", "train", str(book_slice), "--out", str(out), "--max-steps", "1000000",
-         "--eval-every", "1000000", "--save-every", "1000000", *TINY],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "charrnn",
+            "train",
+            str(book_slice),
+            "--out",
+            str(out),
+            "--max-steps",
+            "1000000",
+            "--eval-every",
+            "1000000",
+            "--save-every",
+            "1000000",
+            *TINY,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert process.stdout.readline().startswith("training on")
     time.sleep(1.0)  # some steps in
@@ -212,8 +257,13 @@ def test_the_command_line_wins_over_the_config_file(tiny_run, tmp_path):
 
 @pytest.mark.parametrize(
     "content, message",
-    [("hiden_size = 16\n", "unknown option(s): hiden_size"), ("lr = -1.0\n", "--lr"), ('cell = "lstmx"\n', "--cell"),
-     ("max_steps = [\n", "not valid TOML"), ("[model]\nhidden_size = 3\n", "has a table [model]")],
+    [
+        ("hiden_size = 16\n", "unknown option(s): hiden_size"),
+        ("lr = -1.0\n", "--lr"),
+        ('cell = "lstmx"\n', "--cell"),
+        ("max_steps = [\n", "not valid TOML"),
+        ("[model]\nhidden_size = 3\n", "has a table [model]"),
+    ],
 )
 def test_a_bad_config_file_is_refused_before_anything_is_written(tiny_run, tmp_path, content, message):
     config = tmp_path / "run.toml"

@@ -89,8 +89,22 @@ def read_whole(raw: bytes, decode_errors: str) -> str:
 
 
 # Pieces of files that meet at awkward places: CR/LF next to cut, invalid and multi-byte characters.
-FRAGMENTS = [b"a", b"\r", b"\n", b"\r\n", "\ufeff".encode(), "\u00e9".encode(), "\u4e2d".encode(),
-             "\U0001f642".encode(), b"\xff", b"\xe4", b"\xb8", b"\xf0\x9f", b"\xed\xa0\x80", b"\xc3"]  # fmt: skip
+FRAGMENTS = [
+    b"a",
+    b"\r",
+    b"\n",
+    b"\r\n",
+    "\ufeff".encode(),
+    "\u00e9".encode(),
+    "\u4e2d".encode(),
+    "\U0001f642".encode(),
+    b"\xff",
+    b"\xe4",
+    b"\xb8",
+    b"\xf0\x9f",
+    b"\xed\xa0\x80",
+    b"\xc3",
+]
 
 
 def test_read_text_gives_the_text_and_errors_of_decoding_the_whole_file_then_normalising(tmp_path):

@@ -31,9 +31,7 @@ def test_shapes_at_every_layer():
     assert logits.shape == (B * T, V)
     assert h.shape == c.shape == (L, B, H)
     assert model.init_state(B)[0].shape == (L, B, H)
-    assert count_parameters(model) == sum(
-        4 * H * (n_in + H) + 8 * H for n_in in (V, H)
-    ) + H * V + V
+    assert count_parameters(model) == sum(4 * H * (n_in + H) + 8 * H for n_in in (V, H)) + H * V + V
 
 
 def test_chunked_forward_equals_whole_forward():
@@ -85,9 +83,12 @@ def test_any_cell_and_depth_builds_and_runs(cell, num_layers):
     assert [tuple(t.shape) for t in state] == [(num_layers, 2, 8)] * (2 if cell == "lstm" else 1)
     assert type(model.rnn).__name__ == {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[cell]
     gates = len(CELL_TABLE[cell].gates)  # weight blocks per layer: 4, 3, 1
-    assert count_parameters(model) == sum(
-        gates * H_ * (n_in + H_) + 2 * gates * H_ for H_, n_in in ((8, V), *[(8, 8)] * (num_layers - 1))
-    ) + 8 * V + V
+    assert (
+        count_parameters(model)
+        == sum(gates * H_ * (n_in + H_) + 2 * gates * H_ for H_, n_in in ((8, V), *[(8, 8)] * (num_layers - 1)))
+        + 8 * V
+        + V
+    )
 
 
 def test_an_unknown_cell_is_refused():

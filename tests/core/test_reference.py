@@ -42,10 +42,14 @@ def test_gate_cell_passes_gradcheck():
     torch.manual_seed(0)
     batch, inputs, hidden = 2, 3, 4
     args = [
-        torch.randn(batch, inputs), torch.randn(batch, hidden), torch.randn(batch, hidden),
-        torch.randn(4 * hidden, inputs), torch.randn(4 * hidden, hidden),
-        torch.randn(4 * hidden), torch.randn(4 * hidden),
-    ]  # fmt: skip
+        torch.randn(batch, inputs),
+        torch.randn(batch, hidden),
+        torch.randn(batch, hidden),
+        torch.randn(4 * hidden, inputs),
+        torch.randn(4 * hidden, hidden),
+        torch.randn(4 * hidden),
+        torch.randn(4 * hidden),
+    ]
     args = [a.double().requires_grad_() for a in args]
     assert torch.autograd.gradcheck(lambda *a: lstm_cell(*a)[:2], args)
 

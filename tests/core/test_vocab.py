@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from charrnn.core import vocab as vocab_module
-from charrnn.errors import CharRNNError
 from charrnn.core.vocab import UnknownCharactersError, Vocab, one_hot
+from charrnn.errors import CharRNNError
 
 
 def test_vocabulary_is_the_sorted_distinct_characters():

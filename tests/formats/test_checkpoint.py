@@ -214,8 +214,9 @@ def test_a_process_killed_mid_save_never_leaves_a_half_written_checkpoint(tmp_pa
     for delay in (0.0, 0.017, 0.041):
         process = subprocess.Popen(
             [sys.executable, "-c", _SAVE_FOREVER, str(path), str(FIXTURES / "release-0.1.0-last.pt")],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         process.stdout.readline()  # one whole save done
         time.sleep(delay)
         process.kill()

@@ -41,16 +41,40 @@ def test_unknown_characters_are_counted_and_left_out_or_refused(tiny_run):
 def test_near_zero_on_an_overfit_text_and_near_log_v_on_random_text(tmp_path):
     text = tmp_path / "tiny.txt"
     text.write_text("the cat sat on the mat. " * 40)
-    charrnn.train(text, out_dir=tmp_path / "run", hidden_size=48, num_layers=1, dropout=0.0, batch_size=2,
-                  seq_len=24, lr=1e-2, max_steps=150, eval_every=150, val_frac=0.2, lr_schedule="constant",
-                  device="cpu", log=quiet, progress_bar=False)  # fmt: skip
+    charrnn.train(
+        text,
+        out_dir=tmp_path / "run",
+        hidden_size=48,
+        num_layers=1,
+        dropout=0.0,
+        batch_size=2,
+        seq_len=24,
+        lr=1e-2,
+        max_steps=150,
+        eval_every=150,
+        val_frac=0.2,
+        lr_schedule="constant",
+        device="cpu",
+        log=quiet,
+        progress_bar=False,
+    )
     model = charrnn.load(tmp_path / "run" / "last.pt", device="cpu")
     assert model.evaluate(text.read_text()).nats_per_char < 0.05
     rng = random.Random(0)
     noise = "".join(rng.choice(model.vocab.chars) for _ in range(3000))
     untrained = tmp_path / "fresh.txt"
     untrained.write_text(noise)
-    charrnn.train(untrained, out_dir=tmp_path / "fresh", hidden_size=16, max_steps=1, device="cpu", log=quiet,
-                  progress_bar=False, batch_size=4, seq_len=16, lr=1e-6)  # fmt: skip
+    charrnn.train(
+        untrained,
+        out_dir=tmp_path / "fresh",
+        hidden_size=16,
+        max_steps=1,
+        device="cpu",
+        log=quiet,
+        progress_bar=False,
+        batch_size=4,
+        seq_len=16,
+        lr=1e-6,
+    )
     fresh = charrnn.load(tmp_path / "fresh" / "last.pt", device="cpu")
     assert fresh.evaluate(noise).nats_per_char == pytest.approx(math.log(len(fresh.vocab)), abs=0.05)

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from charrnn.config import ModelConfig
-from charrnn.errors import CharRNNError
 from charrnn.core.model import CharRNN
+from charrnn.core.vocab import UnknownCharactersError, Vocab
+from charrnn.errors import CharRNNError
 from charrnn.generation.sample import (
     Sampling,
     _StopWatch,
@@ -15,7 +16,6 @@ from charrnn.generation.sample import (
     stream_samples,
 )
 from charrnn.generation.stepper import WIDE_BATCH, Stepper
-from charrnn.core.vocab import UnknownCharactersError, Vocab
 
 VOCAB = Vocab.from_text("abcdefghijklmnopqrstuvwxyz ,.\n")
 
@@ -141,16 +141,23 @@ def test_a_batch_is_one_forward_per_step(monkeypatch):
     assert calls == [("lstm", (1, 4))] + [("step", (5,))] * 9  # the prime once, then all 5 rows together
 
 
-@pytest.mark.parametrize("sampling, num_samples", [
-    (Sampling(), 1), (Sampling(temperature=1.3, top_k=5), 3), (Sampling(temperature=0.6, top_p=0.9), 2),
-    (Sampling(temperature=0.9), WIDE_BATCH),  # the stepper's other layout
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "sampling, num_samples",
+    [
+        (Sampling(), 1),
+        (Sampling(temperature=1.3, top_k=5), 3),
+        (Sampling(temperature=0.6, top_p=0.9), 2),
+        (Sampling(temperature=0.9), WIDE_BATCH),  # the stepper's other layout
+    ],
+)
 def test_the_fast_step_gives_the_same_text_as_nn_lstm(sampling, num_samples):
     model = make_model()
     fast, plain = (
-        collect(stream_samples(model, VOCAB, "the ", 300, sampling, seed=5, num_samples=num_samples, fast=fast), num_samples)
+        collect(
+            stream_samples(model, VOCAB, "the ", 300, sampling, seed=5, num_samples=num_samples, fast=fast), num_samples
+        )
         for fast in (True, False)
-    )  # fmt: skip
+    )
     assert fast == plain
     assert all(len(text) == 300 for text in fast)
 
@@ -252,9 +259,15 @@ def test_generation_leaves_the_model_in_the_mode_it_found():
 
 @pytest.mark.parametrize(
     "sampling, message",
-    [({"temperature": 0.0}, "temperature"), ({"temperature": -1.0}, "temperature"),
-     ({"temperature": math.nan}, "temperature"), ({"temperature": math.inf}, "temperature"),
-     ({"top_k": 0}, "top-k"), ({"top_p": 0.0}, "top-p"), ({"top_p": 1.5}, "top-p")],
+    [
+        ({"temperature": 0.0}, "temperature"),
+        ({"temperature": -1.0}, "temperature"),
+        ({"temperature": math.nan}, "temperature"),
+        ({"temperature": math.inf}, "temperature"),
+        ({"top_k": 0}, "top-k"),
+        ({"top_p": 0.0}, "top-p"),
+        ({"top_p": 1.5}, "top-p"),
+    ],
 )
 def test_bad_sampling_values_raise_before_any_text(sampling, message):
     with pytest.raises(CharRNNError, match=message):

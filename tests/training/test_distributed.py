@@ -8,8 +8,8 @@ import time
 
 import torch
 
-from charrnn.formats.checkpoint import Checkpoint
 from charrnn.config import ModelConfig, TrainConfig
+from charrnn.formats.checkpoint import Checkpoint
 from charrnn.training.loop import fit
 from charrnn.training.policy import resume_run, start_run
 from tests.conftest import quiet
@@ -25,7 +25,8 @@ text, out, resume_from = sys.argv[1], sys.argv[2], sys.argv[3]
 quiet = lambda message: None
 if resume_from == "-":
     run = start_run(text, ModelConfig(hidden_size=16, num_layers=2, dropout=0.0),
-                    TrainConfig(batch_size=2, seq_len=8, max_steps=4, eval_every=2, save_every=2, lr_schedule="constant"),
+                    TrainConfig(batch_size=2, seq_len=8, max_steps=4, eval_every=2, save_every=2,
+                                lr_schedule="constant"),
                     out_dir=out, device="cpu", log=quiet)
 else:
     run = resume_run(resume_from, out_dir=out, overrides={"max_steps": 8}, device="cpu", log=quiet)
@@ -60,7 +61,9 @@ def torchrun(*args, **kwargs):
 
 def single_process(text, out, max_steps):
     # Constant rate: these runs are resumed with a later --max-steps, which moves a decaying schedule's end.
-    config = TrainConfig(batch_size=4, seq_len=8, max_steps=max_steps, eval_every=2, save_every=2, lr_schedule="constant")
+    config = TrainConfig(
+        batch_size=4, seq_len=8, max_steps=max_steps, eval_every=2, save_every=2, lr_schedule="constant"
+    )
     run = start_run(text, MODEL, config, out_dir=out, device="cpu", log=quiet)
     fit(run, log=quiet, progress_bar=False)
     return run
@@ -113,12 +116,39 @@ def test_sigterm_to_the_launcher_stops_every_rank_after_the_same_step(book_slice
     script = tmp_path / "cli_reporting_each_rank.py"
     script.write_text(_CLI_REPORTING_EACH_RANK)
     launcher = subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         str(script), str(reports), "train", str(book_slice), "--out", str(out), "--max-steps", "1000000",
-         "--eval-every", "1000000", "--save-every", "1000000", "--hidden-size", "16", "--batch-size", "2",
-         "--seq-len", "8", "--no-progress", "--device", "cpu"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            str(script),
+            str(reports),
+            "train",
+            str(book_slice),
+            "--out",
+            str(out),
+            "--max-steps",
+            "1000000",
+            "--eval-every",
+            "1000000",
+            "--save-every",
+            "1000000",
+            "--hidden-size",
+            "16",
+            "--batch-size",
+            "2",
+            "--seq-len",
+            "8",
+            "--no-progress",
+            "--device",
+            "cpu",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for line in launcher.stdout:  # wait until training has begun
         if line.startswith("training on"):
             break

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from charrnn.config import ModelConfig, TrainConfig
+from charrnn.config import ModelConfig
 from charrnn.errors import CharRNNError
 from charrnn.formats.checkpoint import Checkpoint
 from charrnn.formats.runconfig import read_run_config
@@ -25,15 +25,16 @@ def test_what_a_resume_may_not_change_is_every_model_option_and_the_data_layout(
     assert set(FIXED_ON_RESUME) == model_fields | {"batch_size", "seq_len", "val_frac", "seed"}
 
 
-''' + open('/tmp/policy_blocks.py').read().rstrip() + '''
+""" + open('/tmp/policy_blocks.py').read().rstrip() + """
 
 
 def test_a_resume_takes_a_new_limit_and_rate_for_the_rest_of_the_run(book_slice, tmp_path, tiny_model, tiny_train):
     out = tmp_path / "run"
     train(book_slice, tiny_model, dataclasses.replace(tiny_train, max_steps=4), out)
     notes = []
-    run = resume_run(out / "last.pt", overrides={"max_steps": 6, "lr": 5e-4, "seed": tiny_train.seed}, device="cpu",
-                     log=notes.append)  # fmt: skip
+    run = resume_run(
+        out / "last.pt", overrides={"max_steps": 6, "lr": 5e-4, "seed": tiny_train.seed}, device="cpu", log=notes.append
+    )
     assert run.train_config.max_steps == 6 and run.train_config.lr == 5e-4
     assert "note: max_steps changes from 4 to 6" in notes and "note: lr changes from 0.002 to 0.0005" in notes
     assert not any("seed" in note for note in notes)  # given, but unchanged: no notice, no refusal

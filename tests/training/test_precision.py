@@ -5,11 +5,11 @@ import dataclasses
 import pytest
 import torch
 
-from charrnn.formats.checkpoint import Checkpoint
 from charrnn.errors import CharRNNError
-from charrnn.training.precision import cpu_runs_bf16_lstm, resolve_precision
+from charrnn.formats.checkpoint import Checkpoint
 from charrnn.training.loop import fit
 from charrnn.training.policy import resume_run, start_run
+from charrnn.training.precision import cpu_runs_bf16_lstm, resolve_precision
 from tests.conftest import quiet
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
@@ -36,8 +36,9 @@ def test_fp16_on_the_cpu_and_unknown_names_are_refused():
         resolve_precision("fp8", CPU)
 
 
-def test_bf16_on_a_cpu_that_cannot_run_it_is_refused_before_anything_is_written(book_slice, tmp_path, tiny_model,
-                                                                                tiny_train):  # fmt: skip
+def test_bf16_on_a_cpu_that_cannot_run_it_is_refused_before_anything_is_written(
+    book_slice, tmp_path, tiny_model, tiny_train
+):
     assert resolve_precision("bf16", CPU, cpu_bf16=True).name == "bf16"
     with pytest.raises(CharRNNError, match="bf16 needs a CPU with AVX512"):
         resolve_precision("bf16", CPU, cpu_bf16=False)
@@ -80,8 +81,14 @@ def test_stop_and_resume_is_bit_identical_under_bf16(book_slice, tmp_path, tiny_
     config = dataclasses.replace(tiny_train, precision="bf16", max_steps=6, eval_every=3, save_every=3)
     straight = start_run(book_slice, tiny_model, config, out_dir=tmp_path / "a", device="cpu", log=quiet)
     fit(straight, log=quiet, progress_bar=False)
-    first = start_run(book_slice, tiny_model, dataclasses.replace(config, max_steps=3), out_dir=tmp_path / "b",
-                      device="cpu", log=quiet)  # fmt: skip
+    first = start_run(
+        book_slice,
+        tiny_model,
+        dataclasses.replace(config, max_steps=3),
+        out_dir=tmp_path / "b",
+        device="cpu",
+        log=quiet,
+    )
     fit(first, log=quiet, progress_bar=False)
     resumed = resume_run(tmp_path / "b" / "last.pt", overrides={"max_steps": 6}, device="cpu", log=quiet)
     fit(resumed, log=quiet, progress_bar=False)

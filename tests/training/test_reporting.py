@@ -21,7 +21,9 @@ from tests.conftest import TINY, invoke, quiet
 
 def test_a_sample_is_printed_at_each_validation_and_at_the_end(book_slice, tmp_path):
     out = tmp_path / "run"
-    result = invoke("train", book_slice, "--out", out, "--max-steps", 5, "--eval-every", 2, "--sample-length", 40, *TINY)
+    result = invoke(
+        "train", book_slice, "--out", out, "--max-steps", 5, "--eval-every", 2, "--sample-length", 40, *TINY
+    )
     assert result.exit_code == 0, result.output
     headers = [line for line in result.stdout.splitlines() if line.startswith("  sample at step")]
     assert [header.split()[3] for header in headers] == ["2", "4", "5"]
@@ -37,11 +39,26 @@ def test_a_sample_is_printed_at_each_validation_and_at_the_end(book_slice, tmp_p
 
 
 def test_sample_every_and_no_sample(book_slice, tmp_path):
-    every = invoke("train", book_slice, "--out", tmp_path / "a", "--max-steps", 6, "--eval-every", 6,
-                   "--sample-every", 3, "--sample-length", 20, *TINY)  # fmt: skip
+    every = invoke(
+        "train",
+        book_slice,
+        "--out",
+        tmp_path / "a",
+        "--max-steps",
+        6,
+        "--eval-every",
+        6,
+        "--sample-every",
+        3,
+        "--sample-length",
+        20,
+        *TINY,
+    )
     assert every.exit_code == 0, every.output
     assert [line.split()[3] for line in every.stdout.splitlines() if line.startswith("  sample at step")] == ["3", "6"]
-    silent = invoke("train", book_slice, "--out", tmp_path / "b", "--max-steps", 4, "--eval-every", 2, "--no-sample", *TINY)
+    silent = invoke(
+        "train", book_slice, "--out", tmp_path / "b", "--max-steps", 4, "--eval-every", 2, "--no-sample", *TINY
+    )
     assert silent.exit_code == 0 and "sample at step" not in silent.stdout and "val loss" in silent.stdout
     both = invoke("train", book_slice, "--out", tmp_path / "c", "--no-sample", "--sample-every", 3, *TINY)
     assert both.exit_code == 2 and "contradict" in both.output
@@ -71,8 +88,9 @@ def test_validation_lines_and_the_final_summary(book_slice, tmp_path, tiny_model
     assert notes[-1].startswith("generate with: charrnn generate")
 
 
-def test_without_a_terminal_progress_is_a_plain_line_now_and_then(book_slice, tmp_path, tiny_model, tiny_train,
-                                                                  monkeypatch, capsys):  # fmt: skip
+def test_without_a_terminal_progress_is_a_plain_line_now_and_then(
+    book_slice, tmp_path, tiny_model, tiny_train, monkeypatch, capsys
+):
     monkeypatch.setattr(reporting, "PLAIN_LINE_SECONDS", 0.0)  # a line at every step, to see them in a short run
     run = start_run(book_slice, tiny_model, tiny_train, out_dir=tmp_path / "run", device="cpu", log=quiet)
     fit(run, log=quiet, progress_bar=True)
@@ -87,10 +105,30 @@ def test_on_a_terminal_progress_is_a_bar_redrawn_in_place(book_slice, tmp_path):
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
     process = subprocess.Popen(
-        [sys.executable, "-m", "charrnn", "train", str(book_slice), "--out", str(tmp_path / "run"), "--max-steps", "6",
-         "--hidden-size", "16", "--batch-size", "4", "--seq-len", "16", "--no-sample", "--device", "cpu"],
-        stdout=subprocess.PIPE, stderr=follower, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "charrnn",
+            "train",
+            str(book_slice),
+            "--out",
+            str(tmp_path / "run"),
+            "--max-steps",
+            "6",
+            "--hidden-size",
+            "16",
+            "--batch-size",
+            "4",
+            "--seq-len",
+            "16",
+            "--no-sample",
+            "--device",
+            "cpu",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        text=True,
+    )
     os.close(follower)
     stdout, _ = process.communicate(timeout=120)
     drawn = b""
@@ -109,8 +147,9 @@ def test_on_a_terminal_progress_is_a_bar_redrawn_in_place(book_slice, tmp_path):
 
 
 @pytest.mark.parametrize("progress", [True, False])
-def test_no_progress_shows_nothing_on_stderr(book_slice, tmp_path, tiny_model, tiny_train, capsys, progress,
-                                             monkeypatch):  # fmt: skip
+def test_no_progress_shows_nothing_on_stderr(
+    book_slice, tmp_path, tiny_model, tiny_train, capsys, progress, monkeypatch
+):
     monkeypatch.setattr(reporting, "PLAIN_LINE_SECONDS", 0.0)
     run = start_run(book_slice, tiny_model, tiny_train, out_dir=tmp_path / "run", device="cpu", log=quiet)
     fit(run, log=quiet, progress_bar=progress)

@@ -47,8 +47,9 @@ def test_the_time_budget_drives_the_schedule_when_it_binds():
 
 
 def test_the_optimizer_follows_the_schedule_step_by_step(book_slice, tmp_path, tiny_model, tiny_train):
-    config = dataclasses.replace(tiny_train, max_steps=8, eval_every=100, lr_schedule="linear", warmup_steps=2,
-                                 min_lr_ratio=0.0)  # fmt: skip
+    config = dataclasses.replace(
+        tiny_train, max_steps=8, eval_every=100, lr_schedule="linear", warmup_steps=2, min_lr_ratio=0.0
+    )
     run = start_run(book_slice, tiny_model, config, out_dir=tmp_path / "run", device="cpu", log=quiet)
     seen = []
     for _ in range(8):
@@ -79,8 +80,9 @@ def test_a_time_budget_ends_the_warm_up_at_a_quarter_of_it():
 
 
 def test_stop_and_resume_is_bit_identical_with_the_schedule_on(book_slice, tmp_path, tiny_model, tiny_train):
-    config = dataclasses.replace(tiny_train, max_steps=10, eval_every=3, save_every=3, lr_schedule="cosine",
-                                 warmup_steps=3)  # fmt: skip
+    config = dataclasses.replace(
+        tiny_train, max_steps=10, eval_every=3, save_every=3, lr_schedule="cosine", warmup_steps=3
+    )
     straight = start_run(book_slice, tiny_model, config, out_dir=tmp_path / "a", device="cpu", log=quiet)
     fit(straight, log=quiet, progress_bar=False)
     # Stopped after step 4 (as Ctrl-C would: last.pt saved), with the same horizon of 10 steps.

@@ -12,8 +12,15 @@ from tests.conftest import quiet
 
 
 def test_a_time_limit_stops_the_run_with_a_final_validation_and_save(book_slice, tmp_path, tiny_model, tiny_train):
-    config = dataclasses.replace(tiny_train, max_steps=10**6, max_epochs=None, eval_every=10**6,
-                                 save_every=10**6, time_limit=0.02, lr_schedule="cosine")  # 1.2 s  # fmt: skip
+    config = dataclasses.replace(
+        tiny_train,
+        max_steps=10**6,
+        max_epochs=None,
+        eval_every=10**6,
+        save_every=10**6,
+        time_limit=0.02,
+        lr_schedule="cosine",
+    )  # 1.2 s
     run = start_run(book_slice, tiny_model, config, out_dir=tmp_path / "run", device="cpu", log=quiet)
     notes = []
     result = fit(run, log=notes.append, progress_bar=False)
