@@ -69,7 +69,14 @@ def run_cli(*args, **kwargs) -> subprocess.CompletedProcess:
     )
 
 
+def start_cli(*args, **kwargs) -> subprocess.Popen:
+    """Start `python -m charrnn ARGS...` as a separate process (stdout and stderr piped, as text)."""
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **kwargs}
+    return subprocess.Popen([sys.executable, "-m", "charrnn", *map(str, args)], text=True, **streams)
+
+
 # Options of a tiny, fast model for the CLI.
+QUIET_CPU = ["--no-sample", "--no-progress", "--device", "cpu"]
 TINY = ["--hidden-size", "32", "--batch-size", "4", "--seq-len", "16", "--no-progress", "--device", "cpu"]
 
 
@@ -138,7 +145,6 @@ def synthetic_text(alphabet_size: int, length: int, seed: int) -> str:
 @pytest.fixture(scope="session")
 def matrix_runs(tmp_path_factory) -> dict[tuple[str, str], TinyRun]:
     """Six tiny trained runs: every cell, on a small alphabet and on one above the lookup threshold."""
-
     root = tmp_path_factory.mktemp("matrix")
     texts = {
         "one-hot": BUNDLED_BOOK.read_text(encoding="utf-8")[:4000],
@@ -150,28 +156,8 @@ def matrix_runs(tmp_path_factory) -> dict[tuple[str, str], TinyRun]:
         text_file.write_text(text, encoding="utf-8")
         for cell in MATRIX_CELLS:
             out = root / f"{cell}-{path}"
-            result = invoke(
-                "train",
-                text_file,
-                "--out",
-                out,
-                "--cell",
-                cell,
-                "--hidden-size",
-                8,
-                "--batch-size",
-                2,
-                "--seq-len",
-                8,
-                "--max-steps",
-                2,
-                "--eval-every",
-                2,
-                "--no-sample",
-                "--no-progress",
-                "--device",
-                "cpu",
-            )
+            options = ["--hidden-size", 8, "--batch-size", 2, "--seq-len", 8, "--max-steps", 2, "--eval-every", 2]
+            result = invoke("train", text_file, "--out", out, "--cell", cell, *options, *QUIET_CPU)
             assert result.exit_code == 0, result.output
             runs[cell, path] = TinyRun(
                 cell=cell,

@@ -1,15 +1,13 @@
 """`charrnn train` (charrnn/commands/train.py): in-process with click's CliRunner, and as real processes."""
 
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 import torch
 
 from charrnn.formats.checkpoint import Checkpoint
-from tests.conftest import TINY, invoke, run_cli
+from tests.conftest import TINY, invoke, run_cli, start_cli
 
 
 def step_of(path) -> int:
@@ -145,26 +143,9 @@ def test_resume_refuses_to_change_the_model_or_the_data_layout(own_run, option, 
 
 def test_a_second_ctrl_c_quits_at_once_and_the_saved_checkpoint_survives(book_slice, tmp_path):
     out = tmp_path / "run"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "charrnn",
-            "train",
-            str(book_slice),
-            "--out",
-            str(out),
-            "--max-steps",
-            "1000000",
-            "--eval-every",
-            "1000000",
-            "--save-every",
-            "2",
-            *TINY,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    never = 10**6
+    process = start_cli(
+        "train", book_slice, "--out", out, "--max-steps", never, "--eval-every", never, "--save-every", 2, *TINY
     )
     deadline = time.monotonic() + 60
     while not (out / "last.pt").exists() and time.monotonic() < deadline:
@@ -199,26 +180,9 @@ def test_exact_resume_across_processes_with_dropout(book_slice, tmp_path):
 @pytest.mark.parametrize("signum, exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_stops_training_saves_and_resume_continues(book_slice, tmp_path, signum, exit_code):
     out = tmp_path / "run"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "charrnn",
-            "train",
-            str(book_slice),
-            "--out",
-            str(out),
-            "--max-steps",
-            "1000000",
-            "--eval-every",
-            "1000000",
-            "--save-every",
-            "1000000",
-            *TINY,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    never = 10**6
+    process = start_cli(
+        "train", book_slice, "--out", out, "--max-steps", never, "--eval-every", never, "--save-every", never, *TINY
     )
     assert process.stdout.readline().startswith("training on")
     time.sleep(1.0)  # some steps in

@@ -5,8 +5,6 @@ import fcntl
 import os
 import pty
 import struct
-import subprocess
-import sys
 import termios
 
 import pytest
@@ -16,7 +14,7 @@ import charrnn
 from charrnn.training import reporting
 from charrnn.training.loop import fit
 from charrnn.training.policy import start_run
-from tests.conftest import TINY, invoke, quiet
+from tests.conftest import TINY, invoke, quiet, start_cli
 
 
 def test_a_sample_is_printed_at_each_validation_and_at_the_end(book_slice, tmp_path):
@@ -104,31 +102,20 @@ def test_without_a_terminal_progress_is_a_plain_line_now_and_then(
 def test_on_a_terminal_progress_is_a_bar_redrawn_in_place(book_slice, tmp_path):
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "charrnn",
-            "train",
-            str(book_slice),
-            "--out",
-            str(tmp_path / "run"),
-            "--max-steps",
-            "6",
-            "--hidden-size",
-            "16",
-            "--batch-size",
-            "4",
-            "--seq-len",
-            "16",
-            "--no-sample",
-            "--device",
-            "cpu",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=follower,
-        text=True,
-    )
+    options = [
+        "--max-steps",
+        6,
+        "--hidden-size",
+        16,
+        "--batch-size",
+        4,
+        "--seq-len",
+        16,
+        "--no-sample",
+        "--device",
+        "cpu",
+    ]
+    process = start_cli("train", book_slice, "--out", tmp_path / "run", *options, stderr=follower)
     os.close(follower)
     stdout, _ = process.communicate(timeout=120)
     drawn = b""
