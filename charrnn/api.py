@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from charrnn.bundled import bundled_model
 from charrnn.config import ModelConfig, SampleConfig, TrainConfig
 from charrnn.core.devices import resolve_device
 from charrnn.core.model import CharRNN, count_parameters
@@ -43,10 +44,14 @@ class CharModel:
         self.last_seed: int | None = None
 
     def __repr__(self) -> str:
+        return f"CharModel({self.path}: {self.describe_size()}, device {self.model.head.weight.device})"
+
+    def describe_size(self) -> str:
+        """'2 x 256 LSTM, 873,793 parameters, 65 characters'."""
         config = self.model.config
         return (
-            f"CharModel({self.path}: {config.num_layers}x{config.hidden_size} {config.cell.upper()}, "
-            f"vocabulary {len(self.vocab)}, device {self.model.head.weight.device})"
+            f"{config.num_layers} x {config.hidden_size} {config.cell.upper()}, "
+            f"{count_parameters(self.model):,} parameters, {len(self.vocab)} characters"
         )
 
     def stream(
@@ -127,8 +132,12 @@ class CharModel:
         return evaluate_text(self.model, self.vocab, text, batch_size, seq_len, strict)
 
 
-def load(path: str | os.PathLike, device: str = "auto") -> CharModel:
-    """Load a checkpoint for generation and evaluation, on ``device`` (auto: cuda, mps, cpu)."""
+def load(path: str | os.PathLike | None = None, device: str = "auto") -> CharModel:
+    """Load a checkpoint for generation and evaluation, on ``device`` (auto: cuda, mps, cpu).
+
+    Without ``path``, the Shakespeare model that ships with charrnn (docs/bundled-model.md).
+    """
+    path = bundled_model() if path is None else path
     checkpoint = Checkpoint.load(path)
     model = checkpoint.model(resolve_device(device))
     return CharModel(model.eval(), checkpoint, Path(path))

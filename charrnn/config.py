@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from charrnn.options import option
 
 TRAIN = ("train",)
+SAMPLING = ("generate", "chat")  # the options both take
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -144,21 +145,21 @@ class SampleConfig:
     prime: str = option(
         "", "Text to start from; the sample continues it. Empty: start from the zero state.", ("generate",)
     )
-    length: int = option(500, "Characters to generate after the prime (at most, with --stop).", ("generate",), low=0)
+    length: int = option(500, "Characters to generate after the prime (at most, with --stop).", SAMPLING, low=0)
     temperature: float = option(
         0.8,
         "Divides the logits: below 1 is safer and more repetitive, above 1 wilder.",
-        ("generate",),
+        SAMPLING,
         low=0,
         low_open=True,
     )
     top_k: int | None = option(
-        None, "Draw only among the K most likely characters.", ("generate",), low=1, show_default="off"
+        None, "Draw only among the K most likely characters.", SAMPLING, low=1, show_default="off"
     )
     top_p: float | None = option(
         None,
         "Draw only among the most likely characters whose probabilities add up to P (nucleus).",
-        ("generate",),
+        SAMPLING,
         low=0,
         high=1,
         low_open=True,
@@ -173,7 +174,7 @@ class SampleConfig:
     seed: int | None = option(
         None,
         "Seed for sampling: the same seed gives the same text (on the same machine and torch build).",
-        ("generate",),
+        SAMPLING,
         low=0,
         high=MAX_SAMPLE_SEED,
         show_default="random",
@@ -193,6 +194,6 @@ class Placement:
     device: str = option(
         "auto",
         "Where to run: auto picks cuda, then mps, then cpu.",
-        ("train", "generate", "evaluate"),
+        ("train", "generate", "evaluate", "chat", "serve"),
         choices=DEVICES,
     )

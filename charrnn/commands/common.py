@@ -4,6 +4,7 @@ from the option declarations (``charrnn.config``), so that no option is describe
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,11 +12,12 @@ from typing import Any
 import click
 import torch
 
+from charrnn.api import CharModel, load
+from charrnn.bundled import BOOK_NAME, bundled_book
 from charrnn.core.data import read_text
 from charrnn.errors import CharRNNError
 from charrnn.options import Option, options_for
 
-BUNDLED_BOOK = Path("corpora") / "tinyshakespeare.txt"
 OUT_OF_MEMORY = "out of memory: use a smaller --hidden-size, --num-layers, --batch-size or --seq-len"
 EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -111,12 +113,30 @@ def read_utf8(path: Path, *, empty_ok: bool = False) -> str:
 
 
 def text_or_bundled_book(text_file: Path | None) -> Path:
-    """The given text file, or the bundled book when run from the repository."""
+    """The given text file, or the tinyshakespeare text that ships inside the package."""
     if text_file is not None:
         return text_file
-    if not BUNDLED_BOOK.is_file():
-        raise CharRNNError(
-            f"no TEXT_FILE given and the bundled book {BUNDLED_BOOK} is not in this directory: "
-            "pass the path of a text file"
+    click.echo(f"no TEXT_FILE given: using the bundled {BOOK_NAME}", err=True)
+    return bundled_book()
+
+
+def load_model(checkpoint: Path | None, device: str) -> tuple[CharModel, str]:
+    """The model in CHECKPOINT, or the bundled Shakespeare model; and a name for it.
+
+    Says on stderr which model a command without CHECKPOINT uses, so that nobody mistakes it for theirs.
+    """
+    model = load(checkpoint, device)
+    if checkpoint is None:
+        loss = model.checkpoint.best_val_loss
+        click.echo(
+            f"no CHECKPOINT given: using the bundled Shakespeare model ({model.describe_size()}, "
+            f"val loss {loss:.3f} nats/char)",
+            err=True,
         )
-    return BUNDLED_BOOK
+        return model, "charrnn/shakespeare"
+    return model, f"{checkpoint.resolve().parent.name}/{checkpoint.stem}"
+
+
+def unescape(text: str) -> str:
+    """The shell gives "\\n" as backslash + n: turn \\n, \\t and \\\\ into what they mean."""
+    return re.sub(r"\\([nt\\])", lambda m: {"n": "\n", "t": "\t", "\\": "\\"}[m.group(1)], text)

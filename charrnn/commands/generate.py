@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import click
 from click.core import ParameterSource
 
-from charrnn.api import load
-from charrnn.commands.common import EXISTING_FILE, declared_options, read_utf8
+from charrnn.commands.common import EXISTING_FILE, declared_options, load_model, read_utf8, unescape
 from charrnn.config import Placement, SampleConfig
 from charrnn.errors import CharRNNError
 from charrnn.generation.sample import collect
 
 
 @click.command()
-@click.argument("checkpoint", type=EXISTING_FILE)
+@click.argument("checkpoint", type=EXISTING_FILE, required=False)
 @declared_options("generate", SampleConfig, Placement)
 @click.option(
     "--prime-file",
@@ -42,7 +40,7 @@ from charrnn.generation.sample import collect
 @click.pass_context
 def generate(
     ctx: click.Context,
-    checkpoint: Path,
+    checkpoint: Path | None,
     prime: str,
     prime_file: Path | None,
     length: int,
@@ -55,10 +53,12 @@ def generate(
     device: str,
     **sampling: Any,
 ) -> None:
-    """Generate text from CHECKPOINT, continuing the prime; a single sample streams to stdout.
+    """Generate text from CHECKPOINT (default: the bundled Shakespeare model), continuing the
+    prime; a single sample streams to stdout.
 
     \b
     Examples:
+      charrnn generate --prime "ROMEO:"
       charrnn generate checkpoints/tinyshakespeare/best.pt --prime "ROMEO:" --length 300
       charrnn generate run/best.pt --temperature 0.7 --top-p 0.9 --num-samples 3 --seed 7
       charrnn generate run/best.pt --prime-file opening.txt --stop "\\n\\n" --output samples.txt
@@ -77,13 +77,13 @@ def generate(
         )
     if output is not None and output.exists():
         raise CharRNNError(f"{output} already exists: choose another --output (charrnn never overwrites it)")
-    model = load(checkpoint, device)
+    model, name = load_model(checkpoint, device)
     if on_unknown == "skip":
         prime, dropped = model.vocab.without_unknown(prime)
         if dropped:
             shown = " ".join(repr(c) for c in dropped)
             click.echo(f"warning: dropped prime character(s) outside the vocabulary: {shown}", err=True)
-    stops = [_unescape(text) for text in stop]
+    stops = [unescape(text) for text in stop]
     pieces = model.stream(prime, length, **sampling, seed=seed, num_samples=num_samples, stop=stops)
     seed = model.last_seed  # the one drawn when --seed was not given, for the separators and header
 
@@ -104,7 +104,9 @@ def generate(
     if output is None:
         click.echo(body, nl=False)
         return
-    header = "" if no_header else _sample_header(checkpoint, prime, length, seed, num_samples, stops, sampling)
+    header = (
+        "" if no_header else _sample_header(str(checkpoint or name), prime, length, seed, num_samples, stops, sampling)
+    )
     try:
         with open(output, "x", encoding="utf-8") as file:
             file.write(header + body)
@@ -113,13 +115,8 @@ def generate(
     click.echo(f"wrote {num_samples} sample(s) to {output}", err=True)
 
 
-def _unescape(text: str) -> str:
-    """The shell gives "\\n" as backslash + n: turn \\n, \\t and \\\\ into what they mean."""
-    return re.sub(r"\\([nt\\])", lambda m: {"n": "\n", "t": "\t", "\\": "\\"}[m.group(1)], text)
-
-
 def _sample_header(
-    checkpoint: Path, prime: str, length: int, seed: int, num_samples: int, stops: list[str], sampling: dict[str, Any]
+    checkpoint: str, prime: str, length: int, seed: int, num_samples: int, stops: list[str], sampling: dict[str, Any]
 ) -> str:
     off = "off"
     lines = [

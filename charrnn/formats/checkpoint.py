@@ -13,6 +13,9 @@ Format 2 (charrnn 0.2), the file's dict:
     optimizer_state: dict       scaler_state: dict ({} unless fp16)
     progress: dict              hidden_state: [h, c] (LSTM) or [h], each (L, B, H) over all streams
     processes: int              rng: {torch: [P uint8 tensors], cuda: [...] (optional), python: tuple}
+
+A generation-only checkpoint (``for_generation``) has an empty optimizer state and hidden state
+and ``rng: None``.
     best_val_loss, last_val_loss: float | None          metrics: list[dict]
 
 Older formats are migrated on load (``_MIGRATIONS``): format 1 is what charrnn 0.1.0 wrote.
@@ -89,7 +92,7 @@ class Checkpoint:
     progress: Progress
     optimizer_state: dict[str, Any]
     hidden_state: list[torch.Tensor]  # [h, c] or [h], each (L, B, H) over all the run's streams
-    rng: RngStates
+    rng: RngStates | None  # None in a generation-only checkpoint
     best_val_loss: float | None
     last_val_loss: float | None
     metrics: list[dict[str, Any]]
@@ -100,6 +103,16 @@ class Checkpoint:
     format_version: int = FORMAT_VERSION
 
     # --- reading ---------------------------------------------------------------------------------
+
+    @property
+    def resumable(self) -> bool:
+        """Whether it holds a run's whole state, or only what generation needs (``for_generation``)."""
+        return self.rng is not None and bool(self.optimizer_state) and bool(self.hidden_state)
+
+    def for_generation(self) -> Checkpoint:
+        """A copy with what generation needs only: no optimizer, hidden or RNG state (a third of the
+        size). It generates, evaluates and explains like the original; it cannot be resumed."""
+        return dataclasses.replace(self, optimizer_state={}, scaler_state={}, hidden_state=[], rng=None)
 
     def model(self, device: torch.device | str = "cpu") -> CharRNN:
         """The model with the saved weights, on ``device``."""
@@ -158,7 +171,9 @@ class Checkpoint:
             "progress": dataclasses.asdict(self.progress),
             "hidden_state": [t.detach().cpu() for t in self.hidden_state],
             "processes": self.processes,
-            "rng": {"torch": self.rng.torch, "cuda": self.rng.cuda, "python": self.rng.python},
+            "rng": None
+            if self.rng is None
+            else {"torch": self.rng.torch, "cuda": self.rng.cuda, "python": self.rng.python},
             "best_val_loss": self.best_val_loss,
             "last_val_loss": self.last_val_loss,
             "metrics": list(self.metrics),
@@ -315,8 +330,10 @@ def _from_format_1(raw: dict[str, Any]) -> dict[str, Any]:
 _MIGRATIONS = {1: _from_format_1}
 
 
-def _rng_states(saved: Any) -> RngStates:
-    """The RNG states, checked: a malformed one cannot be resumed exactly."""
+def _rng_states(saved: Any) -> RngStates | None:
+    """The RNG states, checked: a malformed one cannot be resumed exactly. None: generation only."""
+    if saved is None:
+        return None
     malformed = CharRNNError("the checkpoint's saved random-number state is malformed: it cannot be resumed exactly")
     if not isinstance(saved, dict) or "python" not in saved:
         raise malformed

@@ -67,8 +67,30 @@ def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) 
     return logits
 
 
-def next_ids(logits: torch.Tensor, sampling: Sampling, generators: Sequence[torch.Generator]) -> torch.Tensor:
+def next_ids(
+    logits: torch.Tensor, sampling: Sampling | Sequence[Sampling], generators: Sequence[torch.Generator]
+) -> torch.Tensor:
     """One id per row: (N, V) logits -> (N,), row i drawn with ``generators[i]``.
+
+    ``sampling`` is one setting for every row, or one per row (the server's streams each have
+    their own); rows that share a setting are drawn together.
+    """
+    if isinstance(sampling, Sampling):
+        return _draw(logits, sampling, generators)
+    rows_of: dict[Sampling, list[int]] = {}
+    for row, setting in enumerate(sampling):
+        rows_of.setdefault(setting, []).append(row)
+    if len(rows_of) == 1:
+        return _draw(logits, sampling[0], generators)
+    ids = torch.empty(logits.shape[0], dtype=torch.long, device=logits.device)
+    for setting, rows in rows_of.items():
+        index = torch.tensor(rows, device=logits.device)
+        ids[index] = _draw(logits[index], setting, [generators[row] for row in rows])
+    return ids
+
+
+def _draw(logits: torch.Tensor, sampling: Sampling, generators: Sequence[torch.Generator]) -> torch.Tensor:
+    """``next_ids`` for rows that share one setting.
 
     The row maximum is subtracted before dividing by the temperature, so a tiny temperature
     gives huge negative numbers (probabilities of 0) rather than inf - inf = NaN.
@@ -86,7 +108,7 @@ def next_ids(logits: torch.Tensor, sampling: Sampling, generators: Sequence[torc
     return (cumulative <= uniforms[:, None] * cumulative[:, -1:]).sum(dim=-1)  # (N,)
 
 
-class _StopWatch:
+class StopWatch:
     """Cuts one sample just before the leftmost place where any stop text occurs in it.
 
     Shown text must never be taken back, so the end of the sample that might still become a
@@ -204,7 +226,7 @@ def _pieces(
         # Every sample starts from the same primed state: compute it once, copy it N times.
         logits = logits.expand(num_samples, -1)  # (N, V)
         state = tuple(t.repeat(1, num_samples, 1) for t in state)  # (L, N, H) each
-        watches = [_StopWatch(stop) for _ in range(num_samples)]
+        watches = [StopWatch(stop) for _ in range(num_samples)]
         # One-character steps go through the stepper: the same equations, one multiply per layer.
         step = Stepper(model).step if fast else lambda ids, state: model(ids.view(-1, 1), state)
         for position in range(length):

@@ -101,6 +101,11 @@ def resume_run(
     if "batch_size" in overrides:  # given per process, like a new run's
         overrides["batch_size"] *= dist.world_size
     checkpoint = Checkpoint.load(checkpoint_path)
+    if not checkpoint.resumable:
+        raise CharRNNError(
+            f"{checkpoint_path} holds a model for generation only (no optimizer or data position): it cannot be "
+            "resumed; train a new run instead"
+        )
     model = checkpoint.model()
     train_config = _apply_overrides(model.config, checkpoint.train_config(checkpoint_path), overrides, log)
     if train_config.batch_size % dist.world_size:

@@ -3,7 +3,7 @@
 import pytest
 
 import charrnn
-import charrnn.commands.generate
+import charrnn.commands.common
 from tests.conftest import invoke
 
 
@@ -70,7 +70,7 @@ def test_a_random_seed_is_reported_and_reproduces_the_samples(tiny_run):
 
 
 def test_num_samples_are_separated_and_sample_i_uses_seed_plus_i(tiny_run, monkeypatch):
-    real_load = charrnn.commands.generate.load
+    real_load = charrnn.commands.common.load
 
     def load_float64(path, device):
         # In float32 a batch's matrix multiply may round differently in the last bit from a
@@ -79,7 +79,7 @@ def test_num_samples_are_separated_and_sample_i_uses_seed_plus_i(tiny_run, monke
         model.model.double()
         return model
 
-    monkeypatch.setattr(charrnn.commands.generate, "load", load_float64)
+    monkeypatch.setattr(charrnn.commands.common, "load", load_float64)
     args = ("generate", tiny_run.last, "--prime", "ROMEO:", "--length", 40, "--num-samples", 3, "--seed", 9)
     first = invoke(*args)
     assert first.exit_code == 0, first.output

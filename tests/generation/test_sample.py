@@ -9,7 +9,7 @@ from charrnn.core.vocab import UnknownCharactersError, Vocab
 from charrnn.errors import CharRNNError
 from charrnn.generation.sample import (
     Sampling,
-    _StopWatch,
+    StopWatch,
     collect,
     filter_logits,
     next_ids,
@@ -174,7 +174,7 @@ def test_stop_texts_end_a_sample_before_them():
 
 def cut(stops, text: str) -> str:
     """What a sample ``text`` shows with these stops, fed one character at a time."""
-    watch, shown = _StopWatch(stops), ""
+    watch, shown = StopWatch(stops), ""
     for character in text:
         if watch.stopped:
             break

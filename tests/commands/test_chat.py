@@ -1,0 +1,82 @@
+"""`charrnn chat` (charrnn/commands/chat.py) in a real pseudo-terminal, typed at as a person would."""
+
+import sys
+
+import pexpect
+import pytest
+
+import charrnn
+from charrnn.generation.sample import Sampling
+from charrnn.generation.session import Session
+
+PROMPT = "\r\n> "
+
+
+@pytest.fixture
+def chat(tiny_run, tmp_path):
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "charrnn", "chat", str(tiny_run.best), "--seed", "1", "--length", "40", "--device", "cpu",
+         "--history", str(tmp_path / "history")],
+        encoding="utf-8", timeout=60, dimensions=(40, 200), env={"TERM": "dumb", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    child.expect("Ctrl-D to quit")
+    child.expect_exact("> ")
+    yield child
+    child.close(force=True)
+
+
+def reply(child, line: str) -> str:
+    """Type a line; what the chat printed before its next prompt."""
+    child.sendline(line)
+    child.expect_exact(PROMPT)
+    return child.before.split("\r\n", 1)[1] if "\r\n" in child.before else ""
+
+
+def test_each_continuation_goes_on_from_the_last_and_new_starts_afresh(chat, tiny_run):
+    model = charrnn.load(tiny_run.best, "cpu")
+    session = Session(model.model, model.vocab, seed=1)
+    session.feed("ROMEO:")
+    first = "".join(session.generate(40, Sampling()))
+    more = "".join(session.generate(25, Sampling()))
+
+    assert reply(chat, "ROMEO:").replace("\r\n", "\n") == first
+    assert reply(chat, "/more 25").replace("\r\n", "\n") == more  # the state was carried
+    assert "(the text is forgotten" in reply(chat, "/new")
+    reply(chat, "/seed 1")
+    assert reply(chat, "ROMEO:").replace("\r\n", "\n") == first  # afresh, with the same seed
+
+
+def test_settings_change_and_bad_values_are_one_line(chat):
+    assert "temperature 0.5" in reply(chat, "/temp 0.5")
+    assert "top-k 3" in reply(chat, "/top-k 3")
+    assert "top-p 0.9" in reply(chat, "/top-p 0.9")
+    assert "length 12" in reply(chat, "/length 12")
+    assert "greedy on" in reply(chat, "/greedy on")
+    bad = reply(chat, "/temp -1")
+    assert "temperature must be a positive finite number" in bad and "Traceback" not in bad
+    assert "unknown command /fly" in reply(chat, "/fly")
+    assert "outside the model's" in reply(chat, "caf\u00e9\u2603")
+    assert len(reply(chat, "ROMEO:").strip("\r\n")) == 12
+
+
+def test_ctrl_c_stops_a_continuation_but_not_the_session_and_ctrl_d_quits(chat):
+    reply(chat, "/length 1000000")
+    chat.sendline("ROMEO:")
+    chat.expect(r"\S{20}")  # text is streaming in
+    chat.sendintr()
+    chat.expect_exact("[stopped]")
+    chat.expect_exact("> ")
+    assert "length 30" in reply(chat, "/length 30")
+    assert len(reply(chat, "/more").strip("\r\n")) >= 29  # the session goes on (a newline may be drawn)
+    chat.sendeof()
+    chat.expect(pexpect.EOF)
+    chat.close()
+    assert chat.exitstatus == 0
+
+
+def test_quit_ends_the_session_with_status_0(chat):
+    chat.sendline("/quit")
+    chat.expect(pexpect.EOF)
+    chat.close()
+    assert chat.exitstatus == 0
