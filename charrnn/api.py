@@ -202,4 +202,5 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
         "torch_version": checkpoint.torch_version,
         "charrnn_version": checkpoint.charrnn_version,
         "format_version": checkpoint.format_version,
+        "resumable": checkpoint.resumable,
     }

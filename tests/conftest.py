@@ -6,10 +6,14 @@ read these runs and never write into them (a resume writes to a directory of its
 
 from __future__ import annotations
 
+import contextlib
 import random
 import shutil
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +77,35 @@ def start_cli(*args, **kwargs) -> subprocess.Popen:
     """Start `python -m charrnn ARGS...` as a separate process (stdout and stderr piped, as text)."""
     streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **kwargs}
     return subprocess.Popen([sys.executable, "-m", "charrnn", *map(str, args)], text=True, **streams)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(checkpoint: Path, *options) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`charrnn serve CHECKPOINT OPTIONS` on a free port, once it answers; its URL and process."""
+    import httpx
+
+    port = free_port()
+    process = start_cli("serve", checkpoint, "--port", port, *options)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(f"{url}/v1/models", timeout=1).raise_for_status()
+            break
+        except httpx.TransportError:
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.2)
+    try:
+        yield url, process
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
 
 
 # Options of a tiny, fast model for the CLI.

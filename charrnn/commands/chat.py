@@ -48,8 +48,13 @@ class Settings:
 @click.command()
 @click.argument("checkpoint", type=EXISTING_FILE, required=False)
 @declared_options("chat", SampleConfig, Placement)
-@click.option("--history", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              show_default="~/.charrnn_history", help="Where to keep the lines typed, between sessions.")  # fmt: skip
+@click.option(
+    "--history",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    show_default="~/.charrnn_history",
+    help="Where to keep the lines typed, between sessions.",
+)
 def chat(
     checkpoint: Path | None,
     length: int,

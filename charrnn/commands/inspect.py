@@ -110,7 +110,8 @@ def info(checkpoint: Path, show_vocab: bool, as_json: bool) -> None:
     hours, rest = divmod(int(facts["elapsed_seconds"]), 3600)
     lines = [
         f"checkpoint     {facts['path']} ({facts['file_bytes'] / 1e6:.1f} MB, format {facts['format_version']}, "
-        f"written by charrnn {facts['charrnn_version']} with torch {facts['torch_version']})",
+        f"written by charrnn {facts['charrnn_version']} with torch {facts['torch_version']})"
+        + ("" if facts["resumable"] else "; for generation only: it cannot be resumed"),
         f"model          {model['num_layers']} x {model['hidden_size']} {model['cell'].upper()}, "
         f"dropout {model['dropout']:g}, "
         f"{facts['parameters']:,} parameters",

@@ -23,8 +23,12 @@ MISSING = 'charrnn serve needs Starlette and uvicorn: install them with  pip ins
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, help="Port to listen on.")
 @click.option("--max-tokens", type=click.IntRange(1), default=2000, help="Most characters one choice may ask for.")
 @click.option("--max-n", type=click.IntRange(1), default=8, help="Most choices (n x prompts) one request may ask for.")
-@click.option("--max-streams", type=click.IntRange(1), default=64,
-              help="Most streams stepped together; requests beyond wait for a free row.")  # fmt: skip
+@click.option(
+    "--max-streams",
+    type=click.IntRange(1),
+    default=64,
+    help="Most streams stepped together; requests beyond wait for a free row.",
+)
 @declared_options("serve", Placement)
 def serve(
     checkpoint: Path | None, host: str, port: int, max_tokens: int, max_n: int, max_streams: int, device: str

@@ -204,10 +204,14 @@ def create_app(model: CharModel, name: str, limits: Limits = Limits(), max_strea
 
     async def stats(request: Request) -> Response:
         engine = server.engine
-        return JSONResponse({
-            "active_streams": engine.active, "steps": engine.steps, "characters": engine.characters,
-            "largest_batch": engine.largest_batch,
-        })  # fmt: skip
+        return JSONResponse(
+            {
+                "active_streams": engine.active,
+                "steps": engine.steps,
+                "characters": engine.characters,
+                "largest_batch": engine.largest_batch,
+            }
+        )
 
     async def completions(request: Request) -> Response:
         body = await request.body()

@@ -16,10 +16,25 @@ PROMPT = "\r\n> "
 def chat(tiny_run, tmp_path):
     child = pexpect.spawn(
         sys.executable,
-        ["-m", "charrnn", "chat", str(tiny_run.best), "--seed", "1", "--length", "40", "--device", "cpu",
-         "--history", str(tmp_path / "history")],
-        encoding="utf-8", timeout=60, dimensions=(40, 200), env={"TERM": "dumb", "PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
+        [
+            "-m",
+            "charrnn",
+            "chat",
+            str(tiny_run.best),
+            "--seed",
+            "1",
+            "--length",
+            "40",
+            "--device",
+            "cpu",
+            "--history",
+            str(tmp_path / "history"),
+        ],
+        encoding="utf-8",
+        timeout=60,
+        dimensions=(40, 200),
+        env={"TERM": "dumb", "PATH": "/usr/bin:/bin"},
+    )
     child.expect("Ctrl-D to quit")
     child.expect_exact("> ")
     yield child

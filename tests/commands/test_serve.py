@@ -14,31 +14,13 @@ import openai
 import pytest
 
 import charrnn
-from tests.conftest import start_cli
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.conftest import running_server
 
 
 @pytest.fixture(scope="module")
 def server(tiny_run):
-    port = free_port()
-    process = start_cli("serve", tiny_run.best, "--port", port, "--max-tokens", 500, "--max-n", 4, "--device", "cpu")
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            httpx.get(f"{url}/v1/models", timeout=1).raise_for_status()
-            break
-        except httpx.TransportError:
-            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-            time.sleep(0.2)
-    yield url, process, tiny_run
-    process.terminate()
-    process.communicate(timeout=30)
+    with running_server(tiny_run.best, "--max-tokens", 500, "--max-n", 4, "--device", "cpu") as (url, process):
+        yield url, process, tiny_run
 
 
 def complete(url, **body):
@@ -91,8 +73,12 @@ def test_n_choices_stop_texts_and_echo(server):
 def test_streaming_sends_the_same_text_as_events_then_done(server):
     url, _, _ = server
     whole = complete(url, prompt="ROMEO:", max_tokens=80, seed=7, n=2).json()["choices"]
-    with httpx.stream("POST", f"{url}/v1/completions", json={"prompt": "ROMEO:", "max_tokens": 80, "seed": 7, "n": 2,
-                                                             "stream": True}, timeout=60) as response:  # fmt: skip
+    with httpx.stream(
+        "POST",
+        f"{url}/v1/completions",
+        json={"prompt": "ROMEO:", "max_tokens": 80, "seed": 7, "n": 2, "stream": True},
+        timeout=60,
+    ) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         events = sse_events(response)
     texts, reasons = ["", ""], [None, None]

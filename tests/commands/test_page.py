@@ -1,0 +1,144 @@
+"""The page `charrnn serve` shows (charrnn/commands/page.html), in a real headless Chromium.
+
+One server per module (the session's tiny model, up to 2,000 characters a request) and one
+browser, Debian's Chromium driven by Playwright. The page generates the text the API gives for
+the same request, stops a stream mid-way (and the server frees it), and shows the server's
+message for a bad value. Playwright never downloads a browser here: it drives /usr/bin/chromium.
+"""
+
+import re
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from tests.conftest import running_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+# This machine's network is closed: without these Chromium keeps trying to reach Google.
+OFFLINE_CHROMIUM = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
+MAX_TOKENS = 2000
+PATIENCE_MS = 15_000  # for waits on generation, which a busy 2-core machine slows down
+
+
+@pytest.fixture(scope="module")
+def server(tiny_run):
+    with running_server(tiny_run.best, "--max-tokens", MAX_TOKENS, "--device", "cpu") as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    assert CHROMIUM.exists(), f"no Chromium at {CHROMIUM}: install Debian's chromium package (.ci/run does)"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=OFFLINE_CHROMIUM)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    """The page, loaded and showing its model; fails the test if its script throws."""
+    page = browser.new_page(locale="en-US")  # "1,234 parameters"
+    script_errors = []
+    page.on("pageerror", lambda error: script_errors.append(error))
+    page.set_default_timeout(PATIENCE_MS)
+    page.goto(server)
+    expect(page.locator("#model")).not_to_have_text("loading the model...")
+    yield page
+    page.close()
+    assert not script_errors
+
+
+def stats(server) -> dict:
+    return httpx.get(f"{server}/stats").json()
+
+
+def generated_length(page) -> int:
+    return page.evaluate("document.getElementById('generated').textContent.length")
+
+
+def test_it_shows_the_model_and_streams_the_apis_text(server, page, tmp_path):
+    facts = httpx.get(f"{server}/v1/models").json()["data"][0]["charrnn"]
+    expect(page.locator("#model")).to_have_text(
+        f"run/best: 2 x 32 LSTM, {facts['parameters']:,} parameters, {facts['vocab_size']} characters, "
+        f"validation loss {facts['best_val_loss']:.3f} nats/char"
+    )
+    assert page.get_attribute("#length", "max") == str(MAX_TOKENS)
+
+    page.fill("#prime", "ROMEO:")
+    page.fill("#length", "60")
+    page.fill("#seed", "3")
+    page.click("#generate")
+    expect(page.locator("#output .prime")).to_have_text("ROMEO:")
+    page.wait_for_function("document.getElementById('generated').textContent.length > 0")
+    expect(page.locator("#status")).to_have_text("done: 60 characters (length reached)", timeout=PATIENCE_MS)
+    expect(page.locator("#generate")).to_be_enabled()
+    expect(page.locator("#stop")).to_be_disabled()
+
+    shown = page.text_content("#generated")
+    temperature = float(page.input_value("#temperature"))
+    body = {"prompt": "ROMEO:", "max_tokens": 60, "seed": 3, "temperature": temperature}
+    answer = httpx.post(f"{server}/v1/completions", json=body, timeout=60).json()
+    assert len(shown) == 60 and shown == answer["choices"][0]["text"]
+
+    screenshot = tmp_path / "page.png"
+    page.screenshot(path=screenshot)
+    assert screenshot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_stop_ends_the_stream_in_the_page_and_on_the_server(server, page):
+    drawn_before = stats(server)["characters"]
+    page.fill("#length", str(MAX_TOKENS))
+    page.click("#generate")
+    page.wait_for_function("document.getElementById('generated').textContent.length > 0")
+    seen = generated_length(page)
+    page.wait_for_function(f"document.getElementById('generated').textContent.length > {seen}")  # it grows
+    expect(page.locator("#status")).to_have_text("generating...")
+    assert stats(server)["active_streams"] == 1
+    page.click("#stop")
+
+    status = page.locator("#status")
+    expect(status).to_have_text(re.compile(r"stopped after \d+ characters"))
+    assert status.text_content() == f"stopped after {generated_length(page)} characters"
+    assert generated_length(page) < MAX_TOKENS
+    expect(page.locator("#generate")).to_be_enabled()
+    expect(page.locator("#stop")).to_be_disabled()
+    stopped = page.text_content("#generated")
+    page.wait_for_timeout(500)
+    assert page.text_content("#generated") == stopped
+
+    deadline = time.monotonic() + 5
+    while stats(server)["active_streams"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    after = stats(server)
+    assert after["active_streams"] == 0
+    assert after["characters"] - drawn_before < MAX_TOKENS  # freed mid-way, not run to its end
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("#temperature", "0", "'temperature' must be above 0, got 0"),
+        ("#prime", "ROMEO \u2603", "the prompt has characters the model has never seen: '\u2603'"),
+    ],
+    ids=["temperature 0", "unseen character"],
+)
+def test_a_bad_value_shows_the_servers_message(page, field, value, message):
+    page.fill(field, value)
+    page.click("#generate")
+    status = page.locator("#status")
+    expect(status).to_have_text(message)
+    expect(status).to_have_class("error")
+    expect(page.locator("#generate")).to_be_enabled()
+    expect(page.locator("#stop")).to_be_disabled()
