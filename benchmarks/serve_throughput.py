@@ -105,6 +105,7 @@ def main() -> None:
     offline = Series("offline generate, 16 samples at once", [])
     served = {clients: Series(f"serve, {clients} streaming client(s)", []) for clients in CLIENTS}
     first_chars: dict[int, list[float]] = {clients: [] for clients in CLIENTS}
+    client_cpu: dict[int, list[float]] = {clients: [] for clients in CLIENTS}  # this process's CPU / wall
     try:
         for round_index in range(rounds + 1):  # round 0 warms up (first calls, caches) and is not counted
             started = time.perf_counter()
@@ -113,7 +114,9 @@ def main() -> None:
             if round_index:
                 offline.rates.append(rate)
             for clients in CLIENTS:
+                wall, cpu = time.perf_counter(), time.process_time()
                 rate, firsts = asyncio.run(clients_round(url, clients, args.length, round_index))
+                client_cpu[clients].append((time.process_time() - cpu) / (time.perf_counter() - wall))
                 if round_index:
                     served[clients].rates.append(rate)
                     first_chars[clients] += firsts
@@ -124,10 +127,13 @@ def main() -> None:
     print_table(f"{rounds} rounds, interleaved", [offline, *served.values()], "characters/s, all streams")
     print_ratio("16 clients / offline 16 samples", served[16], offline, target="median >= 0.7")
     print_ratio("16 clients / 1 client", served[16], served[1], target="median >= 4")
-    print("time to the first character (request sent -> first text event), median [max]:")
+    print("time to the first character (request sent -> first text event), median [max]; CPU the clients used:")
     for clients in CLIENTS:
-        times = first_chars[clients]
-        print(f"  {clients:>2} client(s): {statistics.median(times) * 1000:7.1f} ms  [{max(times) * 1000:.1f} ms]")
+        times, cpu = first_chars[clients], statistics.median(client_cpu[clients])
+        print(
+            f"  {clients:>2} client(s): {statistics.median(times) * 1000:7.1f} ms  [{max(times) * 1000:.1f} ms]"
+            f"   clients: {cpu:.0%} of a core"
+        )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,18 @@ def test_generate_and_train_work_from_any_directory(tmp_path):
     assert "no CHECKPOINT given: using the bundled Shakespeare model" in generated.stderr
 
     # Wide batches: the whole validation split (111,539 characters) is scored at the end.
-    options = ["--hidden-size", 8, "--batch-size", 64, "--seq-len", 64, "--max-steps", 1, "--no-sample", "--no-progress"]
+    options = [
+        "--hidden-size",
+        8,
+        "--batch-size",
+        64,
+        "--seq-len",
+        64,
+        "--max-steps",
+        1,
+        "--no-sample",
+        "--no-progress",
+    ]
     trained = run_cli("train", *options, cwd=elsewhere)
     assert trained.returncode == 0, trained.stderr
     assert "no TEXT_FILE given: using the bundled tinyshakespeare.txt" in trained.stderr

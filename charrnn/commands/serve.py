@@ -5,7 +5,11 @@ Starlette and uvicorn are the `serve` extra; without them this command says how 
 
 from __future__ import annotations
 
+import signal
 import socket
+import sys
+import threading
+import time
 from pathlib import Path
 
 import click
@@ -46,14 +50,38 @@ def serve(
     try:
         import uvicorn
 
-        from charrnn.commands.server import Limits, create_app
+        from charrnn.commands.server import Limits, Server, create_app
     except ImportError:
         raise CharRNNError(MISSING) from None
     _check_port_is_free(host, port)
     model, name = load_model(checkpoint, device)
-    app = create_app(model, name, Limits(max_tokens=max_tokens, max_n=max_n), max_streams=max_streams)
+    server = Server(model, name, Limits(max_tokens=max_tokens, max_n=max_n), max_streams)
+    http = uvicorn.Server(uvicorn.Config(create_app(server), host=host, port=port, log_level="warning"))
+    # The HTTP side runs in a thread (it mostly waits); the engine's steps run on the main thread,
+    # where torch's CPU kernels are fastest. Ctrl-C or SIGTERM stops both.
+    listener = threading.Thread(target=http.run, name="charrnn-http", daemon=True)
+    listener.start()
+    while not http.started:
+        if not listener.is_alive():
+            raise CharRNNError(f"the server could not start on {host}:{port}")
+        time.sleep(0.05)
     click.echo(f"serving {name} at http://{host}:{port}/  (OpenAI API at /v1; Ctrl-C stops)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    # Each small torch op lets go of the GIL; with the HTTP thread busy, taking it back could wait
+    # a whole switch interval (5 ms by default) per op. A short interval keeps the steps flowing.
+    sys.setswitchinterval(0.0002)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        server.engine.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        http.should_exit = True
+        listener.join(timeout=10)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends the server as Ctrl-C does
 
 
 def _check_port_is_free(host: str, port: int) -> None:

@@ -37,6 +37,7 @@ from charrnn.generation.sample import Sampling
 
 MAX_BODY_BYTES = 1 << 20
 MAX_STOPS = 4  # as OpenAI's API
+CHUNK_SECONDS = 0.03  # a streamed choice gets at most one chunk per this long (the first at once)
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ class Server:
     def __init__(self, model: CharModel, name: str, limits: Limits, max_streams: int):
         self.model, self.name, self.limits = model, name, limits
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.queues: dict[Stream, asyncio.Queue] = {}
+        self.routes: dict[Stream, tuple[asyncio.Queue, int]] = {}  # a stream's request's queue, its choice index
         self.engine = Engine(model.model, model.vocab, self._from_engine, max_streams=max_streams)
         self.created = int(time.time())
 
@@ -150,25 +151,27 @@ class Server:
 
     def _deliver(self, events: Events) -> None:
         for stream, piece, finish in events:
-            queue = self.queues.get(stream)
-            if queue is not None:
-                queue.put_nowait((piece, finish))
+            route = self.routes.get(stream)
+            if route is not None:
+                queue, index = route
+                queue.put_nowait((index, piece, finish))
 
-    def start_streams(self, request: Completion) -> list[Stream]:
-        streams = []
+    def start_streams(self, request: Completion) -> tuple[list[Stream], asyncio.Queue]:
+        """One stream per choice, all reporting to one queue as (choice index, text, finish reason)."""
+        streams, queue = [], asyncio.Queue()
         for p, prompt in enumerate(request.prompts):
             for i in range(request.n):
                 seed = request.seed + p * request.n + i  # choice i: seed + i, as `charrnn generate`
                 stream = Stream(prompt, request.max_tokens, request.sampling, seed, request.stops)
-                self.queues[stream] = asyncio.Queue()
+                self.routes[stream] = (queue, len(streams))
                 streams.append(stream)
                 self.engine.submit(stream)
-        return streams
+        return streams, queue
 
     def finish(self, streams: list[Stream]) -> None:
         for stream in streams:
             stream.cancelled = True  # a no-op for those that ended; frees the others' rows
-            self.queues.pop(stream, None)
+            self.routes.pop(stream, None)
 
     def model_card(self) -> dict[str, Any]:
         checkpoint, config = self.model.checkpoint, self.model.model.config
@@ -192,8 +195,9 @@ class Server:
         }
 
 
-def create_app(model: CharModel, name: str, limits: Limits = Limits(), max_streams: int = 64) -> Starlette:
-    server = Server(model, name, limits, max_streams)
+def create_app(server: Server) -> Starlette:
+    """The Starlette app for ``server``; whoever runs it also runs ``server.engine.run()``."""
+    model, limits = server.model, server.limits
 
     async def page(request: Request) -> Response:
         html = (resources.files("charrnn") / "commands" / "page.html").read_text(encoding="utf-8")
@@ -225,27 +229,25 @@ def create_app(model: CharModel, name: str, limits: Limits = Limits(), max_strea
             completion = parse_completion(parsed, model, limits)
         except BadRequest as exc:
             return error_response(str(exc), exc.status, exc.param)
-        streams = server.start_streams(completion)
+        streams, queue = server.start_streams(completion)
         header = {"id": f"cmpl-{secrets.token_hex(12)}", "object": "text_completion", "created": int(time.time())}
         header["model"] = server.name
         prompt_of = [p for p in completion.prompts for _ in range(completion.n)]
         if completion.stream:
             return StreamingResponse(
-                _events(server, streams, header, prompt_of if completion.echo else None),
+                _events(server, streams, queue, header, prompt_of if completion.echo else None),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
-        return await _whole(server, request, streams, header, prompt_of, completion.echo)
+        return await _whole(server, request, streams, queue, header, prompt_of, completion.echo)
 
     async def not_found(request: Request, exc: HTTPException) -> Response:
         return error_response(f"{request.method} {request.url.path}: {exc.detail}", exc.status_code)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        server.loop = asyncio.get_running_loop()
-        server.engine.start()
+        server.loop = asyncio.get_running_loop()  # where the engine hands its text
         yield
-        server.engine.close()
 
     app = Starlette(
         routes=[
@@ -257,25 +259,23 @@ def create_app(model: CharModel, name: str, limits: Limits = Limits(), max_strea
         exception_handlers={HTTPException: not_found},
         lifespan=lifespan,
     )
-    app.state.server = server
     return app
 
 
-async def _whole(server: Server, request: Request, streams, header, prompt_of, echo) -> Response:
+async def _whole(server: Server, request: Request, streams, queue, header, prompt_of, echo) -> Response:
     """Wait for every choice to end (cancelling them if the client leaves), then answer at once."""
     texts = [prompt if echo else "" for prompt in prompt_of]
     reasons: list[str | None] = [None] * len(streams)
     try:
-        for index, stream in enumerate(streams):
-            queue = server.queues[stream]
-            while reasons[index] is None:
-                try:
-                    piece, reasons[index] = await asyncio.wait_for(queue.get(), timeout=1.0)
-                except TimeoutError:
-                    if await request.is_disconnected():
-                        return Response(status_code=499)
-                    continue
-                texts[index] += piece
+        while None in reasons:
+            try:
+                index, piece, reason = await asyncio.wait_for(queue.get(), timeout=1.0)
+            except TimeoutError:
+                if await request.is_disconnected():
+                    return Response(status_code=499)
+                continue
+            texts[index] += piece
+            reasons[index] = reason
     finally:
         server.finish(streams)
     choices = [
@@ -289,37 +289,37 @@ async def _whole(server: Server, request: Request, streams, header, prompt_of, e
     return JSONResponse({**header, "choices": choices, "usage": usage})
 
 
-async def _events(server: Server, streams: list[Stream], header: dict, echo_prompts: list[str] | None):
-    """Server-sent events: a chunk whenever a choice has new text, one with its finish reason,
-    then ``data: [DONE]``. Whatever is waiting in a queue goes out as one chunk."""
+async def _events(server: Server, streams: list[Stream], queue: asyncio.Queue, header: dict, echo_prompts):
+    """Server-sent events: a chunk per choice with the text drawn since its last one (its last chunk
+    carries the finish reason), then ``data: [DONE]``.
+
+    The first text goes out at once; after that, chunks go out at most every ``CHUNK_SECONDS``,
+    each carrying everything drawn meanwhile: far fewer, larger writes than one per character,
+    which leaves the cores to the engine (and to the client) when many streams are active.
+    """
 
     def chunk(index: int, text: str, reason: str | None) -> bytes:
         choice = {"text": text, "index": index, "logprobs": None, "finish_reason": reason}
         return f"data: {json.dumps({**header, 'choices': [choice]}, ensure_ascii=False)}\n\n".encode()
 
-    getters: dict[asyncio.Future, int] = {}
     try:
-        if echo_prompts:
-            for index, prompt in enumerate(echo_prompts):
-                yield chunk(index, prompt, None)
-        getters.update({asyncio.ensure_future(server.queues[s].get()): i for i, s in enumerate(streams)})
-        while getters:
-            done, _ = await asyncio.wait(getters, return_when=asyncio.FIRST_COMPLETED)
-            out = []
-            for future in done:
-                index = getters.pop(future)
-                queue = server.queues[streams[index]]
-                items = [future.result()]
-                while not queue.empty():
-                    items.append(queue.get_nowait())
-                text = "".join(piece for piece, _ in items)
-                reason = items[-1][1]
-                out.append(chunk(index, text, reason))
-                if reason is None:
-                    getters[asyncio.ensure_future(queue.get())] = index
-            yield b"".join(out)
+        for index, prompt in enumerate(echo_prompts or ()):
+            yield chunk(index, prompt, None)
+        running = len(streams)
+        while running:
+            items = [await queue.get()]
+            while not queue.empty():
+                items.append(queue.get_nowait())
+            texts: dict[int, list[str]] = {}
+            reasons: dict[int, str] = {}
+            for index, piece, reason in items:
+                texts.setdefault(index, []).append(piece)
+                if reason is not None:
+                    reasons[index] = reason
+            running -= len(reasons)
+            yield b"".join(chunk(index, "".join(pieces), reasons.get(index)) for index, pieces in texts.items())
+            if running:
+                await asyncio.sleep(CHUNK_SECONDS)
         yield b"data: [DONE]\n\n"
     finally:
-        for future in getters:
-            future.cancel()
         server.finish(streams)

@@ -4,9 +4,9 @@ Requests that are active at the same time are stepped together: every step draws
 for each of the N active streams from one (N, V) logits tensor and advances all their states with
 one stepper call, (L, N, H) each. A stream joins at a step boundary (its prompt read into a state
 of its own first) and leaves at one (its length reached, a stop text found, or cancelled because
-its client went away). One thread runs the steps; everything it produces goes out through one
-callback per step, so whoever listens (the server's event loop) is woken once per step, not once
-per character.
+its client went away). One thread runs the steps; what they produce goes out through one
+callback every few milliseconds (``EMIT_SECONDS``), so whoever listens (the server's event loop)
+is woken a few hundred times a second, not once per step or per character.
 
     waiting ──admit──► active rows of the batch ──length / stop / cancel──► finished
 """
@@ -14,6 +14,7 @@ per character.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -45,12 +46,15 @@ class Stream:
         self.watch = StopWatch(self.stops)
 
 
-# What one step produced: (stream, text piece or "", finish reason or None) for each stream touched.
+# What steps produced: (stream, text piece or "", finish reason or None), in order.
 Events = list[tuple[Stream, str, str | None]]
+# Text is handed out at most this often (and at once when a stream ends): a listener on another
+# thread is woken a few hundred times a second, not at every step.
+EMIT_SECONDS = 0.005
 
 
 class Engine:
-    """Steps all active streams together in a thread of its own (``start``); ``submit`` from anywhere."""
+    """Steps all active streams together (``run``, in a thread of its own); ``submit`` from any other."""
 
     def __init__(self, model: CharRNN, vocab: Vocab, emit: Callable[[Events], None], max_streams: int = 64):
         self.model = model.eval()
@@ -62,7 +66,8 @@ class Engine:
         self._waiting: list[Stream] = []
         self._wake = threading.Condition()
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="charrnn-engine", daemon=True)
+        self._outbox: Events = []  # what the steps since the last emit produced
+        self._emitted_at = 0.0
         self.steps = 0  # steps taken, for all streams together
         self.characters = 0  # characters drawn, over all streams
         self.largest_batch = 0  # the most streams stepped together
@@ -71,14 +76,11 @@ class Engine:
         self._logits = torch.empty(0, len(vocab), device=self.device)  # (N, V)
         self._state: State = tuple(t[:, :0] for t in model.init_state(1))  # (L, N, H) each
 
-    def start(self) -> None:
-        self._thread.start()
-
     def close(self) -> None:
+        """Make ``run`` return (from any thread)."""
         with self._wake:
             self._closed = True
             self._wake.notify()
-        self._thread.join(timeout=10)
 
     def submit(self, stream: Stream) -> None:
         """Queue a stream; it joins the batch at the next step boundary."""
@@ -90,12 +92,14 @@ class Engine:
     def active(self) -> int:
         return len(self.streams)
 
-    def _run(self) -> None:
+    def run(self) -> None:
+        """Step until ``close``. Run it on the main thread where possible: torch's CPU kernels ran
+        about a third slower from a second thread here (benchmarks/serve_throughput.py)."""
         with torch.inference_mode():
             while True:
                 with self._wake:
                     while not self._closed and not self._waiting and not self.streams:
-                        self._wake.wait()
+                        self._wake.wait(timeout=0.5)  # a timeout keeps Ctrl-C deliverable
                     if self._closed:
                         return
                     room = self.max_streams - len(self.streams)
@@ -112,7 +116,8 @@ class Engine:
         """End every stream in hand with finish reason "error" and start again with an empty batch."""
         for stream in streams:
             stream.finish_reason = "error"
-        self.emit([(stream, "", "error") for stream in streams])
+        self.emit([*self._outbox, *((stream, "", "error") for stream in streams)])
+        self._outbox = []
         self.streams = []
         self._logits = self._logits[:0]
         self._state = tuple(t[:, :0] for t in self._state)
@@ -159,8 +164,11 @@ class Engine:
                 keep.append(row)
             if piece or stream.finish_reason:
                 events.append((stream, piece, stream.finish_reason))
-        if events:
-            self.emit(events)
+        self._outbox += events
+        now = time.perf_counter()
+        if self._outbox and (now - self._emitted_at >= EMIT_SECONDS or len(keep) < len(streams)):
+            self.emit(self._outbox)  # a listener woken every few ms, not every step
+            self._outbox, self._emitted_at = [], now
         if len(keep) < len(streams):
             index = torch.tensor(keep, dtype=torch.long, device=self.device)
             self.streams = [streams[row] for row in keep]
