@@ -8,6 +8,7 @@ and history come from the terminal's readline, and history is kept between sessi
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import sys
 from dataclasses import dataclass, replace
@@ -181,8 +182,6 @@ def _use_readline(history: Path) -> None:
     with contextlib.suppress(OSError):
         readline.read_history_file(history)
     readline.set_history_length(1000)
-    import atexit
-
     atexit.register(_save_history, readline, history)
 
 
