@@ -147,7 +147,8 @@ class Server:
 
     def _from_engine(self, events: Events) -> None:
         """Called in the engine's thread once per step: hand the events to the event loop."""
-        self.loop.call_soon_threadsafe(self._deliver, events)
+        with contextlib.suppress(RuntimeError):  # the event loop has closed: the server is shutting down
+            self.loop.call_soon_threadsafe(self._deliver, events)
 
     def _deliver(self, events: Events) -> None:
         for stream, piece, finish in events:
