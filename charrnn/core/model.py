@@ -30,7 +30,6 @@ from charrnn.core.vocab import one_hot
 # benchmarks/large_vocab.py on a 2-core CPU (2 x 256, batch 32, seq 100): the one-hot path is
 # faster up to about 500 characters, the lookup path beyond (1.3x at 1,024, 2.3x at 4,096).
 ONE_HOT_MAX_VOCAB = 512
-INPUT_PATHS = ("one-hot", "lookup")
 
 
 class CharRNN(nn.Module):
