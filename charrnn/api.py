@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from charrnn.bundled import bundled_model
-from charrnn.config import ModelConfig, SampleConfig, TrainConfig
+from charrnn.config import FINETUNE_DEFAULTS, ModelConfig, SampleConfig, TrainConfig
 from charrnn.core.devices import resolve_device
 from charrnn.core.model import CharRNN, count_parameters
 from charrnn.core.vocab import Vocab
@@ -25,7 +25,7 @@ from charrnn.generation.evaluate import Evaluation, evaluate_text
 from charrnn.generation.sample import Sampling, collect, stream_samples
 from charrnn.options import build, declared
 from charrnn.training.loop import TrainResult, fit
-from charrnn.training.policy import start_run
+from charrnn.training.policy import Sources, finetune_run, start_run
 from charrnn.training.reporting import Log, log_to_stdout
 
 
@@ -144,7 +144,7 @@ def load(path: str | os.PathLike | None = None, device: str = "auto") -> CharMod
 
 
 def train(
-    text_path: str | os.PathLike,
+    text: Sources,
     *,
     out_dir: str | os.PathLike | None = None,
     device: str = "auto",
@@ -152,32 +152,75 @@ def train(
     progress_bar: bool = True,
     **options: Any,
 ) -> TrainResult:
-    """Train a new model on ``text_path`` to the end. ``options`` are the options of ``charrnn train``
-    (see docs/options.md, or ``inspect.signature(charrnn.train)``), named as in Python.
+    """Train a new model on ``text`` (a file, a directory, a glob pattern, or a list of them) to the end.
+    ``options`` are the options of ``charrnn train`` (see docs/options.md, or
+    ``inspect.signature(charrnn.train)``), named as in Python.
 
     For example ``charrnn.train("book.txt", hidden_size=128, max_steps=500, out_dir="runs/a")``.
     Ctrl-C stops it cleanly after the current step, with last.pt saved.
     """
-    known = {opt.name for opt in TRAIN_OPTIONS}
-    unknown = set(options) - known
-    if unknown:
-        raise TypeError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-    try:
-        model_config, train_config = build(ModelConfig, options), build(TrainConfig, options)
-    except ValueError as exc:
-        raise TypeError(str(exc)) from None
-    run = start_run(text_path, model_config, train_config, out_dir=out_dir, device=device, log=log)
+    model_config, train_config = _configs(options, TRAIN_OPTIONS)
+    run = start_run(text, model_config, train_config, out_dir=out_dir, device=device, log=log)
     return fit(run, log=log, progress_bar=progress_bar)
 
 
-# train's keyword arguments, produced from the option declarations (help(), IDEs and the options test read this).
-TRAIN_OPTIONS = [opt for cls in (ModelConfig, TrainConfig) for opt in declared(cls) if "train" in opt.spec.commands]
-train.__signature__ = inspect.signature(train).replace(
-    parameters=[
-        *(p for p in inspect.signature(train).parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD),
-        *(inspect.Parameter(opt.name, inspect.Parameter.KEYWORD_ONLY, default=opt.default) for opt in TRAIN_OPTIONS),
-    ]
-)
+def finetune(
+    base: str | os.PathLike,
+    text: Sources,
+    *,
+    extend_vocab: bool = False,
+    out_dir: str | os.PathLike | None = None,
+    device: str = "auto",
+    log: Log = log_to_stdout,
+    progress_bar: bool = True,
+    **options: Any,
+) -> TrainResult:
+    """Fine-tune the model in ``base`` on ``text`` with a fresh optimizer and schedule, to the end.
+
+    ``options`` are those of ``charrnn finetune``; the learning rate and warm-up default to
+    ``FINETUNE_DEFAULTS``, the dropout to the base model's. ``extend_vocab=True`` adds the text's
+    new characters to the model instead of refusing them.
+    """
+    options = {**FINETUNE_DEFAULTS, **options}
+    dropout = options.pop("dropout", None)  # None: the base model's
+    _, train_config = _configs({**options, **({} if dropout is None else {"dropout": dropout})}, FINETUNE_OPTIONS)
+    run = finetune_run(
+        base, text, train_config, dropout=dropout, extend_vocab=extend_vocab, out_dir=out_dir, device=device, log=log
+    )
+    return fit(run, log=log, progress_bar=progress_bar)
+
+
+def _configs(options: dict[str, Any], allowed: list) -> tuple[ModelConfig, TrainConfig]:
+    """The configs for a training call's keyword options; TypeError names any it does not take."""
+    unknown = set(options) - {opt.name for opt in allowed}
+    if unknown:
+        raise TypeError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+    try:
+        return build(ModelConfig, options), build(TrainConfig, options)
+    except ValueError as exc:
+        raise TypeError(str(exc)) from None
+
+
+def _with_options(function: Any, command: str) -> list:
+    """Give ``function`` a signature listing the options of ``command`` as keyword arguments
+    (help(), IDEs and the options test read it); return those options."""
+    options = [opt for cls in (ModelConfig, TrainConfig) for opt in declared(cls) if command in opt.spec.commands]
+    defaults = {**FINETUNE_DEFAULTS, "dropout": None} if command == "finetune" else {}
+    own = [p for p in inspect.signature(function).parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    function.__signature__ = inspect.signature(function).replace(
+        parameters=[
+            *own,
+            *(
+                inspect.Parameter(opt.name, inspect.Parameter.KEYWORD_ONLY, default=defaults.get(opt.name, opt.default))
+                for opt in options
+            ),
+        ]
+    )
+    return options
+
+
+TRAIN_OPTIONS = _with_options(train, "train")
+FINETUNE_OPTIONS = _with_options(finetune, "finetune")
 
 
 def describe(path: str | os.PathLike) -> dict[str, Any]:
@@ -193,8 +236,12 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
         "input_path": model.input_path,
         "vocab_size": len(checkpoint.vocab),
         "vocab": list(checkpoint.vocab.chars),
-        "text_path": checkpoint.corpus_path,
-        "text_chars": checkpoint.corpus_chars,
+        "text_path": checkpoint.corpus.path,
+        "text_chars": checkpoint.corpus.chars,
+        "documents": [dataclasses.asdict(d) for d in checkpoint.corpus.documents],
+        "val_document": None if checkpoint.corpus.val_document is None else checkpoint.corpus.val_document.path,
+        "line_items": None if checkpoint.corpus.item_digests is None else len(checkpoint.corpus.item_digests),
+        "base": checkpoint.base,
         "train_config": checkpoint.saved_train_config,
         **dataclasses.asdict(checkpoint.progress),
         "best_val_loss": checkpoint.best_val_loss,

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from charrnn.options import option
 
-TRAIN = ("train",)
+TRAIN = ("train", "finetune")  # a fine-tuning run takes every run option a new one does
+READING = ("train", "finetune", "evaluate")  # the commands that read a corpus
 SAMPLING = ("generate", "chat")  # the options both take
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -22,6 +23,12 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 CELL_NAMES = ("lstm", "gru", "rnn")  # the keys of charrnn.core.cells.CELLS (tests check they agree)
 MAX_SEED = 2**63 - 1  # what torch.manual_seed takes
 MAX_SAMPLE_SEED = 2**64 - 1  # what torch.Generator.manual_seed takes; sample i uses seed + i
+NEWLINES = ("normalize", "keep")  # charrnn.core.data.NEWLINES (tests check they agree)
+
+# `charrnn finetune` starts from trained weights: a lower peak learning rate, so that the first
+# steps on a new text do not wash out what the base model knows, and a shorter warm-up, since
+# Adam's moments are what is fresh, not the weights (docs/your-own-text.md has the measurement).
+FINETUNE_DEFAULTS = {"lr": 1e-3, "warmup_steps": 20}
 
 
 @dataclass(frozen=True)
@@ -32,7 +39,7 @@ class ModelConfig:
     num_layers: int = option(2, "Stacked recurrent layers (L).", ("train", "explain"), low=1, fixed_on_resume=True)
     dropout: float = option(
         0.2,
-        "Dropout on each recurrent layer's output while training.",
+        "Dropout on each recurrent layer's output while training (finetune: the base model's by default).",
         TRAIN,
         low=0,
         high=1,
@@ -56,20 +63,20 @@ class TrainConfig:
     batch_size: int = option(
         16,
         "Contiguous streams trained side by side (B), per process under torchrun.",
-        ("train", "evaluate", "explain"),
+        ("train", "finetune", "evaluate", "explain"),
         low=1,
         fixed_on_resume=True,
     )
     seq_len: int = option(
         100,
         "Characters per window: how far back gradients flow (T).",
-        ("train", "evaluate", "explain"),
+        ("train", "finetune", "evaluate", "explain"),
         low=1,
         fixed_on_resume=True,
     )
     val_frac: float = option(
         0.1,
-        "Fraction of the text, from its end, held out for validation.",
+        "Fraction of each document, from its end, held out for validation (of the items, with --line-items).",
         TRAIN,
         low=0,
         high=1,
@@ -78,12 +85,44 @@ class TrainConfig:
         fixed_on_resume=True,
     )
     seed: int = option(
-        1234, "Seed for weight init and dropout.", ("train", "explain"), low=0, high=MAX_SEED, fixed_on_resume=True
+        1234,
+        "Seed for weight init, dropout and the order of --line-items.",
+        ("train", "finetune", "explain"),
+        low=0,
+        high=MAX_SEED,
+        fixed_on_resume=True,
+    )
+    val_file: str | None = option(
+        None,
+        "Validate on this file instead of the end of each document (it is then not trained on).",
+        TRAIN,
+        metavar="FILE",
+        show_default="none",
+        fixed_on_resume=True,
+    )
+    line_items: bool = option(
+        False,
+        "Each line is one item (names, titles): items are shuffled, each starts after a newline, "
+        "and generate prints whole items and says how many are new.",
+        TRAIN,
+        fixed_on_resume=True,
+    )
+    newlines: str = option(
+        "normalize",
+        "Line ends: normalize turns CRLF and bare CR into LF; keep leaves the text as decoded.",
+        READING,
+        choices=NEWLINES,
+        fixed_on_resume=True,
+    )
+    encoding: str = option(
+        "utf-8",
+        "The text files' encoding: any codec Python knows (cp1252, latin-1, utf-16, ...); a BOM is dropped.",
+        READING,
     )
     decode_errors: str = option(
         "strict",
-        "Bytes that are not UTF-8: refuse the file (strict), or replace them with U+FFFD.",
-        ("train", "evaluate"),
+        "Bytes the encoding cannot decode: refuse the file (strict), or replace them with U+FFFD.",
+        READING,
         choices=("strict", "replace"),
     )
     # --- optimisation and schedule: may change on resume ---------------------------------------
@@ -194,6 +233,6 @@ class Placement:
     device: str = option(
         "auto",
         "Where to run: auto picks cuda, then mps, then cpu.",
-        ("train", "generate", "evaluate", "chat", "serve"),
+        ("train", "finetune", "generate", "evaluate", "chat", "serve"),
         choices=DEVICES,
     )

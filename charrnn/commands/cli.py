@@ -14,7 +14,7 @@ from charrnn.commands.common import Commands
 from charrnn.commands.generate import generate
 from charrnn.commands.inspect import evaluate, explain, info, plot
 from charrnn.commands.serve import serve
-from charrnn.commands.train import train
+from charrnn.commands.train import finetune, train
 from charrnn.version import __version__
 
 
@@ -24,5 +24,5 @@ def main() -> None:
     """Character-level LSTM text generator: train on a book, generate text in its voice."""
 
 
-for command in (train, generate, chat, serve, evaluate, info, explain, plot):
+for command in (train, finetune, generate, chat, serve, evaluate, info, explain, plot):
     main.add_command(command)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import click
@@ -13,13 +14,13 @@ from charrnn.commands.common import EXISTING_FILE, declared_options, read_utf8, 
 from charrnn.commands.explain import explain_text, render
 from charrnn.commands.plot import plot_run
 from charrnn.config import ModelConfig, Placement, TrainConfig
-from charrnn.core.data import read_text
+from charrnn.core.corpus import DOCUMENT_SEPARATOR, TextFormat, read_joined
 from charrnn.errors import CharRNNError
 
 
 @click.command()
 @click.argument("checkpoint", type=EXISTING_FILE)
-@click.argument("text_file", type=EXISTING_FILE)
+@click.argument("text", nargs=-1, required=True)
 @declared_options(
     "evaluate", TrainConfig, Placement, replace={name: (None, "the checkpoint's") for name in ("batch_size", "seq_len")}
 )
@@ -27,27 +28,35 @@ from charrnn.errors import CharRNNError
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line instead of text.")
 def evaluate(
     checkpoint: Path,
-    text_file: Path,
+    text: tuple[str, ...],
     batch_size: int | None,
     seq_len: int | None,
     strict: bool,
     as_json: bool,
+    encoding: str,
+    newlines: str,
     decode_errors: str,
     device: str,
 ) -> None:
-    """Score CHECKPOINT on TEXT_FILE: nats and bits per character, and perplexity.
+    """Score CHECKPOINT on TEXT: nats and bits per character, and perplexity.
 
     The text is scored as the trainer scores its validation split (the state carried across
     windows, dropout off), so on that split's text it gives the validation loss the trainer
-    reported.
+    reported. TEXT is read as `charrnn train` reads it (files, directories, glob patterns);
+    several documents are joined by the document separator if the model knows it, else back to back.
 
     \b
     Examples:
       charrnn evaluate checkpoints/tinyshakespeare/best.pt some_play.txt
       charrnn evaluate run/best.pt book.txt --batch-size 1 --json
+      charrnn evaluate run/best.pt held-out/ --encoding cp1252
     """
     model = load(checkpoint, device)
-    result = model.evaluate(read_text(text_file, decode_errors), batch_size=batch_size, seq_len=seq_len, strict=strict)
+    separator = DOCUMENT_SEPARATOR if DOCUMENT_SEPARATOR in model.vocab.chars else ""
+    text_format = TextFormat(encoding, decode_errors, newlines)
+    joined = read_joined(text, text_format, separator, warn=lambda line: click.echo(line, err=True))
+    result = model.evaluate(joined, batch_size=batch_size, seq_len=seq_len, strict=strict)
+    text_file = text[0] if len(text) == 1 else list(text)
     if result.unknown:
         shown = ", ".join(f"{char!r} x{count}" for char, count in result.unknown.items())
         click.echo(
@@ -58,7 +67,7 @@ def evaluate(
             json.dumps(
                 {
                     "checkpoint": str(checkpoint),
-                    "text": str(text_file),
+                    "text": text_file,
                     "nats_per_char": result.nats_per_char,
                     "bits_per_char": result.bits_per_char,
                     "perplexity": result.perplexity,
@@ -70,7 +79,9 @@ def evaluate(
             )
         )
         return
-    click.echo(f"{checkpoint} on {text_file}: {result.chars_scored:,} characters scored in {result.streams} stream(s)")
+    click.echo(
+        f"{checkpoint} on {' '.join(text)}: {result.chars_scored:,} characters scored in {result.streams} stream(s)"
+    )
     click.echo(
         f"  {result.nats_per_char:.4f} nats/char   {result.bits_per_char:.4f} bits/char   "
         f"perplexity {result.perplexity:.3f}"
@@ -116,8 +127,12 @@ def info(checkpoint: Path, show_vocab: bool, as_json: bool) -> None:
         f"dropout {model['dropout']:g}, "
         f"{facts['parameters']:,} parameters",
         f"vocabulary     {facts['vocab_size']} characters ({facts['input_path']} inputs)",
-        f"trained on     {facts['text_path']} ({facts['text_chars']:,} characters, last {setting('val_frac', 'g')} "
-        "held out for validation)",
+        f"trained on     {_trained_on(facts)} ({facts['text_chars']:,} characters, "
+        + (
+            f"validated on {facts['val_document']})"
+            if facts["val_document"]
+            else f"last {setting('val_frac', 'g')} of each held out for validation)"
+        ),
         f"training       batch {setting('batch_size')} x {setting('seq_len')}, lr {setting('lr', 'g')}, "
         f"grad clip {setting('grad_clip', 'g')}, seed {setting('seed')}",
         f"progress       step {facts['step']:,}, epoch {facts['epoch']}, {facts['chars_seen']:,} characters seen, "
@@ -125,9 +140,24 @@ def info(checkpoint: Path, show_vocab: bool, as_json: bool) -> None:
         f"best val loss  {loss(facts['best_val_loss'])}",
         f"last val loss  {loss(facts['last_val_loss'])}",
     ]
+    if facts["base"]:
+        lines.insert(4, f"fine-tuned from {facts['base']['path']} (sha256 {facts['base']['sha256'][:12]}...)")
     if show_vocab:
         lines.append("vocab          " + " ".join(repr(c)[1:-1] or " " for c in facts["vocab"]))
     click.echo("\n".join(lines))
+
+
+def _trained_on(facts: dict) -> str:
+    """'/books/emma.txt', or '312 files under /lyrics', with the line items' count if any."""
+    documents = facts["documents"]
+    if len(documents) == 1:
+        what = documents[0]["path"]
+    else:
+        where = os.path.commonpath([d["path"] for d in documents])
+        what = f"{len(documents):,} files under {where}"
+    if facts["line_items"] is not None:
+        what += f", {facts['line_items']:,} distinct line items"
+    return what
 
 
 @click.command()

@@ -1,8 +1,9 @@
-"""`charrnn train`: start or resume a run (``charrnn.training``), with options from the command
-line, a TOML file (--config), or the declared defaults, in that order of precedence."""
+"""`charrnn train` and `charrnn finetune`: start or resume a run (``charrnn.training``), with options
+from the command line, a TOML file (train --config), or the declared defaults, in that order."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +11,12 @@ import click
 from click.core import ParameterSource
 
 from charrnn.commands.common import EXISTING_FILE, declared_options, text_or_bundled_book
-from charrnn.config import ModelConfig, Placement, TrainConfig
-from charrnn.errors import CharRNNError
+from charrnn.config import FINETUNE_DEFAULTS, ModelConfig, Placement, TrainConfig
 from charrnn.formats.runconfig import read_run_config
 from charrnn.options import build
 from charrnn.training.loop import fit
-from charrnn.training.policy import resume_run, start_run
+from charrnn.training.policy import finetune_run, resume_run, start_run
+from charrnn.training.run import TrainingRun
 
 NOT_GIVEN = (ParameterSource.DEFAULT,)  # a value from --config counts as given (ParameterSource.DEFAULT_MAP)
 
@@ -37,8 +38,44 @@ def _read_config(ctx: click.Context, param: click.Parameter, path: Path | None) 
     return path
 
 
+def _run_options(out_default: str) -> Callable:
+    """The options of the commands that run training: where to write, resume, samples, progress."""
+
+    def decorate(function: Callable) -> Callable:
+        for decorator in reversed(
+            [
+                click.option(
+                    "--out",
+                    type=click.Path(file_okay=False, path_type=Path),
+                    default=None,
+                    show_default=f"{out_default}; on resume, the checkpoint's directory",
+                    help="Run directory for last.pt, best.pt, metrics.csv and config.toml.",
+                ),
+                click.option(
+                    "--no-sample", is_flag=True, help="Print no samples while training (the same as --sample-every 0)."
+                ),
+                click.option(
+                    "--resume",
+                    "resume_from",
+                    type=EXISTING_FILE,
+                    default=None,
+                    help="Continue the run saved in this checkpoint (its last.pt).",
+                ),
+                click.option(
+                    "--progress/--no-progress",
+                    default=True,
+                    help="Show progress on stderr: a bar on a terminal, a plain line every 30 s otherwise.",
+                ),
+            ]
+        ):
+            function = decorator(function)
+        return function
+
+    return decorate
+
+
 @click.command()
-@click.argument("text_file", required=False, type=EXISTING_FILE)
+@click.argument("text", nargs=-1)
 @click.option(
     "--config",
     type=EXISTING_FILE,
@@ -47,31 +84,12 @@ def _read_config(ctx: click.Context, param: click.Parameter, path: Path | None) 
     callback=_read_config,
     help="Read options from this TOML file (name = value, as in a run's config.toml); the command line wins.",
 )
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    show_default="checkpoints/<text file stem>; on resume, the checkpoint's directory",
-    help="Run directory for last.pt, best.pt, metrics.csv and config.toml.",
-)
 @declared_options("train", ModelConfig, TrainConfig, Placement)
-@click.option("--no-sample", is_flag=True, help="Print no samples while training (the same as --sample-every 0).")
-@click.option(
-    "--resume",
-    "resume_from",
-    type=EXISTING_FILE,
-    default=None,
-    help="Continue the run saved in this checkpoint (its last.pt).",
-)
-@click.option(
-    "--progress/--no-progress",
-    default=True,
-    help="Show progress on stderr: a bar on a terminal, a plain line every 30 s otherwise.",
-)
+@_run_options("checkpoints/<name of the text>")
 @click.pass_context
 def train(
     ctx: click.Context,
-    text_file: Path | None,
+    text: tuple[str, ...],
     out: Path | None,
     resume_from: Path | None,
     device: str,
@@ -79,11 +97,13 @@ def train(
     no_sample: bool,
     **options: Any,
 ) -> None:
-    """Train a character-level LSTM on TEXT_FILE (default: the bundled tinyshakespeare).
+    """Train a character-level LSTM on TEXT (default: the bundled tinyshakespeare).
 
-    Writes DIR/last.pt every --save-every steps and at the end, and DIR/best.pt whenever the
-    validation loss improves; DIR/config.toml holds the run's options. Ctrl-C (or SIGTERM)
-    stops after the current step and saves last.pt; --resume continues exactly where it stopped.
+    TEXT is one or more text files, directories (every file below, hidden ones left out, in path
+    order) and quoted glob patterns ('lyrics/**/*.txt'); several documents are joined by the
+    separator U+001C. Writes DIR/last.pt every --save-every steps and at the end, and DIR/best.pt
+    whenever the validation loss improves; DIR/config.toml holds the run's options. Ctrl-C (or
+    SIGTERM) stops after the current step and saves last.pt; --resume continues exactly there.
 
     Under torchrun it trains data-parallel (DistributedDataParallel): --batch-size streams per
     process; rank 0 prints and writes the checkpoints.
@@ -92,25 +112,102 @@ def train(
     Examples:
       charrnn train
       charrnn train my_book.txt --hidden-size 512 --max-steps 5000
+      charrnn train poems/ --val-file poems-held-out.txt
+      charrnn train names.txt --line-items
+      charrnn train old.txt --encoding cp1252
       charrnn train --config checkpoints/tinyshakespeare/config.toml --out checkpoints/again
       charrnn train --resume checkpoints/tinyshakespeare/last.pt --max-steps 8000
       torchrun --nproc-per-node 4 -m charrnn train my_book.txt --device cuda
     """
+    given = _given(ctx, options, no_sample)
+    sources = list(text)
+    if not sources and ctx.meta.get("config_text"):
+        saved = ctx.meta["config_text"]
+        sources = [saved] if isinstance(saved, str) else list(saved)
+    common = {"out_dir": out, "device": device}
+    if resume_from is not None:
+        run = resume_run(resume_from, sources=sources or None, overrides=given, **common)
+    else:
+        model_config, train_config = build(ModelConfig, options), build(TrainConfig, options)
+        run = start_run(sources or [text_or_bundled_book(None)], model_config, train_config, **common)
+    _fit(ctx, run, progress)
+
+
+@click.command()
+@click.argument("base", required=False)
+@click.argument("text", nargs=-1)
+@declared_options(
+    "finetune",
+    ModelConfig,
+    TrainConfig,
+    Placement,
+    replace={
+        "dropout": (None, "the base model's"),
+        **{
+            name: (value, f"{value:g} (train: {getattr(TrainConfig, name):g})")
+            for name, value in FINETUNE_DEFAULTS.items()
+        },
+    },
+)
+@click.option(
+    "--extend-vocab",
+    is_flag=True,
+    help="Add characters of TEXT that BASE lacks to the model (their weights start fresh, the others kept exactly).",
+)
+@_run_options("checkpoints/<name of the text>-finetuned")
+@click.pass_context
+def finetune(
+    ctx: click.Context,
+    base: str | None,
+    text: tuple[str, ...],
+    out: Path | None,
+    resume_from: Path | None,
+    device: str,
+    progress: bool,
+    no_sample: bool,
+    extend_vocab: bool,
+    dropout: float | None,
+    **options: Any,
+) -> None:
+    """Fine-tune the model in BASE on TEXT: its weights, a fresh optimizer and schedule, a new run.
+
+    TEXT is read as by `charrnn train` (files, directories, glob patterns). Characters of TEXT
+    that BASE has never seen are refused, listed, unless --extend-vocab. The run's checkpoints
+    record BASE (path and SHA-256) and resume like any run: `charrnn finetune --resume DIR/last.pt`.
+
+    \b
+    Examples:
+      charrnn finetune checkpoints/tinyshakespeare/best.pt my_letters/ --max-steps 1000
+      charrnn finetune base.pt warpeace.txt --extend-vocab --time-limit 5
+      charrnn finetune --resume checkpoints/warpeace-finetuned/last.pt
+    """
+    given = _given(ctx, options, no_sample)
+    if dropout is not None:
+        given["dropout"] = dropout
+    sources = ([base] if base is not None else []) + list(text)
+    common = {"out_dir": out, "device": device}
+    if resume_from is not None:  # BASE and TEXT, if any, are both the text
+        run = resume_run(resume_from, sources=sources or None, overrides=given, **common)
+    else:
+        if base is None or not text:
+            raise click.UsageError("give the base checkpoint and the text: charrnn finetune BASE TEXT...")
+        run = finetune_run(
+            base, text, build(TrainConfig, options), dropout=dropout, extend_vocab=extend_vocab, **common
+        )
+    _fit(ctx, run, progress)
+
+
+def _given(ctx: click.Context, options: dict[str, Any], no_sample: bool) -> dict[str, Any]:
+    """The options given on the command line or by --config (what a resume changes); --no-sample applied."""
     given = {name: value for name, value in options.items() if ctx.get_parameter_source(name) not in NOT_GIVEN}
     if no_sample:
         if given.get("sample_every") not in (None, 0):
             raise click.UsageError("--no-sample and --sample-every contradict each other: give one")
         options["sample_every"] = given["sample_every"] = 0
-    if text_file is None and ctx.meta.get("config_text"):
-        text_file = Path(ctx.meta["config_text"])
-        if not text_file.is_file():
-            raise CharRNNError(f"the text {text_file} named in --config does not exist: pass TEXT_FILE")
-    common = {"out_dir": out, "device": device}
-    if resume_from is not None:
-        run = resume_run(resume_from, text_path=text_file, overrides=given, **common)
-    else:
-        model_config, train_config = build(ModelConfig, options), build(TrainConfig, options)
-        run = start_run(text_or_bundled_book(text_file), model_config, train_config, **common)
+    return given
+
+
+def _fit(ctx: click.Context, run: TrainingRun, progress: bool) -> None:
     result = fit(run, progress_bar=progress)
     if result.stopped_by_signal is not None:
         ctx.exit(128 + result.stopped_by_signal)

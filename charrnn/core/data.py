@@ -25,49 +25,94 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from charrnn.config import NEWLINES
 from charrnn.errors import CharRNNError
 
 
-def read_text(path: str | os.PathLike, decode_errors: str = "strict") -> str:
-    """Read a UTF-8 text file the way training, evaluation and resume all see it.
+class NotTextError(CharRNNError):
+    """The file is empty or binary: a directory scan skips such files, a file named alone is refused."""
 
-    A leading byte-order mark is dropped and Windows line ends (CRLF) become "\\n", so the same
-    book saved on two systems gives the same characters. Empty files, files with NUL bytes
-    (binary) and invalid UTF-8 are refused with a message; ``decode_errors="replace"`` turns
-    undecodable bytes into U+FFFD instead.
 
-    The BOM and the line ends are dealt with in the bytes, before decoding, so a big book is held
-    at most as its bytes plus its text (or, for a moment, two copies of its bytes), never also as
-    a second, normalised copy of the text, which Python stores at up to 4 bytes per character.
-    That gives the same text: CR and LF are never part of a multi-byte character, and U+FFFD
-    never stands for either.
+def read_text(
+    path: str | os.PathLike, decode_errors: str = "strict", *, encoding: str = "utf-8", newlines: str = "normalize"
+) -> str:
+    """Read a text file the way training, evaluation and resume all see it.
+
+    A leading byte-order mark is dropped, and with ``newlines="normalize"`` Windows (CRLF) and
+    old Mac (bare CR) line ends become "\\n", so the same book saved on two systems gives the same
+    characters and no generated text carries a CR that makes a terminal overwrite its own line;
+    ``"keep"`` keeps them as they are. Empty files and files with NUL characters (binary) raise
+    NotTextError; text the codec cannot decode is refused with the byte offset, unless
+    ``decode_errors="replace"`` turns it into U+FFFD.
+
+    For UTF-8 the BOM and the line ends are dealt with in the bytes, before decoding, so a big
+    book is held at most as its bytes plus its text (or, for a moment, two copies of its bytes),
+    never also as a second, normalised copy of the text, which Python stores at up to 4 bytes per
+    character. That gives the same text: CR and LF are never part of a multi-byte character, and
+    U+FFFD never stands for either. Other codecs (UTF-16, say) may use those bytes inside a
+    character, so there the text is decoded first and normalised after.
     """
+    if newlines not in NEWLINES:
+        raise CharRNNError(f"newlines must be one of {', '.join(NEWLINES)}, not {newlines!r}")
+    codec = codec_name(encoding)
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise CharRNNError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not raw:
-        raise CharRNNError(f"{path} is empty: give a text file with some characters in it")
+        raise NotTextError(f"{path} is empty: give a text file with some characters in it")
+    if codec != "utf-8":
+        return _decode_other(path, raw, codec, decode_errors, newlines)
     nul = raw.find(b"\x00")
     if nul >= 0:
-        raise CharRNNError(f"{path} looks binary (NUL byte at offset {nul}): give a plain UTF-8 text file")
+        raise NotTextError(f"{path} looks binary (NUL byte at offset {nul}): give a plain text file")
     text_start = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
-    raw = raw.replace(b"\r\n", b"\n")  # the same object when there is no CRLF
+    if newlines == "normalize":
+        raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")  # the same object when there is no CR
     try:
         return str(memoryview(raw)[text_start:], "utf-8", decode_errors)  # a view: no copy of the bytes
     except UnicodeDecodeError:
         del raw  # room for reading the file again to find the offset
-    raise CharRNNError(
-        f"{path} is not valid UTF-8 (byte offset {_invalid_utf8_offset(path)}): convert it to UTF-8, "
-        "or pass --decode-errors replace to replace undecodable bytes"
+    raise _undecodable(path, "UTF-8", _invalid_offset(path, "utf-8"))
+
+
+def codec_name(encoding: str) -> str:
+    """Python's own name for ``encoding`` ("UTF8" and "utf_8" are "utf-8"); one line if it knows none."""
+    try:
+        return codecs.lookup(encoding).name
+    except LookupError:
+        raise CharRNNError(
+            f"unknown encoding {encoding!r}: give a codec Python knows, such as utf-8, cp1252, latin-1 or utf-16"
+        ) from None
+
+
+def _decode_other(path: str | os.PathLike, raw: bytes, codec: str, decode_errors: str, newlines: str) -> str:
+    """read_text for any codec but UTF-8: decode, then drop a BOM and normalise the line ends."""
+    try:
+        text = raw.decode(codec, decode_errors)
+    except UnicodeDecodeError as exc:
+        raise _undecodable(path, codec, exc.start) from None
+    text = text.removeprefix("\ufeff")  # UTF-16 and UTF-8-sig drop their own; a BOM is never text
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise NotTextError(f"{path} looks binary (NUL character at position {nul}): give a plain text file")
+    if newlines == "normalize":
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
+
+
+def _undecodable(path: str | os.PathLike, codec: str, offset: int | str) -> CharRNNError:
+    return CharRNNError(
+        f"{path} is not valid {codec} (byte offset {offset}): pass the file's --encoding (e.g. cp1252), "
+        "or --decode-errors replace to replace undecodable bytes"
     )
 
 
-def _invalid_utf8_offset(path: str | os.PathLike) -> int | str:
-    """Where the file stops being UTF-8, found in the file as it is on disk: the text that failed
+def _invalid_offset(path: str | os.PathLike, codec: str) -> int | str:
+    """Where the file stops decoding, found in the file as it is on disk: the text that failed
     to decode had lost its BOM and the CR of each CRLF, so its offsets are not the file's."""
     try:
-        Path(path).read_bytes().decode("utf-8")
+        Path(path).read_bytes().decode(codec)
     except UnicodeDecodeError as exc:
         return exc.start
     except OSError:

@@ -45,6 +45,23 @@ def _code_points(text: str) -> Iterable[np.ndarray]:
             yield np.frombuffer(chunk.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 
+class CharacterSet:
+    """The distinct characters of one or many texts, collected a text at a time: one flag per
+    Unicode code point (1.1 MB), so that a corpus of many files never needs its text all at once."""
+
+    def __init__(self) -> None:
+        self.seen = np.zeros(_NUM_CODE_POINTS, dtype=bool)
+
+    def add(self, text: str) -> None:
+        for code_points in _code_points(text):
+            counts = np.bincount(code_points)  # faster than seen[code_points] = True
+            self.seen[: counts.size] |= counts > 0
+
+    def chars(self) -> list[str]:
+        """The characters seen, sorted (a Vocab's order)."""
+        return [chr(cp) for cp in np.flatnonzero(self.seen)]
+
+
 def id_dtype(vocab_size: int) -> np.dtype:
     """The smallest integer dtype torch can index with that holds ids 0 .. vocab_size-1."""
     if vocab_size <= 1 << 8:
@@ -78,11 +95,9 @@ class Vocab:
     @classmethod
     def from_text(cls, text: str) -> Vocab:
         """The sorted distinct characters of ``text``, found without a Python-level loop."""
-        seen = np.zeros(_NUM_CODE_POINTS, dtype=bool)  # one flag per Unicode code point
-        for code_points in _code_points(text):
-            counts = np.bincount(code_points)  # faster than seen[code_points] = True
-            seen[: counts.size] |= counts > 0
-        return cls([chr(cp) for cp in np.flatnonzero(seen)])
+        seen = CharacterSet()
+        seen.add(text)
+        return cls(seen.chars())
 
     def __len__(self) -> int:
         return len(self.chars)

@@ -9,7 +9,9 @@ Format 2 (charrnn 0.2), the file's dict:
 
     format, format_version, charrnn_version, torch_version
     model_config: dict          vocab: list[str]          model_state: state_dict ("rnn.*", "head.*")
-    train_config: dict          corpus: {path: str, chars: int}
+    train_config: dict          corpus: {path: str, chars: int, and since 0.3: documents, sources,
+                                         val_document, separator, items}   (see _corpus_dict)
+    base: {path, sha256} | None (optional: a fine-tuning run's base model)
     optimizer_state: dict       scaler_state: dict ({} unless fp16)
     progress: dict              hidden_state: [h, c] (LSTM) or [h], each (L, B, H) over all streams
     processes: int              rng: {torch: [P uint8 tensors], cuda: [...] (optional), python: tuple}
@@ -36,6 +38,7 @@ from typing import Any
 import torch
 
 from charrnn.config import ModelConfig, TrainConfig
+from charrnn.core.corpus import Corpus, Document
 from charrnn.core.model import CharRNN
 from charrnn.core.vocab import Vocab
 from charrnn.errors import CharRNNError
@@ -87,8 +90,7 @@ class Checkpoint:
     vocab: Vocab
     model_state: dict[str, torch.Tensor]
     saved_train_config: dict[str, Any]  # as stored: read through ``train_config`` / ``layout``
-    corpus_path: str  # the text the run trained on
-    corpus_chars: int  # its length in characters (the validation split included)
+    corpus: Corpus  # the documents the run trained on
     progress: Progress
     optimizer_state: dict[str, Any]
     hidden_state: list[torch.Tensor]  # [h, c] or [h], each (L, B, H) over all the run's streams
@@ -98,6 +100,7 @@ class Checkpoint:
     metrics: list[dict[str, Any]]
     scaler_state: dict[str, Any] = field(default_factory=dict)
     processes: int = 1  # how many processes trained the run's streams
+    base: dict[str, str] | None = None  # a fine-tuning run's base model: {path, sha256}
     charrnn_version: str = __version__
     torch_version: str = field(default_factory=lambda: str(torch.__version__))
     format_version: int = FORMAT_VERSION
@@ -165,7 +168,8 @@ class Checkpoint:
             "vocab": list(self.vocab.chars),
             "model_state": {name: tensor.detach().cpu() for name, tensor in self.model_state.items()},
             "train_config": dict(self.saved_train_config),
-            "corpus": {"path": self.corpus_path, "chars": self.corpus_chars},
+            "corpus": _corpus_dict(self.corpus),
+            "base": self.base,
             "optimizer_state": _to_cpu(self.optimizer_state),
             "scaler_state": _to_cpu(self.scaler_state),
             "progress": dataclasses.asdict(self.progress),
@@ -220,14 +224,13 @@ class Checkpoint:
         if missing:
             raise CharRNNError(f"{path} is an incomplete charrnn checkpoint: missing {', '.join(missing)}")
         try:
-            corpus = raw["corpus"]
             checkpoint = cls(
                 model_config=ModelConfig(**raw["model_config"]),
                 vocab=Vocab(raw["vocab"]),
                 model_state=raw["model_state"],
                 saved_train_config=dict(raw["train_config"]) if isinstance(raw["train_config"], dict) else {},
-                corpus_path=str(corpus["path"]),
-                corpus_chars=int(corpus["chars"]),
+                corpus=_corpus(raw["corpus"]),
+                base=raw.get("base"),
                 progress=Progress(**raw["progress"]),
                 optimizer_state=raw["optimizer_state"],
                 hidden_state=list(raw["hidden_state"]),
@@ -328,6 +331,35 @@ def _from_format_1(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 _MIGRATIONS = {1: _from_format_1}
+
+
+def _corpus_dict(corpus: Corpus) -> dict[str, Any]:
+    """The corpus record: ``path`` and ``chars`` as charrnn 0.2 wrote them, then what 0.3 adds."""
+    return {
+        "path": corpus.path,
+        "chars": corpus.chars,
+        "documents": [dataclasses.asdict(d) for d in corpus.documents],  # {path, bytes, sha256, chars}
+        "sources": list(corpus.sources),
+        "val_document": None if corpus.val_document is None else dataclasses.asdict(corpus.val_document),
+        "separator": corpus.separator,
+        "items": None if corpus.item_digests is None else torch.from_numpy(corpus.item_digests),  # int64 digests
+    }
+
+
+def _corpus(saved: dict[str, Any]) -> Corpus:
+    """The corpus record; one written by charrnn 0.2 becomes a single document without a hash."""
+    documents = [Document(**d) for d in saved.get("documents") or []]
+    if not documents:
+        documents = [Document(str(saved["path"]), 0, "", int(saved["chars"]))]
+    items = saved.get("items")
+    return Corpus(
+        documents=documents,
+        chars=int(saved["chars"]),
+        val_document=Document(**saved["val_document"]) if saved.get("val_document") else None,
+        separator=saved.get("separator"),
+        item_digests=None if items is None else items.numpy(),
+        sources=list(saved.get("sources") or []),
+    )
 
 
 def _rng_states(saved: Any) -> RngStates | None:

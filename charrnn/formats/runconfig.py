@@ -1,8 +1,8 @@
 """config.toml: a run's resolved options, written into its directory and read back by --config.
 
-    # charrnn 0.2.0: the options this run resolved to. Repeat it with
+    # charrnn 0.3.0: the options this run resolved to. Repeat it with
     #   charrnn train --config checkpoints/tinyshakespeare/config.toml --out NEW_DIR
-    text = "/home/me/corpora/tinyshakespeare.txt"
+    text = "/home/me/corpora/tinyshakespeare.txt"      (a list when the run read several sources)
     hidden_size = 256
     ...
 
@@ -18,6 +18,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +34,15 @@ else:  # Python 3.10: the same parser, from PyPI
 RUN_CONFIG_FILE = "config.toml"
 
 
-def write_run_config(out_dir: Path, text_path: Path, model_config: ModelConfig, train_config: TrainConfig) -> Path:
+def write_run_config(
+    out_dir: Path, sources: Sequence[str], model_config: ModelConfig, train_config: TrainConfig
+) -> Path:
     """Write ``out_dir/config.toml`` (replacing the one an earlier session of the run wrote)."""
     path = out_dir / RUN_CONFIG_FILE
     lines = [
         f"# charrnn {__version__}: the options this run resolved to. Repeat it with",
         f"#   charrnn train --config {path} --out NEW_DIR",
-        f"text = {_toml_value(str(text_path))}",
+        f"text = {_toml_value(_absolute(sources[0]) if len(sources) == 1 else [_absolute(s) for s in sources])}",
     ]
     for config in (model_config, train_config):
         for name, value in dataclasses.asdict(config).items():
@@ -51,7 +54,14 @@ def write_run_config(out_dir: Path, text_path: Path, model_config: ModelConfig, 
     return path
 
 
+def _absolute(source: str) -> str:
+    """A source as a path that works from any directory (a glob pattern stays a pattern)."""
+    return os.path.abspath(source)
+
+
 def _toml_value(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):

@@ -1,9 +1,11 @@
 """The run policy: how a run starts, and what a resume restores, may change, and refuses.
 
-    start_run   a new run: read and lay out the text, a fresh model, a new run directory
-    resume_run  a saved run, restored exactly: weights, optimizer, position, hidden state, RNG
-                states and scores; options that shape the model or the data are refused, the rest
-                (learning rate, limits, schedule, ...) change with a notice
+    start_run     a new run: read and lay out the text, a fresh model, a new run directory
+    finetune_run  a new run from a trained model's weights (its vocabulary grown if asked), with a
+                  fresh optimizer and schedule; the checkpoints record the base model
+    resume_run    a saved run, restored exactly: weights, optimizer, position, hidden state, RNG
+                  states and scores; options that shape the model or the data are refused, the rest
+                  (learning rate, limits, schedule, ...) change with a notice
 
 Both return a ``TrainingRun`` ready for ``charrnn.training.loop.fit``; neither trains. Every run
 directory gets the run's resolved options as config.toml (``charrnn train --config`` reads it).
@@ -12,27 +14,30 @@ directory gets the run's resolved options as config.toml (``charrnn train --conf
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from charrnn.config import ModelConfig, TrainConfig
-from charrnn.core.data import StreamBatches, read_text, split_train_val
+from charrnn.config import FINETUNE_DEFAULTS, ModelConfig, TrainConfig
+from charrnn.core.corpus import DOCUMENT_SEPARATOR, Scan, TextFormat, lay_out, scan
+from charrnn.core.data import StreamBatches
 from charrnn.core.devices import resolve_device
 from charrnn.core.model import CharRNN, count_parameters
-from charrnn.core.vocab import UnknownCharactersError, Vocab
+from charrnn.core.vocab import Vocab
 from charrnn.errors import CharRNNError
 from charrnn.formats.checkpoint import Checkpoint
 from charrnn.formats.runconfig import write_run_config
 from charrnn.options import declared
 from charrnn.training.distributed import Distributed
+from charrnn.training.finetune import grow_vocabulary, init_new_rows
 from charrnn.training.precision import resolve_precision
 from charrnn.training.reporting import Log, log_to_stdout, silent
-from charrnn.training.run import Corpus, TrainingRun
+from charrnn.training.run import TrainingRun
 
 # Options a resume keeps from the checkpoint: changing them would make the saved weights,
 # optimizer state, data position or hidden state meaningless.
@@ -41,8 +46,11 @@ FIXED_ON_RESUME = tuple(
 )
 
 
+Sources = str | os.PathLike | Sequence[str | os.PathLike]
+
+
 def start_run(
-    text_path: str | os.PathLike,
+    sources: Sources,
     model_config: ModelConfig = ModelConfig(),
     train_config: TrainConfig = TrainConfig(),
     *,
@@ -50,38 +58,78 @@ def start_run(
     device: str = "auto",
     log: Log = log_to_stdout,
 ) -> TrainingRun:
-    """A new run on the text at ``text_path``, ready for ``fit``; nothing is trained yet.
+    """A new run on ``sources`` (text files, directories, glob patterns), ready for ``fit``.
 
-    ``out_dir`` defaults to ``checkpoints/<text file stem>``; a directory that already holds a
+    ``out_dir`` defaults to ``checkpoints/<name of the text>``; a directory that already holds a
     run is refused rather than overwritten. Under torchrun, ``train_config.batch_size`` streams
     go to each process (the run's batch is that times the number of processes).
     """
-    text_path = Path(text_path).resolve()
-    out_dir = Path(out_dir) if out_dir is not None else Path("checkpoints") / text_path.stem
-    _refuse_to_overwrite(out_dir)
     device, dist = _join(device)
     log = log if dist.is_main else silent
     train_config = dataclasses.replace(train_config, batch_size=train_config.batch_size * dist.world_size)
-    text = _read(text_path, train_config, device)
-    vocab = Vocab.from_text(text)
+    found = _scan(sources, train_config, device, log)
+    out_dir = Path(out_dir) if out_dir is not None else Path("checkpoints") / _run_name(found)
+    _refuse_to_overwrite(out_dir)
+    vocab = Vocab(found.characters)
     torch.manual_seed(train_config.seed)  # the same initial weights in every process
     model = CharRNN(len(vocab), model_config)
     if dist.rank:
         torch.manual_seed(train_config.seed + dist.rank)  # but its own dropout masks
-    run = _build_run(text, text_path, vocab, model, train_config, out_dir, device, dist)
-    if dist.enabled:
-        log(f"{dist.world_size} processes x {run.train_batches.batch_size} streams = batch {train_config.batch_size}")
-    log(
-        f"training on {text_path.name}: {run.corpus.chars:,} characters, vocabulary {len(vocab)}, "
-        f"{count_parameters(model):,} parameters, device {run.device}"
-    )
+    run = _build_run(found, vocab, model, train_config, out_dir, device, dist)
+    _announce(run, "training on", log)
+    return run
+
+
+def finetune_run(
+    base_path: str | os.PathLike,
+    sources: Sources,
+    train_config: TrainConfig = TrainConfig(**FINETUNE_DEFAULTS),
+    *,
+    dropout: float | None = None,
+    extend_vocab: bool = False,
+    out_dir: str | os.PathLike | None = None,
+    device: str = "auto",
+    log: Log = log_to_stdout,
+) -> TrainingRun:
+    """A new run that starts from the weights in ``base_path`` (any charrnn checkpoint, generation-only
+    ones included) and trains them on ``sources`` with a fresh optimizer and schedule.
+
+    Characters of the text that the base model lacks are refused, naming them, unless
+    ``extend_vocab``, which grows the model (``charrnn.training.finetune``). ``dropout`` replaces
+    the base model's. ``out_dir`` defaults to ``checkpoints/<name of the text>-finetuned``.
+    """
+    base_path = Path(base_path)
+    base = Checkpoint.load(base_path)
+    device, dist = _join(device)
+    log = log if dist.is_main else silent
+    train_config = dataclasses.replace(train_config, batch_size=train_config.batch_size * dist.world_size)
+    found = _scan(sources, train_config, device, log)
+    out_dir = Path(out_dir) if out_dir is not None else Path("checkpoints") / f"{_run_name(found)}-finetuned"
+    _refuse_to_overwrite(out_dir)
+    added = sorted(set(found.characters) - set(base.vocab.chars))
+    if added and not extend_vocab:
+        raise CharRNNError(
+            f"{_characters(added)} of the text {'is' if len(added) == 1 else 'are'} not in the vocabulary of "
+            f"{base_path}: pass --extend-vocab to add {'it' if len(added) == 1 else 'them'} (the model's "
+            "existing characters keep their weights), or remove them from the text"
+        )
+    vocab = Vocab(sorted(set(base.vocab.chars) | set(added)))
+    model_config = base.model_config if dropout is None else dataclasses.replace(base.model_config, dropout=dropout)
+    model = grow_vocabulary(base.model(), base.vocab, vocab, model_config)
+    torch.manual_seed(train_config.seed + dist.rank)  # dropout draws
+    run = _build_run(found, vocab, model, train_config, out_dir, device, dist)
+    run.base = {"path": str(base_path.resolve()), "sha256": _file_sha256(base_path)}
+    if added:
+        init_new_rows(run.model, base.vocab, vocab, run.train_batches)
+        log(f"vocabulary grown from {len(base.vocab)} to {len(vocab)} characters: {_characters(added)} added")
+    _announce(run, f"fine-tuning {base_path} on", log)
     return run
 
 
 def resume_run(
     checkpoint_path: str | os.PathLike,
     *,
-    text_path: str | os.PathLike | None = None,
+    sources: Sources | None = None,
     out_dir: str | os.PathLike | None = None,
     overrides: Mapping[str, Any] | None = None,
     device: str = "auto",
@@ -90,9 +138,9 @@ def resume_run(
     """The run saved in ``checkpoint_path``, restored exactly, ready for ``fit``.
 
     ``overrides`` maps option names to new values: run options (``lr``, ``max_steps``, ...)
-    change with a notice; those in FIXED_ON_RESUME are refused if they differ. The text is read
-    from the path in the checkpoint unless ``text_path`` is given; checkpoints go to the
-    checkpoint's own directory unless ``out_dir`` is given.
+    change with a notice; those in FIXED_ON_RESUME are refused if they differ. The run's own
+    documents are read again unless ``sources`` are given; checkpoints go to the checkpoint's own
+    directory unless ``out_dir`` is given.
     """
     checkpoint_path = Path(checkpoint_path)
     device, dist = _join(device)
@@ -104,7 +152,7 @@ def resume_run(
     if not checkpoint.resumable:
         raise CharRNNError(
             f"{checkpoint_path} holds a model for generation only (no optimizer or data position): it cannot be "
-            "resumed; train a new run instead"
+            "resumed; fine-tune it instead (`charrnn finetune CHECKPOINT TEXT`)"
         )
     model = checkpoint.model()
     train_config = _apply_overrides(model.config, checkpoint.train_config(checkpoint_path), overrides, log)
@@ -120,15 +168,15 @@ def resume_run(
             "optimizer, position and hidden state carry over exactly, dropout draws start afresh"
         )
 
-    saved_text = Path(checkpoint.corpus_path)
-    if text_path is None:
-        if not saved_text.is_file():
+    saved = checkpoint.corpus
+    if sources is None:
+        gone = [d.path for d in saved.documents if not Path(d.path).is_file()]
+        if gone:
             raise CharRNNError(
-                f"the run's training text {saved_text} is gone: pass the text file, "
-                f"e.g. `charrnn train TEXT_FILE --resume {checkpoint_path}`"
+                f"the run's training text {gone[0]} is gone{f' (and {len(gone) - 1} more)' if len(gone) > 1 else ''}: "
+                f"pass the text, e.g. `charrnn train TEXT --resume {checkpoint_path}`"
             )
-        text_path = saved_text
-    text_path = Path(text_path).resolve()
+        sources = [d.path for d in saved.documents]
 
     out_dir = Path(out_dir) if out_dir is not None else checkpoint_path.parent
     if out_dir.resolve() != checkpoint_path.parent.resolve():
@@ -136,10 +184,13 @@ def resume_run(
     elif checkpoint_path.name != "last.pt" and (out_dir / "last.pt").is_file():
         _refuse_to_go_back(out_dir / "last.pt", checkpoint.progress.step)
 
-    text = _read(text_path, train_config, device)
-    run = _build_run(text, text_path, checkpoint.vocab, model, train_config, out_dir, device, dist)
-    if text_path != saved_text or run.corpus.chars != checkpoint.corpus_chars:
-        log(f"note: resuming on {text_path} ({run.corpus.chars:,} characters), not the run's own text")
+    found = _scan(sources, train_config, device, log)
+    run = _build_run(
+        found, checkpoint.vocab, model, train_config, out_dir, device, dist, remedy="a resumed run keeps its vocabulary"
+    )
+    same_text = [(d.path, d.sha256) for d in found.documents] == [(d.path, d.sha256) for d in saved.documents]
+    if not same_text and (saved.recorded or run.corpus.chars != saved.chars):  # before 0.3: no hashes to compare
+        log(f"note: resuming on {run.corpus.describe()} ({run.corpus.chars:,} characters), not the run's own text")
     restore(run, checkpoint)
     log(f"resuming {checkpoint_path} at step {run.progress.step} (epoch {run.progress.epoch})")
     return run
@@ -168,6 +219,7 @@ def restore(run: TrainingRun, checkpoint: Checkpoint) -> None:
         run.progress.window = 0
         run.progress.epoch += 1
         run.state = run.model.init_state(share)
+    run.base = checkpoint.base
     run.best_val_loss = checkpoint.best_val_loss
     run.last_val_loss = checkpoint.last_val_loss
     run.metrics = list(checkpoint.metrics)
@@ -210,43 +262,97 @@ def _shown(value: Any) -> str:
     return "none" if value is None else str(value)
 
 
-def _read(text_path: Path, train_config: TrainConfig, device: torch.device) -> str:
-    """The run's text, once the precision is known to be possible here (before anything is read or written)."""
+def _scan(sources: Sources, train_config: TrainConfig, device: torch.device, log: Log) -> Scan:
+    """Pass 1 over the run's text, once the precision is known to be possible here (before reading or writing)."""
     resolve_precision(train_config.precision, device)
-    return read_text(text_path, train_config.decode_errors)
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    return scan(
+        sources,
+        _text_format(train_config),
+        val_file=train_config.val_file,
+        line_items=train_config.line_items,
+        warn=log,
+    )
+
+
+def _text_format(train_config: TrainConfig) -> TextFormat:
+    return TextFormat(train_config.encoding, train_config.decode_errors, train_config.newlines)
+
+
+def _run_name(found: Scan) -> str:
+    """The default run directory's name: the text file's stem, or the name of the first source."""
+    if len(found.documents) == 1:
+        return Path(found.documents[0].path).stem
+    first = Path(found.sources[0])
+    return first.name if first.is_dir() else Path(found.documents[0].path).parent.name
+
+
+def _characters(chars: list[str]) -> str:
+    """'3 characters: 'é' 'ü' and U+001C (the document separator)' for messages."""
+    shown = " ".join("U+001C (the document separator)" if c == DOCUMENT_SEPARATOR else repr(c) for c in chars[:20])
+    more = f" and {len(chars) - 20} more" if len(chars) > 20 else ""
+    return f"{len(chars)} character{'' if len(chars) == 1 else 's'} ({shown}{more})"
+
+
+def _announce(run: TrainingRun, doing: str, log: Log) -> None:
+    if run.dist.enabled:
+        share, total = run.train_batches.batch_size, run.train_config.batch_size
+        log(f"{run.dist.world_size} processes x {share} streams = batch {total}")
+    log(
+        f"{doing} {run.corpus.describe()}: {run.corpus.chars:,} characters, vocabulary {len(run.vocab)}, "
+        f"{count_parameters(run.model):,} parameters, device {run.device}"
+    )
+
+
+def _file_sha256(path: Path) -> str:
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def _build_run(
-    text: str,
-    text_path: Path,
+    found: Scan,
     vocab: Vocab,
     model: CharRNN,
     train_config: TrainConfig,
     out_dir: Path,
     device: torch.device,
     dist: Distributed,
+    remedy: str = "",
 ) -> TrainingRun:
-    """Encode and lay out the text for this process; make the run directory and the run.
+    """Check the characters, lay out the text for this process, make the run directory and the run.
 
     ``train_config.batch_size`` is the run's total number of streams; each process trains on
-    its own equal share of them.
+    its own equal share of them. ``remedy`` ends the message for characters outside ``vocab``.
     """
-    try:
-        ids = vocab.encode(text, what=f"text {text_path}")
-    except UnknownCharactersError as exc:
-        raise CharRNNError(f"{exc}. A resumed run keeps its vocabulary: train a new model on this text") from None
-    train_ids, val_ids = split_train_val(ids, train_config.val_frac)
+    outside = sorted(set(found.characters) - set(vocab.chars))
+    if outside:
+        raise CharRNNError(f"{_characters(outside)} of the text are not in the model's vocabulary: {remedy}")
+    outside = sorted(set(found.val_characters) - set(vocab.chars))
+    if outside:
+        raise CharRNNError(
+            f"{_characters(outside)} of the validation file {found.val_document.path} are not in the training "
+            "text's vocabulary: remove them from it, or train on a text that has them"
+        )
+    corpus, train_ids, val_ids = lay_out(
+        found,
+        vocab,
+        _text_format(train_config),
+        val_frac=train_config.val_frac,
+        line_items=train_config.line_items,
+        seed=train_config.seed,
+    )
     share = (dist.rank, dist.world_size)
     B, T = train_config.batch_size, train_config.seq_len
     train_batches = StreamBatches(train_ids, B, T, full_windows=True, device=device, name="training split", part=share)
-    val_name = f"validation split ({train_config.val_frac:g} of the text)"
+    val_name = "validation file" if found.val_document else f"validation split ({train_config.val_frac:g} of the text)"
     val_batches = StreamBatches(val_ids, B, T, full_windows=False, device=device, name=val_name, part=share)
     _prepare_out_dir(out_dir)
     run = TrainingRun(
         vocab=vocab,
         model=model.to(device),
         train_config=train_config,
-        corpus=Corpus(text_path, len(ids)),
+        corpus=corpus,
         train_batches=train_batches,
         val_batches=val_batches,
         out_dir=out_dir,
@@ -255,7 +361,7 @@ def _build_run(
     )
     if dist.is_main:
         per_process = dataclasses.replace(train_config, batch_size=B // dist.world_size)
-        write_run_config(out_dir, text_path, model.config, per_process)
+        write_run_config(out_dir, corpus.sources, model.config, per_process)
     return run
 
 

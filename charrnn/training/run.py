@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.core.cells import State
+from charrnn.core.corpus import Corpus
 from charrnn.core.data import StreamBatches
 from charrnn.core.model import CharRNN, detach
 from charrnn.core.vocab import Vocab
@@ -28,14 +28,6 @@ from charrnn.formats.checkpoint import Checkpoint, Progress, RngStates
 from charrnn.generation.evaluate import loss_sum
 from charrnn.training.distributed import Distributed
 from charrnn.training.precision import resolve_precision
-
-
-@dataclass(frozen=True)
-class Corpus:
-    """The text a run trains on, as recorded in its checkpoints."""
-
-    path: Path
-    chars: int  # its length in characters, the validation split included
 
 
 class TrainingRun:
@@ -75,6 +67,7 @@ class TrainingRun:
         self.best_val_loss: float | None = None
         self.last_val_loss: float | None = None
         self.metrics: list[dict] = []  # one row per validation, saved in every checkpoint
+        self.base: dict[str, str] | None = None  # a fine-tuning run's base model: {path, sha256}
 
     @property
     def model_config(self) -> ModelConfig:
@@ -173,8 +166,8 @@ class TrainingRun:
             vocab=self.vocab,
             model_state=self.model.state_dict(),
             saved_train_config=dataclasses.asdict(self.train_config),
-            corpus_path=str(self.corpus.path),
-            corpus_chars=self.corpus.chars,
+            corpus=self.corpus,
+            base=self.base,
             progress=self.progress,
             optimizer_state=self.optimizer.state_dict(),
             scaler_state=self.scaler.state_dict(),  # {} unless fp16

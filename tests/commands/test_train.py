@@ -45,15 +45,16 @@ def test_resume_on_a_text_with_new_characters_exits_1_naming_them(own_run, tmp_p
     other.write_text(own_run.text.read_text() + "K\u00e9")
     result = invoke("train", other, "--resume", own_run.last, "--no-progress")
     assert result.exit_code == 1
-    assert "2 character(s) outside the model's" in result.output and "'K' '\u00e9'" in result.output
+    assert "2 characters ('K' '\u00e9') of the text are not in the model's vocabulary" in result.output
     assert own_run.last.read_bytes() == before
 
 
 def test_bad_text_files(tmp_path):
     missing = invoke("train", tmp_path / "nope.txt", *TINY)
-    assert missing.exit_code == 2 and "does not exist" in missing.output
-    directory = invoke("train", tmp_path, *TINY)
-    assert directory.exit_code == 2
+    assert missing.exit_code == 1 and "nope.txt does not exist: give text files, directories" in missing.output
+    (tmp_path / "nothing").mkdir()
+    directory = invoke("train", tmp_path / "nothing", *TINY)
+    assert directory.exit_code == 1 and "has no files in it" in directory.output
     empty = tmp_path / "empty.txt"
     empty.write_text("")
     result = invoke("train", empty, "--out", tmp_path / "run", *TINY)

@@ -81,11 +81,11 @@ def test_read_text_refuses_empty_binary_and_non_utf8_files(tmp_path):
 
 
 def read_whole(raw: bytes, decode_errors: str) -> str:
-    """The obvious reading that read_text must match: decode it all, drop a BOM, replace CRLF."""
+    """The obvious reading that read_text must match: decode it all, drop a BOM, replace CRLF, then CR."""
     text = raw.decode("utf-8", errors=decode_errors)
     if text.startswith("\ufeff"):
         text = text[1:]
-    return text.replace("\r\n", "\n")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 # Pieces of files that meet at awkward places: CR/LF next to cut, invalid and multi-byte characters.
@@ -131,10 +131,11 @@ def test_invalid_utf8_offset_is_the_files_own_after_a_bom_and_crlf_line_ends(tmp
     assert read_text(path, decode_errors="replace") == "ab\ncd\n\n\ufffdef"
 
 
-def test_read_text_keeps_lone_carriage_returns_and_only_a_leading_bom(tmp_path):
+def test_read_text_turns_every_line_end_into_lf_unless_told_to_keep_them_and_drops_only_a_leading_bom(tmp_path):
     path = tmp_path / "book.txt"
     path.write_bytes("\ufeff\ufeffa\rb\r\r\nc\n\rd\r".encode("utf-8"))
-    assert read_text(path) == "\ufeffa\rb\r\nc\n\rd\r"
+    assert read_text(path) == "\ufeffa\nb\n\nc\n\nd\n"
+    assert read_text(path, newlines="keep") == "\ufeffa\rb\r\r\nc\n\rd\r"
 
 
 def test_a_nul_byte_makes_a_file_binary_even_after_invalid_utf8(tmp_path):

@@ -52,7 +52,7 @@ def test_checkpoint_holds_only_plain_types_and_everything_to_resume(saved_run):
     assert raw["format"] == "charrnn-checkpoint" and raw["format_version"] == FORMAT_VERSION
     checkpoint = Checkpoint.load(path)
     assert checkpoint.vocab == run.vocab and checkpoint.model_config == run.model_config
-    assert checkpoint.corpus_chars == run.corpus.chars and Path(checkpoint.corpus_path) == run.corpus.path
+    assert checkpoint.corpus == run.corpus and checkpoint.corpus.path == str(run.corpus.path)
     assert len(checkpoint.rng.torch) == 1 and checkpoint.rng.torch[0].dtype == torch.uint8
     assert checkpoint.progress.step == 1 and checkpoint.processes == 1
     assert [t.shape for t in checkpoint.hidden_state] == [(2, 4, 32), (2, 4, 32)]
@@ -242,7 +242,7 @@ def test_a_0_1_0_checkpoint_is_migrated_on_load(release_0_1_0):
     assert raw["format_version"] == 1 and "text_path" in raw  # really the old format
     checkpoint = Checkpoint.load(release_0_1_0)
     assert checkpoint.format_version == 1 and checkpoint.charrnn_version == "0.1.0"
-    assert checkpoint.corpus_path == raw["text_path"] and checkpoint.corpus_chars == 3000
+    assert checkpoint.corpus.path == raw["text_path"] and checkpoint.corpus.chars == 3000
     assert checkpoint.model_config.cell == "lstm" and checkpoint.progress.step == 4
     assert len(checkpoint.rng.torch) == 1
 
@@ -255,12 +255,14 @@ def test_a_0_1_0_checkpoint_generates_what_0_1_0_generated(release_0_1_0):
 
 def test_a_0_1_0_checkpoint_resumes_to_the_weights_0_1_0_reached(release_0_1_0, tmp_path):
     text = FIXTURES / "release-0.1.0.txt"
-    run = resume_run(release_0_1_0, text_path=text, overrides={"max_steps": 6}, device="cpu", log=quiet)
+    run = resume_run(release_0_1_0, sources=text, overrides={"max_steps": 6}, device="cpu", log=quiet)
     fit(run, log=quiet, progress_bar=False)
     expected = torch.load(FIXTURES / "release-0.1.0-resumed-to-6-weights.pt", weights_only=True)
+    # Bit for bit on the machine that wrote the fixture; another CPU's kernels may round the last
+    # bits differently, so the comparison allows float32 rounding (a resume that lost state is off by far more).
     for name, tensor in run.model.state_dict().items():
-        assert torch.equal(tensor, expected[name]), name
-    assert run.best_val_loss == EXPECTED["best_val_loss"]
+        torch.testing.assert_close(tensor, expected[name], rtol=1e-5, atol=1e-6, msg=name)
+    assert run.best_val_loss == pytest.approx(EXPECTED["best_val_loss"], abs=1e-5)
     resaved = torch.load(release_0_1_0, weights_only=True)  # written again, in today's format
     assert resaved["format_version"] == FORMAT_VERSION and resaved["corpus"]["chars"] == 3000
 

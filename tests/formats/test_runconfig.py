@@ -14,7 +14,7 @@ def test_every_value_round_trips_exactly(tmp_path):
     text = Path('/books/"quoted" \\ back\\slash, café ☃.txt')
     model = ModelConfig(hidden_size=7, cell="gru", dropout=0.125)
     train = TrainConfig(lr=1 / 3, time_limit=2.5, max_epochs=None, patience=4, decode_errors="replace")
-    path = write_run_config(tmp_path, text, model, train)
+    path = write_run_config(tmp_path, [str(text)], model, train)
     values = read_run_config(path)
     assert values.pop("text") == str(text)
     expected = {**dataclasses.asdict(model), **dataclasses.asdict(train)}

@@ -22,7 +22,8 @@ def train(text_path, model_config, train_config, out_dir):
 
 def test_what_a_resume_may_not_change_is_every_model_option_and_the_data_layout():
     model_fields = {field.name for field in dataclasses.fields(ModelConfig)}
-    assert set(FIXED_ON_RESUME) == model_fields | {"batch_size", "seq_len", "val_frac", "seed"}
+    data_layout = {"batch_size", "seq_len", "val_frac", "seed", "val_file", "line_items", "newlines"}
+    assert set(FIXED_ON_RESUME) == model_fields | data_layout
 
 
 """ + open('/tmp/policy_blocks.py').read().rstrip() + """
@@ -48,9 +49,9 @@ def test_a_resume_without_its_text_says_how_to_pass_it(book_slice, tmp_path, tin
     text.write_bytes(book_slice.read_bytes())
     train(text, tiny_model, dataclasses.replace(tiny_train, max_steps=2), out)
     text.unlink()
-    with pytest.raises(CharRNNError, match="training text .*moved.txt is gone: pass the text file"):
+    with pytest.raises(CharRNNError, match="training text .*moved.txt is gone: pass the text"):
         resume_run(out / "last.pt", device="cpu", log=quiet)
-    run = resume_run(out / "last.pt", text_path=book_slice, overrides={"max_steps": 3}, device="cpu", log=quiet)
+    run = resume_run(out / "last.pt", sources=book_slice, overrides={"max_steps": 3}, device="cpu", log=quiet)
     assert run.progress.step == 2
 
 

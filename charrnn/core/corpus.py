@@ -1,0 +1,350 @@
+"""Files in, a run's two splits out: which documents a run reads, and how they become ids.
+
+    sources ─► find_files ─► scan (pass 1: size, hash, characters) ─► the caller picks the vocabulary
+                           ─► lay_out (pass 2: ids) ─► train ids, val ids, and the Corpus record
+
+Sources are files, directories and glob patterns, taken in the order given. A directory stands for
+every file below it, hidden ones (".git", ".DS_Store") left out, in the order of their paths
+relative to it, compared as strings; a pattern for the files it matches, sorted the same way. A
+file reached twice counts once. Empty and binary files found in a directory or by a pattern are
+skipped with a warning; named on their own, they are refused.
+
+Several documents are joined by DOCUMENT_SEPARATOR (U+001C, ASCII's "file separator"), which is
+then a character of the vocabulary: a training window that runs from one document into the next
+sees where one ended, instead of reading two unrelated texts as one. The validation split is the
+last ``val_frac`` of every document, joined the same way, so every document is in it; or all of
+--val-file, which is then not trained on.
+
+With ``line_items`` each non-blank line of every document is one item (spaces around it dropped).
+The items are shuffled with the run's seed (a sorted list of names would otherwise put every "Z"
+in the validation split) and written one per line after a leading newline, so that every item,
+the first included, starts right after a "\\n": that newline is the item-start marker, and
+generation starts each item from the state after a "\\n", as training saw it.
+
+Memory: every document is read twice, one at a time: once for its length, characters and hash,
+once to encode it into id arrays allocated at their final size. A collection of thousands of files
+costs its ids plus its largest file, never all of its text at once. (Line items are the
+exception: they are shuffled, so all of them are held as strings.)
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from charrnn.core.data import NotTextError, read_text
+from charrnn.core.vocab import CharacterSet, Vocab
+from charrnn.errors import CharRNNError
+
+DOCUMENT_SEPARATOR = "\x1c"  # U+001C FILE SEPARATOR: between documents, in the vocabulary
+ITEM_START = "\n"  # with line_items, every item follows one
+_GLOB_CHARACTERS = frozenset("*?[")
+_SHOWN_SKIPPED = 5
+
+
+@dataclass(frozen=True)
+class TextFormat:
+    """How a file's bytes become text: the codec, what to do with bytes it cannot decode, line ends."""
+
+    encoding: str = "utf-8"
+    decode_errors: str = "strict"
+    newlines: str = "normalize"
+
+    def read(self, path: str | os.PathLike) -> str:
+        return read_text(path, self.decode_errors, encoding=self.encoding, newlines=self.newlines)
+
+
+@dataclass(frozen=True)
+class Document:
+    """One file of a corpus as it was read: enough to find it again and to tell if it changed."""
+
+    path: str  # absolute
+    bytes: int  # its size on disk
+    sha256: str  # of its bytes on disk
+    chars: int  # its length as text, after decoding and line-end normalisation
+
+
+@dataclass
+class Corpus:
+    """What a run trains on, as its checkpoints record it."""
+
+    documents: list[Document]
+    chars: int  # characters laid out in both splits, separators and item starts included
+    val_document: Document | None = None  # --val-file, if given
+    separator: str | None = None  # DOCUMENT_SEPARATOR when there are several documents
+    item_digests: np.ndarray | None = None  # line items: sorted 64-bit digests of every item (int64)
+    sources: list[str] = field(default_factory=list)  # as given, for config.toml
+
+    @property
+    def recorded(self) -> bool:
+        """Whether the documents' hashes were recorded (charrnn 0.2 kept only a path and a length)."""
+        return all(d.sha256 for d in self.documents)
+
+    @property
+    def path(self) -> str:
+        """The first document: what older checkpoints recorded as the run's one text."""
+        return self.documents[0].path
+
+    def describe(self) -> str:
+        """'book.txt' or '312 files from lyrics/' for messages."""
+        if len(self.documents) == 1:
+            return Path(self.path).name
+        where = ", ".join(self.sources) if self.sources else str(Path(self.path).parent)
+        return f"{len(self.documents):,} files from {where}"
+
+    def known_items(self, items: Sequence[str]) -> np.ndarray:
+        """For each item: whether it is one of the run's items (bool array); all False if none kept."""
+        if self.item_digests is None or not len(items):
+            return np.zeros(len(items), dtype=bool)
+        return np.isin(item_digests(items), self.item_digests)
+
+
+@dataclass
+class Scan:
+    """Pass 1 over a corpus: its documents and the characters they hold."""
+
+    documents: list[Document]
+    characters: list[str]  # of the training documents, separator or item start included, sorted
+    val_document: Document | None
+    val_characters: list[str]
+    separator: str | None
+    sources: list[str]
+
+
+def find_files(sources: Sequence[str | os.PathLike]) -> list[tuple[Path, bool]]:
+    """The files that ``sources`` stand for, in order: (path, named on its own)."""
+    if not sources:
+        raise CharRNNError("no text given: pass text files, directories or glob patterns")
+    found: dict[Path, bool] = {}
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            files, named = _files_below(path), False
+            if not files:
+                raise CharRNNError(f"the directory {source} has no files in it: give one that holds text files")
+        elif os.path.lexists(path):
+            files, named = [path], True
+        elif _GLOB_CHARACTERS & set(str(source)):
+            matches = sorted(Path(m) for m in glob.glob(str(source), recursive=True))
+            files = [f for m in matches for f in (_files_below(m) if m.is_dir() else [m])]
+            named = False
+            if not files:
+                raise CharRNNError(f"no file matches the pattern {source}: check it, and quote it for the shell")
+        else:
+            raise CharRNNError(f"{source} does not exist: give text files, directories or glob patterns")
+        for file in files:
+            found.setdefault(Path(os.path.abspath(file)), named)
+    return list(found.items())
+
+
+def _files_below(directory: Path) -> list[Path]:
+    """Every file under ``directory`` but hidden ones, by their path relative to it."""
+    files = []
+    for root, dirs, names in os.walk(directory):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        files += [Path(root) / name for name in names if not name.startswith(".")]
+    return sorted(files, key=lambda file: file.relative_to(directory).as_posix())
+
+
+def scan(
+    sources: Sequence[str | os.PathLike],
+    text_format: TextFormat,
+    *,
+    val_file: str | os.PathLike | None = None,
+    line_items: bool = False,
+    warn: Callable[[str], None] = print,
+) -> Scan:
+    """Pass 1: read every document once for its size, hash and characters; nothing is kept."""
+    val_path = Path(os.path.abspath(val_file)) if val_file is not None else None
+    documents, characters = [], CharacterSet()
+    for document, text in _documents(sources, text_format, warn, leave_out=val_path):
+        characters.add(text)
+        documents.append(document)
+        del text
+    separator = DOCUMENT_SEPARATOR if len(documents) > 1 and not line_items else None
+    extra = [ITEM_START] if line_items else [separator] if separator else []
+    val_document, val_characters = None, []
+    if val_path is not None:
+        val_document, val_text = _read_document(val_path, text_format)
+        val_characters = Vocab.from_text(val_text).chars
+    return Scan(
+        documents=documents,
+        characters=sorted(set(characters.chars()) | set(extra)),
+        val_document=val_document,
+        val_characters=list(val_characters),
+        separator=separator,
+        sources=[str(s) for s in sources],
+    )
+
+
+def read_joined(
+    sources: Sequence[str | os.PathLike], text_format: TextFormat, separator: str, warn: Callable[[str], None] = print
+) -> str:
+    """All the text of ``sources`` as one string, documents joined by ``separator`` (``evaluate``)."""
+    return separator.join(text for _, text in _documents(sources, text_format, warn))
+
+
+def _documents(
+    sources: Sequence[str | os.PathLike],
+    text_format: TextFormat,
+    warn: Callable[[str], None],
+    leave_out: Path | None = None,
+) -> Iterator[tuple[Document, str]]:
+    """Each document of ``sources`` with its text, one at a time; empty and binary files that were
+    not named on their own are skipped, with one warning at the end."""
+    skipped, read = [], 0
+    for path, named in find_files(sources):
+        if path == leave_out:
+            continue
+        try:
+            document, text = _read_document(path, text_format)
+        except NotTextError:
+            if named:
+                raise
+            skipped.append(path)
+            continue
+        read += 1
+        yield document, text
+    if skipped:
+        shown = ", ".join(str(p) for p in skipped[:_SHOWN_SKIPPED])
+        more = f" and {len(skipped) - _SHOWN_SKIPPED} more" if len(skipped) > _SHOWN_SKIPPED else ""
+        warn(f"warning: skipped {len(skipped)} empty or binary file(s): {shown}{more}")
+    if not read:
+        raise CharRNNError(f"no text files in {', '.join(map(str, sources))}: every file found is empty or binary")
+
+
+def _read_document(path: Path, text_format: TextFormat) -> tuple[Document, str]:
+    text = text_format.read(path)
+    with open(path, "rb") as file:  # the page cache has the bytes: hashing them again is cheap
+        digest = hashlib.file_digest(file, "sha256").hexdigest()
+    return Document(str(path), path.stat().st_size, digest, len(text)), text
+
+
+def lay_out(
+    found: Scan,
+    vocab: Vocab,
+    text_format: TextFormat,
+    *,
+    val_frac: float,
+    line_items: bool = False,
+    seed: int = 0,
+) -> tuple[Corpus, np.ndarray, np.ndarray]:
+    """Pass 2: the corpus record and its (train ids, val ids), encoded with ``vocab``.
+
+    Raises UnknownCharactersError (naming the file) for characters outside ``vocab``.
+    """
+    if line_items:
+        train_ids, val_ids, digests = _lay_out_items(found, vocab, text_format, val_frac, seed)
+    else:
+        train_ids, val_ids = _lay_out_documents(found, vocab, text_format, val_frac)
+        digests = None
+    corpus = Corpus(
+        documents=found.documents,
+        chars=len(train_ids) + len(val_ids),
+        val_document=found.val_document,
+        separator=found.separator,
+        item_digests=digests,
+        sources=found.sources,
+    )
+    return corpus, train_ids, val_ids
+
+
+def _lay_out_documents(
+    found: Scan, vocab: Vocab, text_format: TextFormat, val_frac: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each document's head to train, its tail (``val_frac`` of it) to val, separators between."""
+    held_out = found.val_document is not None
+    sizes = [(d.chars - (0 if held_out else int(round(d.chars * val_frac))), d) for d in found.documents]
+    train = _Filler(sum(head for head, _ in sizes), sum(head > 0 for head, _ in sizes), vocab, found.separator)
+    val = _Filler(
+        sum(d.chars - head for head, d in sizes), sum(d.chars > head for head, d in sizes), vocab, found.separator
+    )
+    for head, document in sizes:
+        ids = _encode_document(document, vocab, text_format)
+        train.append(ids[:head])
+        val.append(ids[head:])
+    if held_out:
+        val = _Filler(found.val_document.chars, 1, vocab, None)
+        val.append(_encode_document(found.val_document, vocab, text_format, "validation file"))
+    return train.ids, val.ids
+
+
+class _Filler:
+    """An id array allocated at its final size and filled piece by piece, a separator between pieces."""
+
+    def __init__(self, chars: int, pieces: int, vocab: Vocab, separator: str | None):
+        separators = max(pieces - 1, 0) if separator else 0
+        self.ids = np.empty(chars + separators, dtype=vocab.dtype)
+        self.separator = vocab.encode(separator)[0] if separator else None
+        self.filled = 0
+
+    def append(self, ids: np.ndarray) -> None:
+        if not len(ids):
+            return
+        if self.filled and self.separator is not None:
+            self.ids[self.filled] = self.separator
+            self.filled += 1
+        self.ids[self.filled : self.filled + len(ids)] = ids
+        self.filled += len(ids)
+
+
+def _encode_document(document: Document, vocab: Vocab, text_format: TextFormat, what: str = "text") -> np.ndarray:
+    text = text_format.read(document.path)
+    if len(text) != document.chars:
+        raise CharRNNError(f"{document.path} changed while it was being read: run the command again")
+    return vocab.encode(text, what=f"{what} {document.path}")
+
+
+def _lay_out_items(
+    found: Scan, vocab: Vocab, text_format: TextFormat, val_frac: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Line items: shuffled, the last ``val_frac`` of them (or the val file's) held out."""
+    items = [item for document in found.documents for item in _items(text_format.read(document.path))]
+    if found.val_document is not None:
+        val_items = _items(text_format.read(found.val_document.path))
+        train_items = items
+    else:
+        order = np.random.default_rng(seed).permutation(len(items))
+        items = [items[i] for i in order]
+        num_val = int(round(len(items) * val_frac))
+        train_items, val_items = items[: len(items) - num_val], items[len(items) - num_val :]
+    if len(train_items) < 2 or not val_items:
+        raise CharRNNError(
+            f"--line-items found {len(train_items)} training and {len(val_items)} validation item(s): "
+            "give a text with more non-blank lines"
+        )
+    digests = np.unique(item_digests(items + (val_items if found.val_document is not None else [])))
+    train_ids = vocab.encode(_item_text(train_items), what="the items")
+    val_ids = vocab.encode(_item_text(val_items), what="the validation items")
+    return train_ids, val_ids, digests
+
+
+def _items(text: str) -> list[str]:
+    return [line.strip() for line in text.split("\n") if line.strip()]
+
+
+def _item_text(items: Sequence[str]) -> str:
+    return ITEM_START + ITEM_START.join(items) + ITEM_START
+
+
+def item_digests(items: Sequence[str]) -> np.ndarray:
+    """64-bit digests of items (int64): a run keeps these, not the items, to tell a new item from a
+    copied one (8 bytes an item; two different items share a digest with odds of about 1 in 2^64
+    per pair)."""
+    return np.array(
+        [
+            int.from_bytes(
+                hashlib.blake2b(item.strip().encode("utf-8", "surrogatepass"), digest_size=8).digest(),
+                "little",
+                signed=True,
+            )
+            for item in items
+        ],
+        dtype=np.int64,
+    )
