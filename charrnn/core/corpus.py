@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from charrnn.config import TrainConfig
 from charrnn.core.data import NotTextError, read_text
 from charrnn.core.vocab import CharacterSet, Vocab
 from charrnn.errors import CharRNNError
@@ -55,6 +56,10 @@ class TextFormat:
     encoding: str = "utf-8"
     decode_errors: str = "strict"
     newlines: str = "normalize"
+
+    @classmethod
+    def of(cls, train_config: TrainConfig) -> TextFormat:
+        return cls(train_config.encoding, train_config.decode_errors, train_config.newlines)
 
     def read(self, path: str | os.PathLike) -> str:
         return read_text(path, self.decode_errors, encoding=self.encoding, newlines=self.newlines)
@@ -115,6 +120,14 @@ class Scan:
     val_characters: list[str]
     separator: str | None
     sources: list[str]
+
+    @property
+    def name(self) -> str:
+        """A run directory's default name: the text file's stem, or the name of the first source."""
+        if len(self.documents) == 1:
+            return Path(self.documents[0].path).stem
+        first = Path(self.sources[0])
+        return first.name if first.is_dir() else Path(self.documents[0].path).parent.name
 
 
 def find_files(sources: Sequence[str | os.PathLike]) -> list[tuple[Path, bool]]:
@@ -221,9 +234,24 @@ def _documents(
 
 def _read_document(path: Path, text_format: TextFormat) -> tuple[Document, str]:
     text = text_format.read(path)
-    with open(path, "rb") as file:  # the page cache has the bytes: hashing them again is cheap
-        digest = hashlib.file_digest(file, "sha256").hexdigest()
+    digest = file_sha256(path)  # the page cache has the bytes: hashing them again is cheap
     return Document(str(path), path.stat().st_size, digest, len(text)), text
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, read in chunks (never the whole file at once)."""
+    try:
+        with open(path, "rb") as file:
+            return hashlib.file_digest(file, "sha256").hexdigest()
+    except OSError as exc:
+        raise CharRNNError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def describe_characters(chars: Sequence[str]) -> str:
+    """ "2 characters ('é' 'ü')" for messages; the document separator is named, not shown."""
+    shown = " ".join("U+001C (the document separator)" if c == DOCUMENT_SEPARATOR else repr(c) for c in chars[:20])
+    more = f" and {len(chars) - 20} more" if len(chars) > 20 else ""
+    return f"{len(chars)} character{'' if len(chars) == 1 else 's'} ({shown}{more})"
 
 
 def lay_out(

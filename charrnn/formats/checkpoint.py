@@ -9,8 +9,7 @@ Format 2 (charrnn 0.2), the file's dict:
 
     format, format_version, charrnn_version, torch_version
     model_config: dict          vocab: list[str]          model_state: state_dict ("rnn.*", "head.*")
-    train_config: dict          corpus: {path: str, chars: int, and since 0.3: documents, sources,
-                                         val_document, separator, items}   (see _corpus_dict)
+    train_config: dict          corpus: {path, chars; since 0.3 also documents, sources, ...} (_corpus_dict)
     base: {path, sha256} | None (optional: a fine-tuning run's base model)
     optimizer_state: dict       scaler_state: dict ({} unless fp16)
     progress: dict              hidden_state: [h, c] (LSTM) or [h], each (L, B, H) over all streams
@@ -25,11 +24,9 @@ Older formats are migrated on load (``_MIGRATIONS``): format 1 is what charrnn 0
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import pickle
-import secrets
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +39,7 @@ from charrnn.core.corpus import Corpus, Document
 from charrnn.core.model import CharRNN
 from charrnn.core.vocab import Vocab
 from charrnn.errors import CharRNNError
+from charrnn.formats.files import write_atomically
 from charrnn.version import __version__
 
 FORMAT = "charrnn-checkpoint"
@@ -192,25 +190,14 @@ class Checkpoint:
         """
         path = Path(path)
         payload = self.to_dict()
-        tmp_path = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp_path, "xb") as file:
-                torch.save(payload, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(tmp_path, path)
+            write_atomically(path, lambda file: torch.save(payload, file))
         except (OSError, RuntimeError) as exc:  # torch's writer reports a full disk as RuntimeError
-            _remove_quietly(tmp_path)
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "the write failed"
             raise CharRNNError(
                 f"could not write checkpoint {path}: {reason}; any earlier {path.name} is untouched. "
                 "Check for free disk space and write permission, or choose another --out"
             ) from None
-        except BaseException:  # e.g. a second Ctrl-C in the middle of the write
-            _remove_quietly(tmp_path)
-            raise
-        _fsync_directory(path.parent)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Checkpoint:
@@ -391,22 +378,3 @@ def _to_cpu(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(_to_cpu(v) for v in value)
     return value
-
-
-def _remove_quietly(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        path.unlink()
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

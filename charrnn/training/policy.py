@@ -14,7 +14,6 @@ directory gets the run's resolved options as config.toml (``charrnn train --conf
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import random
 from collections.abc import Mapping, Sequence
@@ -24,7 +23,7 @@ from typing import Any
 import torch
 
 from charrnn.config import FINETUNE_DEFAULTS, ModelConfig, TrainConfig
-from charrnn.core.corpus import DOCUMENT_SEPARATOR, Scan, TextFormat, lay_out, scan
+from charrnn.core.corpus import Scan, TextFormat, describe_characters, file_sha256, lay_out, scan
 from charrnn.core.data import StreamBatches
 from charrnn.core.devices import resolve_device
 from charrnn.core.model import CharRNN, count_parameters
@@ -68,7 +67,7 @@ def start_run(
     log = log if dist.is_main else silent
     train_config = dataclasses.replace(train_config, batch_size=train_config.batch_size * dist.world_size)
     found = _scan(sources, train_config, device, log)
-    out_dir = Path(out_dir) if out_dir is not None else Path("checkpoints") / _run_name(found)
+    out_dir = Path(out_dir) if out_dir is not None else Path("checkpoints") / found.name
     _refuse_to_overwrite(out_dir)
     vocab = Vocab(found.characters)
     torch.manual_seed(train_config.seed)  # the same initial weights in every process
@@ -104,12 +103,12 @@ def finetune_run(
     log = log if dist.is_main else silent
     train_config = dataclasses.replace(train_config, batch_size=train_config.batch_size * dist.world_size)
     found = _scan(sources, train_config, device, log)
-    out_dir = Path(out_dir) if out_dir is not None else Path("checkpoints") / f"{_run_name(found)}-finetuned"
+    out_dir = Path(out_dir) if out_dir is not None else Path("checkpoints") / f"{found.name}-finetuned"
     _refuse_to_overwrite(out_dir)
     added = sorted(set(found.characters) - set(base.vocab.chars))
     if added and not extend_vocab:
         raise CharRNNError(
-            f"{_characters(added)} of the text {'is' if len(added) == 1 else 'are'} not in the vocabulary of "
+            f"{describe_characters(added)} of the text {'is' if len(added) == 1 else 'are'} not in the vocabulary of "
             f"{base_path}: pass --extend-vocab to add {'it' if len(added) == 1 else 'them'} (the model's "
             "existing characters keep their weights), or remove them from the text"
         )
@@ -118,10 +117,10 @@ def finetune_run(
     model = grow_vocabulary(base.model(), base.vocab, vocab, model_config)
     torch.manual_seed(train_config.seed + dist.rank)  # dropout draws
     run = _build_run(found, vocab, model, train_config, out_dir, device, dist)
-    run.base = {"path": str(base_path.resolve()), "sha256": _file_sha256(base_path)}
+    run.base = {"path": str(base_path.resolve()), "sha256": file_sha256(base_path)}
     if added:
         init_new_rows(run.model, base.vocab, vocab, run.train_batches)
-        log(f"vocabulary grown from {len(base.vocab)} to {len(vocab)} characters: {_characters(added)} added")
+        log(f"vocabulary grown from {len(base.vocab)} to {len(vocab)} characters: {describe_characters(added)} added")
     _announce(run, f"fine-tuning {base_path} on", log)
     return run
 
@@ -269,30 +268,11 @@ def _scan(sources: Sources, train_config: TrainConfig, device: torch.device, log
         sources = [sources]
     return scan(
         sources,
-        _text_format(train_config),
+        TextFormat.of(train_config),
         val_file=train_config.val_file,
         line_items=train_config.line_items,
         warn=log,
     )
-
-
-def _text_format(train_config: TrainConfig) -> TextFormat:
-    return TextFormat(train_config.encoding, train_config.decode_errors, train_config.newlines)
-
-
-def _run_name(found: Scan) -> str:
-    """The default run directory's name: the text file's stem, or the name of the first source."""
-    if len(found.documents) == 1:
-        return Path(found.documents[0].path).stem
-    first = Path(found.sources[0])
-    return first.name if first.is_dir() else Path(found.documents[0].path).parent.name
-
-
-def _characters(chars: list[str]) -> str:
-    """'3 characters: 'é' 'ü' and U+001C (the document separator)' for messages."""
-    shown = " ".join("U+001C (the document separator)" if c == DOCUMENT_SEPARATOR else repr(c) for c in chars[:20])
-    more = f" and {len(chars) - 20} more" if len(chars) > 20 else ""
-    return f"{len(chars)} character{'' if len(chars) == 1 else 's'} ({shown}{more})"
 
 
 def _announce(run: TrainingRun, doing: str, log: Log) -> None:
@@ -303,11 +283,6 @@ def _announce(run: TrainingRun, doing: str, log: Log) -> None:
         f"{doing} {run.corpus.describe()}: {run.corpus.chars:,} characters, vocabulary {len(run.vocab)}, "
         f"{count_parameters(run.model):,} parameters, device {run.device}"
     )
-
-
-def _file_sha256(path: Path) -> str:
-    with open(path, "rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def _build_run(
@@ -327,17 +302,17 @@ def _build_run(
     """
     outside = sorted(set(found.characters) - set(vocab.chars))
     if outside:
-        raise CharRNNError(f"{_characters(outside)} of the text are not in the model's vocabulary: {remedy}")
+        raise CharRNNError(f"{describe_characters(outside)} of the text are not in the model's vocabulary: {remedy}")
     outside = sorted(set(found.val_characters) - set(vocab.chars))
     if outside:
         raise CharRNNError(
-            f"{_characters(outside)} of the validation file {found.val_document.path} are not in the training "
+            f"{describe_characters(outside)} of the validation file {found.val_document.path} are not in the training "
             "text's vocabulary: remove them from it, or train on a text that has them"
         )
     corpus, train_ids, val_ids = lay_out(
         found,
         vocab,
-        _text_format(train_config),
+        TextFormat.of(train_config),
         val_frac=train_config.val_frac,
         line_items=train_config.line_items,
         seed=train_config.seed,
