@@ -12,14 +12,17 @@ import inspect
 import os
 import secrets
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from charrnn.bundled import bundled_model
 from charrnn.config import FINETUNE_DEFAULTS, ModelConfig, SampleConfig, TrainConfig
+from charrnn.core.corpus import ITEM_START
 from charrnn.core.devices import resolve_device
 from charrnn.core.model import CharRNN, count_parameters
 from charrnn.core.vocab import Vocab
+from charrnn.errors import CharRNNError
 from charrnn.formats.checkpoint import Checkpoint
 from charrnn.generation.evaluate import Evaluation, evaluate_text
 from charrnn.generation.sample import Sampling, collect, stream_samples
@@ -27,6 +30,15 @@ from charrnn.options import build, declared
 from charrnn.training.loop import TrainResult, fit
 from charrnn.training.policy import Sources, finetune_run, start_run
 from charrnn.training.reporting import Log, log_to_stdout
+
+
+@dataclass(frozen=True)
+class Item:
+    """One generated line item (``CharModel.generate_items``)."""
+
+    text: str
+    new: bool  # not one of the lines the model was trained on (validation lines included)
+    whole: bool  # it ended with a newline within the length limit, rather than being cut there
 
 
 class CharModel:
@@ -111,6 +123,34 @@ class CharModel:
         )
         texts = collect(pieces, count)
         return texts if num_samples is not None else texts[0]
+
+    @property
+    def line_items(self) -> bool:
+        """Whether the model was trained with --line-items (and so knows its training items)."""
+        return self.checkpoint.corpus.item_digests is not None
+
+    def generate_items(
+        self,
+        count: int,
+        prime: str = "",
+        *,
+        max_length: int = SampleConfig.length,
+        seed: int | None = SampleConfig.seed,
+        **sampling: Any,
+    ) -> list[Item]:
+        """``count`` items drawn side by side, each from the state after a newline (where training
+        started every item) and ending at the next newline, or after ``max_length`` characters.
+        ``prime`` begins every item; ``sampling`` as for ``generate``. Whether each is new is read
+        off the digests of the training items that a --line-items checkpoint keeps."""
+        if not self.line_items:
+            raise CharRNNError(f"{self.path} was not trained with --line-items: it has no items to draw")
+        pieces = self.stream(ITEM_START + prime, max_length, seed=seed, num_samples=count, stop=ITEM_START, **sampling)
+        texts = collect(pieces, count)
+        known = self.checkpoint.corpus.known_items([prime + text for text in texts])
+        return [
+            Item((prime + text).strip(), new=not seen, whole=len(text) < max_length)
+            for text, seen in zip(texts, known, strict=True)
+        ]
 
     def evaluate(
         self, text: str, *, batch_size: int | None = None, seq_len: int | None = None, strict: bool = False

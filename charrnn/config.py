@@ -23,6 +23,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 CELL_NAMES = ("lstm", "gru", "rnn")  # the keys of charrnn.core.cells.CELLS (tests check they agree)
 MAX_SEED = 2**63 - 1  # what torch.manual_seed takes
 MAX_SAMPLE_SEED = 2**64 - 1  # what torch.Generator.manual_seed takes; sample i uses seed + i
+DEFAULT_ITEMS = 20  # items `charrnn generate` prints for a --line-items model
 NEWLINES = ("normalize", "keep")  # charrnn.core.data.NEWLINES (tests check they agree)
 
 # `charrnn finetune` starts from trained weights: a lower peak learning rate, so that the first
@@ -217,6 +218,13 @@ class SampleConfig:
         low=0,
         high=MAX_SAMPLE_SEED,
         show_default="random",
+    )
+    items: int | None = option(
+        None,
+        "For a model trained with --line-items: print this many whole items, one per line, then how many are new.",
+        ("generate",),
+        low=1,
+        show_default=f"{DEFAULT_ITEMS} for a --line-items model",
     )
     on_unknown: str = option(
         "error",

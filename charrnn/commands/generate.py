@@ -8,8 +8,9 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from charrnn.api import CharModel
 from charrnn.commands.common import EXISTING_FILE, declared_options, load_model, read_utf8, unescape
-from charrnn.config import Placement, SampleConfig
+from charrnn.config import DEFAULT_ITEMS, Placement, SampleConfig
 from charrnn.errors import CharRNNError
 from charrnn.generation.sample import collect
 
@@ -49,6 +50,7 @@ def generate(
     stop: tuple[str, ...],
     output: Path | None,
     no_header: bool,
+    items: int | None,
     on_unknown: str,
     device: str,
     **sampling: Any,
@@ -63,6 +65,10 @@ def generate(
       charrnn generate run/best.pt --temperature 0.7 --top-p 0.9 --num-samples 3 --seed 7
       charrnn generate run/best.pt --prime-file opening.txt --stop "\\n\\n" --output samples.txt
       charrnn generate run/best.pt --prime "Café au lait" --on-unknown skip
+      charrnn generate names/best.pt --items 50 --prime "Mar"
+
+    A model trained with --line-items prints whole items, one per line (--items of them), and
+    then, on stderr, how many are new: not a line of the text it was trained on.
     """
     if prime_file is not None:
         if ctx.get_parameter_source("prime") is not ParameterSource.DEFAULT:
@@ -78,6 +84,9 @@ def generate(
     if output is not None and output.exists():
         raise CharRNNError(f"{output} already exists: choose another --output (charrnn never overwrites it)")
     model, name = load_model(checkpoint, device)
+    if items is not None or model.line_items:
+        _print_items(model, items or DEFAULT_ITEMS, prime, length, seed, sampling, output)
+        return
     if on_unknown == "skip":
         prime, dropped = model.vocab.without_unknown(prime)
         if dropped:
@@ -107,12 +116,44 @@ def generate(
     header = (
         "" if no_header else _sample_header(str(checkpoint or name), prime, length, seed, num_samples, stops, sampling)
     )
+    _write_new_file(output, header + body)
+    click.echo(f"wrote {num_samples} sample(s) to {output}", err=True)
+
+
+def _print_items(
+    model: CharModel,
+    count: int,
+    prime: str,
+    length: int,
+    seed: int | None,
+    sampling: dict[str, Any],
+    output: Path | None,
+) -> None:
+    """--items: whole items on stdout (or in --output), then one line on stderr saying how many are new."""
+    drawn = model.generate_items(count, prime, max_length=length, seed=seed, **sampling)
+    items = [item for item in drawn if item.text]  # a newline drawn first: no item at all
+    body = "".join(item.text + "\n" for item in items)
+    if output is None:
+        click.echo(body, nl=False)
+    else:
+        _write_new_file(output, body)
+    new = sum(item.new for item in items)
+    cut = sum(not item.whole for item in items)
+    click.echo(
+        f"{new} of {len(items)} items are new (not in the training text), {len(items) - new} copied from it"
+        + (f"; {cut} reached --length {length} before ending and were cut" if cut else "")
+        + (f"; {len(drawn) - len(items)} came out empty and were left out" if len(drawn) > len(items) else "")
+        + f" (seed {model.last_seed})",
+        err=True,
+    )
+
+
+def _write_new_file(output: Path, text: str) -> None:
     try:
         with open(output, "x", encoding="utf-8") as file:
-            file.write(header + body)
+            file.write(text)
     except OSError as exc:
         raise CharRNNError(f"cannot write {output}: {exc.strerror or exc}") from None
-    click.echo(f"wrote {num_samples} sample(s) to {output}", err=True)
 
 
 def _sample_header(

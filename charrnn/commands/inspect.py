@@ -131,6 +131,8 @@ def info(checkpoint: Path, show_vocab: bool, as_json: bool) -> None:
         + (
             f"validated on {facts['val_document']})"
             if facts["val_document"]
+            else f"{setting('val_frac', 'g')} of the items held out for validation)"
+            if facts["line_items"] is not None
             else f"last {setting('val_frac', 'g')} of each held out for validation)"
         ),
         f"training       batch {setting('batch_size')} x {setting('seq_len')}, lr {setting('lr', 'g')}, "
