@@ -12,12 +12,14 @@ temporary directory, each exactly --megabytes x 10^6 bytes (MB below is always 1
     stress    English with CRLF line ends, curly apostrophes (2 bytes per character in Python) and
               one emoji at the very end, which makes Python hold the whole text at 4 bytes per
               character: the most memory a 100 MB text can take as a str
+    many      the English text cut at line ends into --files files (3,000 by default) in one
+              directory: a collection, read as `charrnn train DIRECTORY` reads it
 
 Set-ups, each run in a fresh process whose own peak RSS (ru_maxrss) is reported; the runs are
 interleaved (charrnn, reference, naive, charrnn, ...) because this machine's speed drifts:
 
-    charrnn      read_text -> Vocab.from_text -> vocab.encode -> split_train_val, as training's
-                 _build_run does (TrainConfig's default decode_errors and val_frac)
+    charrnn      corpus.scan -> Vocab -> corpus.lay_out, as a new training run does (TrainConfig's
+                 defaults): every file read twice, once hashed, the ids allocated at their final size
     read+decode  Path.read_bytes().decode("utf-8") and nothing else: the least any reader can do
                  (the reference for time; it imports no torch)
     naive        the tutorials' way (e.g. "Let's build GPT"): open().read(), sorted(set(text)),
@@ -55,6 +57,7 @@ TEXTS = {
     "english": "English (ASCII)",
     "cjk": "CJK (~9,000 distinct characters)",
     "stress": "stress (English, CRLF, curly quotes, one emoji at the end)",
+    "many": "many files (the English text in one directory)",
 }
 SETUPS = {
     "charrnn": "charrnn (the training path)",
@@ -112,7 +115,18 @@ def cjk_pieces(rng, vocab_size: int = 9000, piece_chars: int = 4_000_000):
         yield code_points.tobytes().decode("utf-32-le").encode("utf-8")
 
 
-def make_texts(workdir: Path, num_bytes: int, naive_bytes: int) -> None:
+def split_into_files(source: Path, directory: Path, files: int) -> None:
+    """Cut ``source`` at line ends into ``files`` files of about equal size."""
+    data = source.read_bytes()
+    directory.mkdir()
+    start = 0
+    for index in range(files):
+        end = len(data) if index == files - 1 else data.find(b"\n", (index + 1) * len(data) // files) + 1
+        (directory / f"{index:05d}.txt").write_bytes(data[start:end])
+        start = end
+
+
+def make_texts(workdir: Path, num_bytes: int, naive_bytes: int, files: int) -> None:
     """Write every text and the start of each for the naive set-up (in a child: see the docstring)."""
     import numpy as np  # imported here, never in the parent process, which must stay small
 
@@ -124,7 +138,9 @@ def make_texts(workdir: Path, num_bytes: int, naive_bytes: int) -> None:
     write_exactly(workdir / "stress.txt", [stress], num_bytes - len(emoji))
     with open(workdir / "stress.txt", "ab") as file:
         file.write(emoji)
-    for name in TEXTS:
+    split_into_files(workdir / "english.txt", workdir / "many", files)
+    write_exactly(workdir / "many.naive.txt", [(workdir / "english.txt").read_bytes()], naive_bytes)
+    for name in ("english", "cjk", "stress"):
         raw = (workdir / f"{name}.txt").read_bytes()
         write_exactly(workdir / f"{name}.naive.txt", [raw], naive_bytes)
 
@@ -141,24 +157,24 @@ def run_charrnn(path: str) -> dict:
     import torch
 
     from charrnn.config import TrainConfig
-    from charrnn.core.data import read_text, split_train_val
+    from charrnn.core.corpus import TextFormat, lay_out, scan
     from charrnn.core.vocab import Vocab
 
     config = TrainConfig()
+    text_format = TextFormat.of(config)
     import_bytes = peak_rss_bytes()
     started = time.perf_counter()
-    text = read_text(path, config.decode_errors)
-    vocab = Vocab.from_text(text)
-    ids = vocab.encode(text, what=f"text {path}")
-    del text
-    train_ids, val_ids = split_train_val(ids, config.val_frac)
+    found = scan([path], text_format, warn=print)
+    vocab = Vocab(found.characters)
+    corpus, train_ids, val_ids = lay_out(found, vocab, text_format, val_frac=config.val_frac)
     seconds = time.perf_counter() - started
     return {
         "seconds": seconds,
         "import_bytes": import_bytes,
         "chars": len(train_ids) + len(val_ids),
+        "documents": len(corpus.documents),
         "vocab": len(vocab),
-        "dtype": str(ids.dtype),
+        "dtype": str(train_ids.dtype),
         "versions": f"numpy {numpy.__version__}, torch {torch.__version__}",
     }
 
@@ -166,9 +182,10 @@ def run_charrnn(path: str) -> dict:
 def run_read(path: str) -> dict:
     import_bytes = peak_rss_bytes()
     started = time.perf_counter()
-    text = Path(path).read_bytes().decode("utf-8")
+    files = sorted(Path(path).iterdir()) if Path(path).is_dir() else [Path(path)]
+    chars = sum(len(file.read_bytes().decode("utf-8")) for file in files)
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "import_bytes": import_bytes, "chars": len(text)}
+    return {"seconds": seconds, "import_bytes": import_bytes, "chars": chars}
 
 
 def run_naive(path: str) -> dict:
@@ -191,7 +208,8 @@ def child(setup: str, path: str) -> None:
     sys.path.insert(0, str(ROOT))
     result = {"charrnn": run_charrnn, "read": run_read, "naive": run_naive}[setup](path)
     result["peak_bytes"] = peak_rss_bytes()
-    result["file_bytes"] = Path(path).stat().st_size
+    files = list(Path(path).iterdir()) if Path(path).is_dir() else [Path(path)]
+    result["file_bytes"] = sum(file.stat().st_size for file in files)
     print(json.dumps(result))
 
 
@@ -225,7 +243,7 @@ def report(text: str, results: dict[str, list[dict]]) -> None:
     first = charrnn[0]
     print(
         f"\n{TEXTS[text]}: {first['file_bytes'] / MB:,.1f} MB, {first['chars']:,} characters, "
-        f"V = {first['vocab']:,}, ids {first['dtype']}"
+        f"V = {first['vocab']:,}, ids {first['dtype']}, {first['documents']:,} file(s)"
     )
     print(f"  {'set-up':<44} {'seconds: min / median / max':>27}   {'peak RSS MB: min / median / max':>31}   import MB")
     series = {}
@@ -264,15 +282,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 rounds instead of 7 (under 3 minutes)")
     parser.add_argument("--rounds", type=int, help="runs of each set-up on each text")
     parser.add_argument("--megabytes", type=int, default=100, help="size of each text, in 10^6 bytes")
+    parser.add_argument("--files", type=int, default=3000, help="files the 'many' text is cut into")
     parser.add_argument("--naive-megabytes", type=int, default=10, help="how much of each text the naive set-up reads")
     parser.add_argument("--child", nargs=2, metavar=("SETUP", "PATH"), help=argparse.SUPPRESS)
-    parser.add_argument("--make-texts", nargs=3, metavar=("DIR", "BYTES", "NAIVE_BYTES"), help=argparse.SUPPRESS)
+    parser.add_argument("--make-texts", nargs=4, metavar=("DIR", "BYTES", "NAIVE", "FILES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child)
         return
     if args.make_texts:
-        make_texts(Path(args.make_texts[0]), int(args.make_texts[1]), int(args.make_texts[2]))
+        make_texts(Path(args.make_texts[0]), *map(int, args.make_texts[1:]))
         return
     rounds = args.rounds or (3 if args.quick else 7)
 
@@ -280,7 +299,13 @@ def main() -> None:
         workdir = Path(tmp)
         started = time.perf_counter()
         subprocess.run(
-            [sys.executable, __file__, "--make-texts", tmp, str(args.megabytes * MB), str(args.naive_megabytes * MB)],
+            [
+                sys.executable,
+                __file__,
+                "--make-texts",
+                tmp,
+                *map(str, (args.megabytes * MB, args.naive_megabytes * MB, args.files)),
+            ],
             check=True,
         )
         print(
@@ -291,10 +316,11 @@ def main() -> None:
         for _ in range(rounds):
             for text in TEXTS:
                 for setup in SETUPS:
-                    path = workdir / (f"{text}.naive.txt" if setup == "naive" else f"{text}.txt")
+                    name = f"{text}.naive.txt" if setup == "naive" else "many" if text == "many" else f"{text}.txt"
+                    path = workdir / name
                     results[text][setup].append(measure(setup, path))
     print(f"machine: {machine()}, {results['english']['charrnn'][0]['versions']}")
-    print("read and encode as training does: read_text -> Vocab.from_text -> encode -> split_train_val")
+    print("read and encode as training does: corpus.scan -> Vocab -> corpus.lay_out")
     for text in TEXTS:
         report(text, results[text])
 
