@@ -75,6 +75,31 @@ def test_trains_keyword_arguments_are_the_declared_options():
             assert parameters[name].kind is inspect.Parameter.KEYWORD_ONLY
 
 
+def test_finetune_takes_the_options_of_its_command_with_its_own_defaults(tiny_run, tmp_path):
+    parameters = inspect.signature(charrnn.finetune).parameters
+    assert parameters["lr"].default == 1e-3 and parameters["warmup_steps"].default == 20
+    assert parameters["dropout"].default is None and "hidden_size" not in parameters
+    with pytest.raises(TypeError, match="unknown training option.*hidden_size"):
+        charrnn.finetune(tiny_run.last, tiny_run.text, hidden_size=64)
+    result = charrnn.finetune(
+        tiny_run.last,
+        [tiny_run.text],
+        out_dir=tmp_path / "ft",
+        dropout=0.0,
+        batch_size=2,
+        seq_len=8,
+        max_steps=2,
+        eval_every=2,
+        device="cpu",
+        log=quiet,
+        progress_bar=False,
+    )
+    assert result.step == 2
+    facts = charrnn.describe(tmp_path / "ft" / "last.pt")
+    assert facts["base"]["path"] == str(tiny_run.last.resolve()) and facts["model_config"]["dropout"] == 0.0
+    assert facts["train_config"]["lr"] == 1e-3
+
+
 def test_describe_is_what_info_prints(tiny_run):
     facts = charrnn.describe(tiny_run.last)
     assert facts["step"] == 8 and facts["vocab_size"] == len(facts["vocab"]) == len(set(tiny_run.text.read_text()))

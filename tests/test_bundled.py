@@ -46,7 +46,7 @@ def test_generate_and_train_work_from_any_directory(tmp_path):
     ]
     trained = run_cli("train", *options, cwd=elsewhere)
     assert trained.returncode == 0, trained.stderr
-    assert "no TEXT_FILE given: using the bundled tinyshakespeare.txt" in trained.stderr
+    assert "no text given: using the bundled tinyshakespeare.txt" in trained.stderr
     info = json.loads(run_cli("info", "checkpoints/tinyshakespeare/last.pt", "--json", cwd=elsewhere).stdout)
     assert info["text_chars"] == 1_115_394 and os.path.samefile(info["text_path"], bundled_book())
 

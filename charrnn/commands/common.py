@@ -116,7 +116,7 @@ def text_or_bundled_book(text_file: Path | None) -> Path:
     """The given text file, or the tinyshakespeare text that ships inside the package."""
     if text_file is not None:
         return text_file
-    click.echo(f"no TEXT_FILE given: using the bundled {BOOK_NAME}", err=True)
+    click.echo(f"no text given: using the bundled {BOOK_NAME}", err=True)
     return bundled_book()
 
 

@@ -141,8 +141,9 @@ def test_items_need_a_line_items_model(tiny_run):
     [
         (lambda tmp: (tmp / "empty").mkdir() or tmp / "empty", "the directory .*empty has no files in it"),
         (lambda tmp: str(tmp / "*.nothing"), r"no file matches the pattern .*\*\.nothing"),
+        (lambda tmp: (tmp / "gone.txt").symlink_to(tmp / "nowhere") or tmp / "gone.txt", "cannot read .*gone.txt"),
     ],
-    ids=["empty directory", "glob matching nothing"],
+    ids=["empty directory", "glob matching nothing", "unreadable file"],
 )
 def test_sources_with_no_text_exit_1_in_one_line(tmp_path, make_source, message):
     result = invoke("train", make_source(tmp_path), "--out", tmp_path / "run", *TINY)

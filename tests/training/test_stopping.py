@@ -27,8 +27,9 @@ def test_a_time_limit_stops_the_run_with_a_final_validation_and_save(book_slice,
     assert f"stopping at step {result.step}: the time limit of 0.02 min is reached" in " ".join(notes)
     assert run.metrics[-1]["step"] == result.step  # the final validation
     assert Checkpoint.load(tmp_path / "run" / "last.pt").progress.step == result.step
-    # With a million steps to go, only the time budget can have moved the cosine schedule along.
-    assert run.optimizer.param_groups[0]["lr"] < config.lr / 2
+    # With a million steps to go, only the time budget can have moved the cosine schedule along
+    # (by steps it would still be at lr x 0.99999...; how far time moved it depends on the load).
+    assert run.optimizer.param_groups[0]["lr"] < config.lr * 0.999
     # A resume under the same limit has nothing left to do; a larger limit continues.
     again = resume_run(tmp_path / "run" / "last.pt", device="cpu", log=quiet)
     again.progress.elapsed_seconds = max(again.progress.elapsed_seconds, 1.2)
