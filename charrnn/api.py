@@ -1,4 +1,5 @@
-"""The Python API: ``charrnn.load``, ``charrnn.train`` and ``charrnn.describe``. The CLI is a thin layer over these.
+"""The Python API: ``charrnn.load``, ``charrnn.train``, ``charrnn.finetune`` and ``charrnn.describe``.
+The CLI is a thin layer over these.
 
 model = charrnn.load("checkpoints/tinyshakespeare/best.pt")
 print(model.generate("ROMEO:", 200, temperature=0.8, seed=1))

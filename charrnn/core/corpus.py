@@ -100,7 +100,10 @@ class Corpus:
         """'book.txt' or '312 files from lyrics/' for messages."""
         if len(self.documents) == 1:
             return Path(self.path).name
-        where = ", ".join(self.sources) if self.sources else str(Path(self.path).parent)
+        if 0 < len(self.sources) <= 3:
+            where = ", ".join(self.sources)
+        else:  # no sources recorded, or a resume's list of every document
+            where = os.path.commonpath([d.path for d in self.documents])
         return f"{len(self.documents):,} files from {where}"
 
     def known_items(self, items: Sequence[str]) -> np.ndarray:
@@ -126,7 +129,7 @@ class Scan:
         """A run directory's default name: the text file's stem, or the name of the first source."""
         if len(self.documents) == 1:
             return Path(self.documents[0].path).stem
-        first = Path(self.sources[0])
+        first = Path(self.sources[0]).resolve()  # "." has no name; its absolute path has
         return first.name if first.is_dir() else Path(self.documents[0].path).parent.name
 
 
@@ -179,7 +182,7 @@ def scan(
     for document, text in _documents(sources, text_format, warn, leave_out=val_path):
         characters.add(text)
         documents.append(document)
-        del text
+        del text  # before the next file is read: one file's text at a time
     separator = DOCUMENT_SEPARATOR if len(documents) > 1 and not line_items else None
     extra = [ITEM_START] if line_items else [separator] if separator else []
     val_document, val_characters = None, []
@@ -288,12 +291,11 @@ def _lay_out_documents(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each document's head to train, its tail (``val_frac`` of it) to val, separators between."""
     held_out = found.val_document is not None
-    sizes = [(d.chars - (0 if held_out else int(round(d.chars * val_frac))), d) for d in found.documents]
-    train = _Filler(sum(head for head, _ in sizes), sum(head > 0 for head, _ in sizes), vocab, found.separator)
-    val = _Filler(
-        sum(d.chars - head for head, d in sizes), sum(d.chars > head for head, d in sizes), vocab, found.separator
-    )
-    for head, document in sizes:
+    heads = [d.chars - (0 if held_out else int(round(d.chars * val_frac))) for d in found.documents]
+    tails = [d.chars - head for head, d in zip(heads, found.documents, strict=True)]
+    train = _Filler(sum(heads), sum(map(bool, heads)), vocab, found.separator)
+    val = _Filler(sum(tails), sum(map(bool, tails)), vocab, found.separator)
+    for head, document in zip(heads, found.documents, strict=True):
         ids = _encode_document(document, vocab, text_format)
         train.append(ids[:head])
         val.append(ids[head:])
@@ -365,14 +367,9 @@ def item_digests(items: Sequence[str]) -> np.ndarray:
     """64-bit digests of items (int64): a run keeps these, not the items, to tell a new item from a
     copied one (8 bytes an item; two different items share a digest with odds of about 1 in 2^64
     per pair)."""
-    return np.array(
-        [
-            int.from_bytes(
-                hashlib.blake2b(item.strip().encode("utf-8", "surrogatepass"), digest_size=8).digest(),
-                "little",
-                signed=True,
-            )
-            for item in items
-        ],
-        dtype=np.int64,
-    )
+    return np.array([_digest(item.strip()) for item in items], dtype=np.int64)
+
+
+def _digest(item: str) -> int:
+    raw = hashlib.blake2b(item.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(raw, "little", signed=True)
