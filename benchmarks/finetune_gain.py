@@ -44,6 +44,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--variants",
+        nargs="*",
+        default=[],
+        metavar="LR:WARMUP",
+        help="also fine-tune at these learning rates and warm-ups (e.g. 3e-3:100): which default pays?",
+    )
+    parser.add_argument("--no-scratch", action="store_true", help="fine-tuning runs only")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     base = bundled_model()
@@ -55,20 +63,25 @@ def main() -> None:
             common["sample_every"] = 0
             scratch = TrainConfig(**common)
             tuned = dataclasses.replace(scratch, **FINETUNE_DEFAULTS)
-            for name in ("scratch", "finetune"):
+            setups = {} if args.no_scratch else {"scratch": scratch}
+            setups["finetune"] = tuned
+            for variant in args.variants:
+                lr, warmup = variant.split(":")
+                setups[f"finetune {variant}"] = dataclasses.replace(scratch, lr=float(lr), warmup_steps=int(warmup))
+            for name, config in setups.items():
                 out_dir = Path(tmp) / f"{name}-{seed}"
                 if name == "scratch":
-                    run = start_run(args.text, architecture, scratch, out_dir=out_dir, device="cpu", log=_quiet)
+                    run = start_run(args.text, architecture, config, out_dir=out_dir, device="cpu", log=_quiet)
                 else:
                     run = finetune_run(
-                        base, args.text, tuned, extend_vocab=True, out_dir=out_dir, device="cpu", log=_quiet
+                        base, args.text, config, extend_vocab=True, out_dir=out_dir, device="cpu", log=_quiet
                     )
                 before = _val_loss(run)
                 fit(run, log=_quiet, progress_bar=False)
                 curve = [(0, before)] + [(row["step"], row["val_loss"]) for row in run.metrics]
                 curves[name, seed] = curve
-                print(f"{name:9s} seed {seed}: " + "  ".join(f"{s}:{v:.3f}" for s, v in curve), flush=True)
-    _table(curves, args.seeds)
+                print(f"{name:18s} seed {seed}: " + "  ".join(f"{s}:{v:.3f}" for s, v in curve), flush=True)
+    _table(curves, args.seeds, list(setups))
 
 
 def _val_loss(run) -> float:
@@ -79,18 +92,20 @@ def _val_loss(run) -> float:
     return loss
 
 
-def _table(curves: dict[tuple[str, int], list[tuple[int, float]]], seeds: list[int]) -> None:
-    steps = [step for step, _ in curves["scratch", seeds[0]]]
-    print(f"\nvalidation loss (nats/char), median of seeds {seeds} [min-max]")
-    print("| steps | from scratch | fine-tuned from Shakespeare | difference |")
-    print("|---|---|---|---|")
+def _table(curves: dict[tuple[str, int], list[tuple[int, float]]], seeds: list[int], names: list[str]) -> None:
+    steps = [step for step, _ in curves[names[0], seeds[0]]]
+    print(f"\nvalidation loss (nats/char) by steps, median of seeds {seeds} [min-max]")
+    headings = {"scratch": "from scratch", "finetune": f"fine-tuned (lr {FINETUNE_DEFAULTS['lr']:g})"}
+    print("| steps | " + " | ".join(headings.get(name, name) for name in names) + " |")
+    print("|---" * (len(names) + 1) + "|")
     for i, step in enumerate(steps):
         cells = []
-        for name in ("scratch", "finetune"):
+        for name in names:
             values = [curves[name, seed][i][1] for seed in seeds]
-            cells.append((statistics.median(values), min(values), max(values)))
-        (a, a_lo, a_hi), (b, b_lo, b_hi) = cells
-        print(f"| {step} | {a:.3f} [{a_lo:.3f}-{a_hi:.3f}] | {b:.3f} [{b_lo:.3f}-{b_hi:.3f}] | {b - a:+.3f} |")
+            cells.append(f"{statistics.median(values):.3f} [{min(values):.3f}-{max(values):.3f}]")
+        print(f"| {step} | " + " | ".join(cells) + " |")
+    best = {name: min(loss for seed in seeds for _, loss in curves[name, seed][1:]) for name in names}
+    print("best validation loss of each (what best.pt keeps): " + ", ".join(f"{n} {v:.3f}" for n, v in best.items()))
 
 
 def _quiet(message: str) -> None:

@@ -77,7 +77,7 @@ def test_trains_keyword_arguments_are_the_declared_options():
 
 def test_finetune_takes_the_options_of_its_command_with_its_own_defaults(tiny_run, tmp_path):
     parameters = inspect.signature(charrnn.finetune).parameters
-    assert parameters["lr"].default == 1e-3 and parameters["warmup_steps"].default == 20
+    assert parameters["lr"].default == TrainConfig.lr and parameters["warmup_steps"].default == 20
     assert parameters["dropout"].default is None and "hidden_size" not in parameters
     with pytest.raises(TypeError, match="unknown training option.*hidden_size"):
         charrnn.finetune(tiny_run.last, tiny_run.text, hidden_size=64)
@@ -97,7 +97,7 @@ def test_finetune_takes_the_options_of_its_command_with_its_own_defaults(tiny_ru
     assert result.step == 2
     facts = charrnn.describe(tmp_path / "ft" / "last.pt")
     assert facts["base"]["path"] == str(tiny_run.last.resolve()) and facts["model_config"]["dropout"] == 0.0
-    assert facts["train_config"]["lr"] == 1e-3
+    assert facts["train_config"]["warmup_steps"] == 20
 
 
 def test_describe_is_what_info_prints(tiny_run):

@@ -40,6 +40,12 @@ def test_train_on_a_directory_and_a_pattern_records_every_document(tmp_path):
     assert all(d.bytes > 0 and re.fullmatch("[0-9a-f]{64}", d.sha256) for d in checkpoint.corpus.documents)
     info = invoke("info", out / "last.pt")
     assert f"trained on     4 files under {tmp_path}" in info.output
+    # evaluate reads the folder as training did: the documents joined by the separator the model knows
+    scored = invoke("evaluate", out / "last.pt", folder, "--json", "--device", "cpu")
+    assert scored.exit_code == 0, scored.output
+    facts = json.loads(scored.output.splitlines()[-1])
+    assert facts["unknown_chars"] == {} and facts["chars_scored"] > 8000
+    assert "cover.jpg" in scored.output  # the skipped image, named on stderr
     # The run resumes from the documents it recorded, with no TEXT given.
     resumed = invoke("train", "--resume", out / "last.pt", "--max-steps", "3", "--no-progress")
     assert resumed.exit_code == 0 and "not the run's own text" not in resumed.output
@@ -83,7 +89,7 @@ def test_finetune_refuses_new_characters_then_grows_the_vocabulary_and_resumes(t
     assert grown.exit_code == 0, grown.output
     assert "vocabulary grown from" in grown.output and f"fine-tuning {tiny_run.last} on french.txt" in grown.output
     checkpoint = Checkpoint.load(out / "last.pt")
-    assert "\u00e9" in checkpoint.vocab.chars and checkpoint.saved_train_config["lr"] == 1e-3
+    assert "\u00e9" in checkpoint.vocab.chars and checkpoint.saved_train_config["warmup_steps"] == 20
     assert checkpoint.base["path"] == str(tiny_run.last.resolve())
     assert f"fine-tuned from {tiny_run.last.resolve()}" in invoke("info", out / "last.pt").output
     resumed = invoke("finetune", "--resume", out / "last.pt", "--max-steps", "3", "--no-progress")

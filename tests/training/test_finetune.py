@@ -47,7 +47,7 @@ def test_finetuning_starts_from_the_base_weights_and_records_the_base(tiny_run, 
     for name, tensor in run.model.state_dict().items():
         assert torch.equal(tensor, base.model_state[name]), name
     assert run.progress.step == 0 and not run.optimizer.state  # a fresh optimizer and schedule
-    assert run.train_config.lr == FINETUNE_DEFAULTS["lr"]
+    assert run.train_config.warmup_steps == FINETUNE_DEFAULTS["warmup_steps"] < TrainConfig.warmup_steps
     fit(run, log=quiet, progress_bar=False)
     saved = Checkpoint.load(tmp_path / "ft" / "last.pt")
     assert saved.base["path"] == str(tiny_run.last.resolve()) and len(saved.base["sha256"]) == 64
