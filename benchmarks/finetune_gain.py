@@ -9,7 +9,7 @@ the same steps and seed, and score the same validation split (the last 10% of th
 losses compare character for character. Each takes its own command's defaults, as a user would:
 
     scratch    charrnn train TEXT --max-steps N                 (lr 3e-3, 100 warm-up steps)
-    finetune   charrnn finetune BASE TEXT --extend-vocab --max-steps N   (lr 1e-3, 20 warm-up steps)
+    finetune   charrnn finetune BASE TEXT --extend-vocab --max-steps N   (lr 3e-3, 20 warm-up steps)
 
 The text's characters that Shakespeare lacks (War and Peace has accented letters, for one) are
 added with --extend-vocab. Prints the validation loss at every --eval-every steps for each run,
@@ -95,7 +95,7 @@ def _val_loss(run) -> float:
 def _table(curves: dict[tuple[str, int], list[tuple[int, float]]], seeds: list[int], names: list[str]) -> None:
     steps = [step for step, _ in curves[names[0], seeds[0]]]
     print(f"\nvalidation loss (nats/char) by steps, median of seeds {seeds} [min-max]")
-    headings = {"scratch": "from scratch", "finetune": f"fine-tuned (lr {FINETUNE_DEFAULTS['lr']:g})"}
+    headings = {"scratch": "from scratch", "finetune": "fine-tuned from Shakespeare"}
     print("| steps | " + " | ".join(headings.get(name, name) for name in names) + " |")
     print("|---" * (len(names) + 1) + "|")
     for i, step in enumerate(steps):

@@ -138,5 +138,7 @@ def load_model(checkpoint: Path | None, device: str) -> tuple[CharModel, str]:
 
 
 def unescape(text: str) -> str:
-    """The shell gives "\\n" as backslash + n: turn \\n, \\t and \\\\ into what they mean."""
-    return re.sub(r"\\([nt\\])", lambda m: {"n": "\n", "t": "\t", "\\": "\\"}[m.group(1)], text)
+    """The shell gives "\\n" as backslash + n: turn \\n, \\t, \\\\ and \\xHH (say \\x1c, the document
+    separator) into what they mean."""
+    named = {"n": "\n", "t": "\t", "\\": "\\"}
+    return re.sub(r"\\(x[0-9a-fA-F]{2}|[nt\\])", lambda m: named.get(m[1]) or chr(int(m[1][1:], 16)), text)

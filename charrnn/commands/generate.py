@@ -28,8 +28,8 @@ from charrnn.generation.sample import collect
     "--stop",
     multiple=True,
     metavar="TEXT",
-    help="End a sample just before TEXT, or the leftmost of several (repeatable; \\n and \\t are "
-    "understood). Only the generated text is searched, not the prime.",
+    help="End a sample just before TEXT, or the leftmost of several (repeatable; \\n, \\t and \\xHH are "
+    "understood: \\x1c is the end of a document). Only the generated text is searched, not the prime.",
 )
 @click.option(
     "--output",

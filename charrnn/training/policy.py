@@ -65,7 +65,7 @@ def start_run(
     """
     device, dist = _join(device)
     log = log if dist.is_main else silent
-    train_config = dataclasses.replace(train_config, batch_size=train_config.batch_size * dist.world_size)
+    train_config = _for_this_run(train_config, dist)
     found = _scan(sources, train_config, device, log)
     out_dir = Path(out_dir) if out_dir is not None else Path("checkpoints") / found.name
     _refuse_to_overwrite(out_dir)
@@ -101,7 +101,7 @@ def finetune_run(
     base = Checkpoint.load(base_path)
     device, dist = _join(device)
     log = log if dist.is_main else silent
-    train_config = dataclasses.replace(train_config, batch_size=train_config.batch_size * dist.world_size)
+    train_config = _for_this_run(train_config, dist)
     found = _scan(sources, train_config, device, log)
     out_dir = Path(out_dir) if out_dir is not None else Path("checkpoints") / f"{found.name}-finetuned"
     _refuse_to_overwrite(out_dir)
@@ -251,14 +251,17 @@ def _apply_overrides(
                     f"resume (it shapes the model or the data); drop the option, or start a new run"
                 )
             changes[field.name] = new
-            log(f"note: {field.name} changes from {_shown(old)} to {_shown(new)}")
+            log(f"note: {field.name} changes from {'none' if old is None else old} to {'none' if new is None else new}")
     if overrides:
         raise CharRNNError(f"unknown option(s) for resume: {', '.join(sorted(overrides))}")
     return dataclasses.replace(train_config, **changes)
 
 
-def _shown(value: Any) -> str:
-    return "none" if value is None else str(value)
+def _for_this_run(train_config: TrainConfig, dist: Distributed) -> TrainConfig:
+    """A new run's config as its checkpoints keep it: the batch over all processes, and --val-file
+    as an absolute path, so that a resume from another directory finds it."""
+    val_file = None if train_config.val_file is None else os.path.abspath(train_config.val_file)
+    return dataclasses.replace(train_config, batch_size=train_config.batch_size * dist.world_size, val_file=val_file)
 
 
 def _scan(sources: Sources, train_config: TrainConfig, device: torch.device, log: Log) -> Scan:

@@ -169,3 +169,9 @@ def test_a_corrupt_checkpoint_exits_1(tmp_path):
         result = invoke(*args)
         assert result.exit_code == 1
         assert result.output.strip().endswith("bad.pt is not a charrnn checkpoint or is corrupted")
+
+
+def test_stop_texts_understand_newlines_tabs_backslashes_and_hex_escapes():
+    from charrnn.commands.common import unescape
+
+    assert unescape(r"a\nb\tc\\n\x1cd\x4A\xZZ") == "a\nb\tc\\n\x1cdJ\\xZZ"
