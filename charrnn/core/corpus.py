@@ -292,6 +292,9 @@ def _lay_out_documents(
     """Each document's head to train, its tail (``val_frac`` of it) to val, separators between."""
     held_out = found.val_document is not None
     heads = [d.chars - (0 if held_out else int(round(d.chars * val_frac))) for d in found.documents]
+    if len(found.documents) == 1 and not held_out:  # one file: its two splits are views, not copies
+        ids = _encode_document(found.documents[0], vocab, text_format)
+        return ids[: heads[0]], ids[heads[0] :]
     tails = [d.chars - head for head, d in zip(heads, found.documents, strict=True)]
     train = _Filler(sum(heads), sum(map(bool, heads)), vocab, found.separator)
     val = _Filler(sum(tails), sum(map(bool, tails)), vocab, found.separator)
