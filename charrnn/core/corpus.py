@@ -22,9 +22,9 @@ the first included, starts right after a "\\n": that newline is the item-start m
 generation starts each item from the state after a "\\n", as training saw it.
 
 Memory: every document is read twice, one at a time: once for its length, characters and hash,
-once to encode it into id arrays allocated at their final size. A collection of thousands of files
-costs its ids plus its largest file, never all of its text at once. (Line items are the
-exception: they are shuffled, so all of them are held as strings.)
+once to encode it into id arrays allocated at their final size, so thousands of files cost their
+ids plus the largest file. A lone file's text is kept from pass 1 instead (reading it again would
+only cost time and memory). Line items are shuffled, so all of them are held as strings.
 """
 
 from __future__ import annotations
@@ -123,6 +123,7 @@ class Scan:
     val_characters: list[str]
     separator: str | None
     sources: list[str]
+    lone_text: str | None = field(default=None, repr=False)  # a corpus of one file: its text, for pass 2
 
     @property
     def name(self) -> str:
@@ -178,10 +179,12 @@ def scan(
 ) -> Scan:
     """Pass 1: read every document once for its size, hash and characters; nothing is kept."""
     val_path = Path(os.path.abspath(val_file)) if val_file is not None else None
-    documents, characters = [], CharacterSet()
-    for document, text in _documents(sources, text_format, warn, leave_out=val_path):
+    files = [(path, named) for path, named in find_files(sources) if path != val_path]
+    documents, characters, lone_text = [], CharacterSet(), None
+    for document, text in _documents(files, sources, text_format, warn):
         characters.add(text)
         documents.append(document)
+        lone_text = text if len(files) == 1 else None
         del text  # before the next file is read: one file's text at a time
     separator = DOCUMENT_SEPARATOR if len(documents) > 1 and not line_items else None
     extra = [ITEM_START] if line_items else [separator] if separator else []
@@ -196,6 +199,7 @@ def scan(
         val_characters=list(val_characters),
         separator=separator,
         sources=[str(s) for s in sources],
+        lone_text=lone_text,
     )
 
 
@@ -203,21 +207,16 @@ def read_joined(
     sources: Sequence[str | os.PathLike], text_format: TextFormat, separator: str, warn: Callable[[str], None] = print
 ) -> str:
     """All the text of ``sources`` as one string, documents joined by ``separator`` (``evaluate``)."""
-    return separator.join(text for _, text in _documents(sources, text_format, warn))
+    return separator.join(text for _, text in _documents(find_files(sources), sources, text_format, warn))
 
 
 def _documents(
-    sources: Sequence[str | os.PathLike],
-    text_format: TextFormat,
-    warn: Callable[[str], None],
-    leave_out: Path | None = None,
+    files: list[tuple[Path, bool]], sources: Sequence[str | os.PathLike], text_format: TextFormat, warn: Callable
 ) -> Iterator[tuple[Document, str]]:
-    """Each document of ``sources`` with its text, one at a time; empty and binary files that were
-    not named on their own are skipped, with one warning at the end."""
+    """Each file's document and text, one at a time; empty and binary files that were not named on
+    their own are skipped, with one warning at the end."""
     skipped, read = [], 0
-    for path, named in find_files(sources):
-        if path == leave_out:
-            continue
+    for path, named in files:
         try:
             document, text = _read_document(path, text_format)
         except NotTextError:
@@ -227,6 +226,7 @@ def _documents(
             continue
         read += 1
         yield document, text
+        del text  # not held here while the caller reads the next file
     if skipped:
         shown = ", ".join(str(p) for p in skipped[:_SHOWN_SKIPPED])
         more = f" and {len(skipped) - _SHOWN_SKIPPED} more" if len(skipped) > _SHOWN_SKIPPED else ""
@@ -292,8 +292,8 @@ def _lay_out_documents(
     """Each document's head to train, its tail (``val_frac`` of it) to val, separators between."""
     held_out = found.val_document is not None
     heads = [d.chars - (0 if held_out else int(round(d.chars * val_frac))) for d in found.documents]
-    if len(found.documents) == 1 and not held_out:  # one file: its two splits are views, not copies
-        ids = _encode_document(found.documents[0], vocab, text_format)
+    if found.lone_text is not None and not held_out:  # one file: its two splits are views, not copies
+        ids, found.lone_text = vocab.encode(found.lone_text, what=f"text {found.documents[0].path}"), None
         return ids[: heads[0]], ids[heads[0] :]
     tails = [d.chars - head for head, d in zip(heads, found.documents, strict=True)]
     train = _Filler(sum(heads), sum(map(bool, heads)), vocab, found.separator)
