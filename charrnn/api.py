@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from charrnn.bundled import bundled_model
-from charrnn.config import FINETUNE_DEFAULTS, ModelConfig, SampleConfig, TrainConfig
+from charrnn.config import FINETUNE_DEFAULTS, DynamicEvaluation, ModelConfig, SampleConfig, TrainConfig
 from charrnn.core.corpus import ITEM_START
 from charrnn.core.devices import resolve_device
 from charrnn.core.model import CharRNN, count_parameters
 from charrnn.core.vocab import Vocab
 from charrnn.errors import CharRNNError
 from charrnn.formats.checkpoint import Checkpoint
-from charrnn.generation.evaluate import Evaluation, evaluate_text
+from charrnn.generation.evaluate import Evaluation, evaluate_dynamic, evaluate_text
 from charrnn.generation.sample import Sampling, collect, stream_samples
 from charrnn.options import build, declared
 from charrnn.training.loop import TrainResult, fit
@@ -171,6 +171,21 @@ class CharModel:
             saved = self.checkpoint.layout(self.path, needed, remedy)
             batch_size, seq_len = batch_size or saved.batch_size, seq_len or saved.seq_len
         return evaluate_text(self.model, self.vocab, text, batch_size, seq_len, strict)
+
+    def evaluate_dynamic(
+        self,
+        text: str,
+        *,
+        seq_len: int = DynamicEvaluation.dynamic_seq_len,
+        lr: float = DynamicEvaluation.dynamic_lr,
+        decay: float = DynamicEvaluation.dynamic_decay,
+        strict: bool = False,
+    ) -> Evaluation:
+        """Cross-entropy on ``text`` under dynamic evaluation (Krause et al., 2018): scored in one
+        stream, ``seq_len`` characters at a time, each segment learned from (one SGD step of size
+        ``lr``, pulled back toward the trained weights by ``decay``) only after it is scored. The
+        model itself is not changed. Compare it with ``evaluate``'s static figure, not mix them."""
+        return evaluate_dynamic(self.model, self.vocab, text, seq_len, lr, decay, strict)
 
 
 def load(path: str | os.PathLike | None = None, device: str = "auto") -> CharModel:

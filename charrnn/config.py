@@ -235,6 +235,30 @@ class SampleConfig:
 
 
 @dataclass(frozen=True)
+class DynamicEvaluation:
+    """`charrnn evaluate --dynamic`: scoring while adapting (Krause et al., 2018). The defaults were
+    chosen on the first half of tinyshakespeare's validation split (docs/results.md)."""
+
+    dynamic: bool = option(
+        False,
+        "Also score with dynamic evaluation: after scoring each segment, one gradient step on it, "
+        "decaying back toward the trained weights; reported beside the static figure.",
+        ("evaluate",),
+    )
+    dynamic_lr: float = option(
+        0.1, "Dynamic evaluation: the step size of each update (plain SGD).", ("evaluate",), low=0
+    )
+    dynamic_decay: float = option(
+        0.001,
+        "Dynamic evaluation: the pull back toward the trained weights at each update.",
+        ("evaluate",),
+        low=0,
+        high=1,
+    )
+    dynamic_seq_len: int = option(20, "Dynamic evaluation: characters scored between updates.", ("evaluate",), low=1)
+
+
+@dataclass(frozen=True)
 class Placement:
     """Where a command runs and writes: options of the commands, not of a model or a run."""
 

@@ -6,6 +6,7 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -13,16 +14,22 @@ from charrnn.api import describe, load
 from charrnn.commands.common import EXISTING_FILE, declared_options, read_utf8, text_or_bundled_book
 from charrnn.commands.explain import explain_text, render
 from charrnn.commands.plot import plot_run
-from charrnn.config import ModelConfig, Placement, TrainConfig
+from charrnn.config import DynamicEvaluation, ModelConfig, Placement, TrainConfig
 from charrnn.core.corpus import DOCUMENT_SEPARATOR, TextFormat, read_joined
 from charrnn.errors import CharRNNError
+from charrnn.generation.evaluate import Evaluation
+from charrnn.options import build
 
 
 @click.command()
 @click.argument("checkpoint", type=EXISTING_FILE)
 @click.argument("text", nargs=-1, required=True)
 @declared_options(
-    "evaluate", TrainConfig, Placement, replace={name: (None, "the checkpoint's") for name in ("batch_size", "seq_len")}
+    "evaluate",
+    TrainConfig,
+    DynamicEvaluation,
+    Placement,
+    replace={name: (None, "the checkpoint's") for name in ("batch_size", "seq_len")},
 )
 @click.option("--strict", is_flag=True, help="Exit 1 if the text has characters outside the vocabulary.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line instead of text.")
@@ -37,6 +44,7 @@ def evaluate(
     newlines: str,
     decode_errors: str,
     device: str,
+    **dynamic: Any,
 ) -> None:
     """Score CHECKPOINT on TEXT: nats and bits per character, and perplexity.
 
@@ -50,12 +58,22 @@ def evaluate(
       charrnn evaluate checkpoints/tinyshakespeare/best.pt some_play.txt
       charrnn evaluate run/best.pt book.txt --batch-size 1 --json
       charrnn evaluate run/best.pt held-out/ --encoding cp1252
+      charrnn evaluate run/best.pt play.txt --dynamic
+
+    --dynamic also scores the text while adapting to it (dynamic evaluation): a second figure,
+    printed after the static one and never mixed with it.
     """
     model = load(checkpoint, device)
     separator = DOCUMENT_SEPARATOR if DOCUMENT_SEPARATOR in model.vocab.chars else ""
     text_format = TextFormat(encoding, decode_errors, newlines)
     joined = read_joined(text, text_format, separator, warn=lambda line: click.echo(line, err=True))
     result = model.evaluate(joined, batch_size=batch_size, seq_len=seq_len, strict=strict)
+    config = build(DynamicEvaluation, dynamic)
+    adapted = None
+    if config.dynamic:
+        adapted = model.evaluate_dynamic(
+            joined, seq_len=config.dynamic_seq_len, lr=config.dynamic_lr, decay=config.dynamic_decay, strict=strict
+        )
     text_file = text[0] if len(text) == 1 else list(text)
     if result.unknown:
         shown = ", ".join(f"{char!r} x{count}" for char, count in result.unknown.items())
@@ -74,6 +92,7 @@ def evaluate(
                     "chars_scored": result.chars_scored,
                     "streams": result.streams,
                     "unknown_chars": result.unknown,
+                    **({} if adapted is None else {"dynamic": _dynamic_facts(adapted, config)}),
                 },
                 ensure_ascii=False,
             )
@@ -86,6 +105,29 @@ def evaluate(
         f"  {result.nats_per_char:.4f} nats/char   {result.bits_per_char:.4f} bits/char   "
         f"perplexity {result.perplexity:.3f}"
     )
+    if adapted is not None:
+        click.echo(
+            f"dynamic evaluation (1 stream, an update every {config.dynamic_seq_len} characters, "
+            f"lr {config.dynamic_lr:g}, decay {config.dynamic_decay:g}): {adapted.chars_scored:,} characters scored"
+        )
+        click.echo(
+            f"  {adapted.nats_per_char:.4f} nats/char   {adapted.bits_per_char:.4f} bits/char   "
+            f"perplexity {adapted.perplexity:.3f}   ({adapted.nats_per_char - result.nats_per_char:+.4f} nats/char "
+            "against the static figure)"
+        )
+
+
+def _dynamic_facts(adapted: Evaluation, config: DynamicEvaluation) -> dict:
+    return {
+        "nats_per_char": adapted.nats_per_char,
+        "bits_per_char": adapted.bits_per_char,
+        "perplexity": adapted.perplexity,
+        "chars_scored": adapted.chars_scored,
+        "streams": adapted.streams,
+        "seq_len": config.dynamic_seq_len,
+        "lr": config.dynamic_lr,
+        "decay": config.dynamic_decay,
+    }
 
 
 @click.command()

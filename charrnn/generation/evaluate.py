@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from charrnn.core.data import StreamBatches
-from charrnn.core.model import CharRNN
+from charrnn.core.model import CharRNN, detach
 from charrnn.core.vocab import UnknownCharactersError, Vocab
 from charrnn.errors import CharRNNError
 
@@ -71,17 +73,52 @@ def evaluate_text(
     the text before it as context. Characters outside the vocabulary are counted and removed
     (or, with ``strict``, raise UnknownCharactersError).
     """
+    ids, unknown = _scored_ids(vocab, text, strict)
+    streams = min(batch_size, len(ids) - 1)  # a short text gets fewer streams, never none
+    batches = StreamBatches(ids, streams, seq_len, full_windows=False, device=model.head.weight.device)
+    return Evaluation(mean_loss(model, batches), batches.num_chars, streams, unknown)
+
+
+def evaluate_dynamic(
+    model: CharRNN, vocab: Vocab, text: str, seq_len: int, lr: float, decay: float, strict: bool = False
+) -> Evaluation:
+    """Dynamic evaluation (Krause et al., 2018): the text is read once, in one stream, ``seq_len``
+    characters at a time; each segment is scored first and then learned from, by one SGD step
+    that also pulls every weight back toward its trained value by ``decay``:
+
+        score s_i with θ_i;   θ_{i+1} = θ_i - lr · ∇loss(s_i) + decay · (θ_0 - θ_i)
+
+    so a character is never predicted by weights that have seen it. ``model`` is left unchanged
+    (a copy adapts). With ``lr = decay = 0`` this is ``evaluate_text`` with one stream.
+    """
+    ids, unknown = _scored_ids(vocab, text, strict)
+    adapted = copy.deepcopy(model).eval()  # eval: no dropout while scoring; gradients still flow
+    params = list(adapted.parameters())
+    trained = [p.detach().clone() for p in params]  # θ_0
+    batches = StreamBatches(ids, 1, seq_len, full_windows=False, device=model.head.weight.device)
+    state, segment_sums = adapted.init_state(1), []
+    with torch.enable_grad():
+        for index in range(batches.num_windows):
+            x, y = batches.window(index)  # (1, T) each
+            logits, state = adapted(x, state)  # (T, V)
+            loss_sum = F.cross_entropy(logits.float(), y.reshape(-1), reduction="sum")
+            segment_sums.append(loss_sum.detach())
+            adapted.zero_grad(set_to_none=True)
+            (loss_sum / y.numel()).backward()
+            with torch.no_grad():
+                for param, start in zip(params, trained, strict=True):
+                    param.sub_(param.grad, alpha=lr).add_(start - param, alpha=decay)
+            state = detach(state)
+    total = torch.stack(segment_sums).cpu().double().sum().item()
+    return Evaluation(total / batches.num_chars, batches.num_chars, 1, unknown)
+
+
+def _scored_ids(vocab: Vocab, text: str, strict: bool) -> tuple[np.ndarray, dict[str, int]]:
+    """The ids of ``text`` less its characters outside the vocabulary, and those characters' counts."""
     kept, unknown_chars = vocab.without_unknown(text)
     if unknown_chars and strict:
         raise UnknownCharactersError(unknown_chars, len(vocab))
     ids = vocab.encode(kept)
     if len(ids) < 2:
         raise CharRNNError("the text needs at least 2 characters the model knows to be scored")
-    streams = min(batch_size, len(ids) - 1)  # a short text gets fewer streams, never none
-    batches = StreamBatches(ids, streams, seq_len, full_windows=False, device=model.head.weight.device)
-    return Evaluation(
-        nats_per_char=mean_loss(model, batches),
-        chars_scored=batches.num_chars,
-        streams=streams,
-        unknown={char: text.count(char) for char in unknown_chars},
-    )
+    return ids, {char: text.count(char) for char in unknown_chars}

@@ -27,6 +27,25 @@ def test_evaluate_prints_the_figures_as_text_and_as_json(tiny_run):
     assert one_stream["streams"] == 1 and one_stream["chars_scored"] == len(tiny_run.text.read_text()) - 1
 
 
+def test_evaluate_dynamic_reports_a_second_figure_beside_the_static_one(tiny_run):
+    options = ["--dynamic", "--dynamic-lr", "0.5", "--dynamic-seq-len", "10", "--device", "cpu"]
+    result = invoke("evaluate", tiny_run.last, tiny_run.text, "--json", *options)
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    static = json.loads(invoke("evaluate", tiny_run.last, tiny_run.text, "--json").stdout)
+    assert figures["nats_per_char"] == static["nats_per_char"]  # the static figure is untouched
+    dynamic = figures["dynamic"]
+    expected = charrnn.load(tiny_run.last, "cpu").evaluate_dynamic(
+        tiny_run.text.read_text(encoding="utf-8"), seq_len=10, lr=0.5
+    )
+    assert dynamic["nats_per_char"] == pytest.approx(expected.nats_per_char, rel=1e-6)
+    assert (dynamic["streams"], dynamic["seq_len"], dynamic["lr"]) == (1, 10, 0.5)
+    assert dynamic["nats_per_char"] < static["nats_per_char"]  # its own training text, learned as it is read
+    human = invoke("evaluate", tiny_run.last, tiny_run.text, *options).stdout.splitlines()
+    assert human[2].startswith("dynamic evaluation (1 stream, an update every 10 characters, lr 0.5")
+    assert f"{dynamic['nats_per_char']:.4f} nats/char" in human[3] and "against the static figure" in human[3]
+
+
 def test_evaluate_reports_and_leaves_out_unknown_characters(tiny_run, tmp_path):
     odd = tmp_path / "odd.txt"
     odd.write_text(tiny_run.text.read_text(encoding="utf-8")[:800] + "\u00e9\u00e9\u2603", encoding="utf-8")
