@@ -234,8 +234,8 @@ def finetune(
     """Fine-tune the model in ``base`` on ``text`` with a fresh optimizer and schedule, to the end.
 
     ``options`` are those of ``charrnn finetune``: ``FINETUNE_DEFAULTS`` replace a few of train's
-    defaults (a shorter warm-up), and the dropout defaults to the base model's. ``extend_vocab=True`` adds the text's
-    new characters to the model instead of refusing them.
+    defaults (a shorter warm-up), and the dropout defaults to the base model's.
+    ``extend_vocab=True`` adds the text's new characters to the model instead of refusing them.
     """
     options = {**FINETUNE_DEFAULTS, **options}
     dropout = options.pop("dropout", None)  # None: the base model's
