@@ -238,8 +238,10 @@ def finetune(
     ``extend_vocab=True`` adds the text's new characters to the model instead of refusing them.
     """
     options = {**FINETUNE_DEFAULTS, **options}
-    dropout = options.pop("dropout", None)  # None: the base model's
-    _, train_config = _configs({**options, **({} if dropout is None else {"dropout": dropout})}, FINETUNE_OPTIONS)
+    dropout = options.get("dropout")  # None: the base model's
+    if dropout is None:
+        options.pop("dropout", None)
+    _, train_config = _configs(options, FINETUNE_OPTIONS)  # checks a given dropout too
     run = finetune_run(
         base, text, train_config, dropout=dropout, extend_vocab=extend_vocab, out_dir=out_dir, device=device, log=log
     )

@@ -293,7 +293,7 @@ def _lay_out_documents(
     held_out = found.val_document is not None
     heads = [d.chars - (0 if held_out else int(round(d.chars * val_frac))) for d in found.documents]
     if found.lone_text is not None and not held_out:  # one file: its two splits are views, not copies
-        ids, found.lone_text = vocab.encode(found.lone_text, what=f"text {found.documents[0].path}"), None
+        ids, found.lone_text = vocab.encode(found.lone_text, what=f"text {found.documents[0].path}"), None  # let go
         return ids[: heads[0]], ids[heads[0] :]
     tails = [d.chars - head for head, d in zip(heads, found.documents, strict=True)]
     train = _Filler(sum(heads), sum(map(bool, heads)), vocab, found.separator)
