@@ -12,13 +12,13 @@ import dataclasses
 import inspect
 import os
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from charrnn.bundled import bundled_model
-from charrnn.config import FINETUNE_DEFAULTS, DynamicEvaluation, ModelConfig, SampleConfig, TrainConfig
+from charrnn.config import FINETUNE_DEFAULTS, Acceleration, DynamicEvaluation, ModelConfig, SampleConfig, TrainConfig
 from charrnn.core.corpus import ITEM_START
 from charrnn.core.devices import resolve_device
 from charrnn.core.model import CharRNN, count_parameters
@@ -26,6 +26,7 @@ from charrnn.core.vocab import Vocab
 from charrnn.errors import CharRNNError
 from charrnn.formats.checkpoint import Checkpoint
 from charrnn.generation.evaluate import Evaluation, evaluate_dynamic, evaluate_text
+from charrnn.generation.runtime import StepRuntime
 from charrnn.generation.sample import Sampling, collect, stream_samples
 from charrnn.options import build, declared
 from charrnn.training.loop import TrainResult, fit
@@ -49,8 +50,9 @@ class CharModel:
     when given ``seed=None``): pass it back as ``seed=`` to draw the same samples again.
     """
 
-    def __init__(self, model: CharRNN, checkpoint: Checkpoint, path: Path):
+    def __init__(self, model: CharRNN, checkpoint: Checkpoint, path: Path, runtime: StepRuntime | None = None):
         self.model = model
+        self.runtime = runtime or StepRuntime(model)  # which step generation runs (compiled, int8)
         self.vocab: Vocab = checkpoint.vocab
         self.path = path
         self.checkpoint = checkpoint  # evaluate reads the run's layout from it; generation never does
@@ -82,7 +84,15 @@ class CharModel:
         if seed is None:  # drawn here, not in stream_samples, so that it can be kept in last_seed
             seed = secrets.randbits(31)  # short enough to type back
         pieces = stream_samples(
-            self.model, self.vocab, prime, length, Sampling(**sampling), seed=seed, num_samples=num_samples, stop=stop
+            self.model,
+            self.vocab,
+            prime,
+            length,
+            Sampling(**sampling),
+            seed=seed,
+            num_samples=num_samples,
+            stop=stop,
+            runtime=self.runtime,
         )
         self.last_seed = seed  # only once the arguments passed the checks
         return pieces
@@ -163,14 +173,16 @@ class CharModel:
         Every character but the first is scored once, less the last (n - 1) mod B, which do not
         fill a stream (``chars_scored`` says how many were); ``batch_size=1`` leaves none out and
         gives each character all of the text before it as context. Characters outside the
-        vocabulary are counted and removed first (``strict=True`` raises instead).
+        vocabulary are counted and removed first (``strict=True`` raises instead). A model loaded
+        with ``quantize="int8"`` is scored through its int8 step, as it generates.
         """
         needed = tuple(name for name, given in (("batch_size", batch_size), ("seq_len", seq_len)) if given is None)
         if needed:
             remedy = "give the batch size and sequence length (--batch-size, --seq-len)"
             saved = self.checkpoint.layout(self.path, needed, remedy)
             batch_size, seq_len = batch_size or saved.batch_size, seq_len or saved.seq_len
-        return evaluate_text(self.model, self.vocab, text, batch_size, seq_len, strict)
+        stepper = self.runtime.stepper(batch_size) if self.runtime.quantize == "int8" else None
+        return evaluate_text(self.model, self.vocab, text, batch_size, seq_len, strict, stepper=stepper)
 
     def evaluate_dynamic(
         self,
@@ -188,15 +200,24 @@ class CharModel:
         return evaluate_dynamic(self.model, self.vocab, text, seq_len, lr, decay, strict)
 
 
-def load(path: str | os.PathLike | None = None, device: str = "auto") -> CharModel:
+def load(
+    path: str | os.PathLike | None = None,
+    device: str = "auto",
+    *,
+    compile: str = Acceleration.compile,
+    quantize: str = Acceleration.quantize,
+    note: Callable[[str], None] | None = None,
+) -> CharModel:
     """Load a checkpoint for generation and evaluation, on ``device`` (auto: cuda, mps, cpu).
 
     Without ``path``, the Shakespeare model that ships with charrnn (docs/bundled-model.md).
+    ``compile`` (auto, on, off) and ``quantize`` (none, int8) choose the generation step
+    (docs/performance.md); ``note`` hears, once each, why a faster step is not in use.
     """
     path = bundled_model() if path is None else path
     checkpoint = Checkpoint.load(path)
-    model = checkpoint.model(resolve_device(device))
-    return CharModel(model.eval(), checkpoint, Path(path))
+    model = checkpoint.model(resolve_device(device)).eval()
+    return CharModel(model, checkpoint, Path(path), StepRuntime(model, compile, quantize, note))
 
 
 def train(

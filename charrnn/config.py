@@ -268,3 +268,27 @@ class Placement:
         ("train", "finetune", "generate", "evaluate", "chat", "serve"),
         choices=DEVICES,
     )
+
+
+COMPILE_MODES = ("auto", "on", "off")
+QUANTIZE_MODES = ("none", "int8")
+
+
+@dataclass(frozen=True)
+class Acceleration:
+    """How the generation step runs: compiled or eager, float32 or 8-bit weights (docs/performance.md)."""
+
+    compile: str = option(
+        "auto",
+        "Compile the generation step (CPU, float32; built once per model shape and cached): "
+        "auto uses a cached one, and builds one when the job is long enough to pay for it.",
+        ("generate", "chat", "serve"),
+        choices=COMPILE_MODES,
+    )
+    quantize: str = option(
+        "none",
+        "int8: 8-bit weights for every multiply (CPU): faster, and within a few thousandths of a "
+        "nat per character of float32 (evaluate --quantize int8 shows the change).",
+        ("generate", "evaluate", "chat", "serve"),
+        choices=QUANTIZE_MODES,
+    )

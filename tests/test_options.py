@@ -7,11 +7,13 @@ import pytest
 
 from charrnn.commands import options_page
 from charrnn.commands.cli import main
-from charrnn.config import DynamicEvaluation, ModelConfig, Placement, SampleConfig, TrainConfig
+from charrnn.config import Acceleration, DynamicEvaluation, ModelConfig, Placement, SampleConfig, TrainConfig
 from charrnn.options import declared
 
 DECLARED = [
-    opt for cls in (ModelConfig, TrainConfig, SampleConfig, DynamicEvaluation, Placement) for opt in declared(cls)
+    opt
+    for cls in (ModelConfig, TrainConfig, SampleConfig, DynamicEvaluation, Placement, Acceleration)
+    for opt in declared(cls)
 ]
 OPTIONS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "options.md"
 

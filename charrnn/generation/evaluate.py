@@ -14,6 +14,7 @@ from charrnn.core.data import StreamBatches
 from charrnn.core.model import CharRNN, detach
 from charrnn.core.vocab import UnknownCharactersError, Vocab
 from charrnn.errors import CharRNNError
+from charrnn.generation.stepper import Stepper
 
 
 @torch.inference_mode()
@@ -36,6 +37,21 @@ def loss_sum(model: CharRNN, batches: StreamBatches) -> tuple[float, int]:
         model.train(was_training)
     # Summed in float64 on the CPU (MPS has no float64 tensors).
     total = torch.stack(window_sums).cpu().double().sum().item()
+    return total, batches.num_chars
+
+
+@torch.inference_mode()
+def loss_sum_stepwise(stepper: Stepper, batches: StreamBatches) -> tuple[float, int]:
+    """``loss_sum`` through a generation step, one character at a time: what an int8 model
+    generates with is what gets scored."""
+    state = stepper.init_state(batches.batch_size)
+    sums = []
+    for index in range(batches.num_windows):
+        x, y = batches.window(index)  # (B, T) each
+        for t in range(x.shape[1]):
+            logits, state = stepper.step(x[:, t], state)  # (B, V)
+            sums.append(F.cross_entropy(logits.float(), y[:, t].long(), reduction="sum"))
+    total = torch.stack(sums).double().sum().item() if sums else 0.0
     return total, batches.num_chars
 
 
@@ -64,19 +80,29 @@ class Evaluation:
 
 
 def evaluate_text(
-    model: CharRNN, vocab: Vocab, text: str, batch_size: int, seq_len: int, strict: bool = False
+    model: CharRNN,
+    vocab: Vocab,
+    text: str,
+    batch_size: int,
+    seq_len: int,
+    strict: bool = False,
+    stepper: Stepper | None = None,
 ) -> Evaluation:
     """Cross-entropy of ``model`` over all of ``text``, laid out as ``batch_size`` streams.
 
     With the trainer's batch size and the validation split's text, this is exactly the
     validation loss the trainer reports; ``batch_size=1`` scores every character with all of
     the text before it as context. Characters outside the vocabulary are counted and removed
-    (or, with ``strict``, raise UnknownCharactersError).
+    (or, with ``strict``, raise UnknownCharactersError). ``stepper``: score through it (say,
+    an ``Int8Stepper``) rather than the model's forward.
     """
     ids, unknown = _scored_ids(vocab, text, strict)
     streams = min(batch_size, len(ids) - 1)  # a short text gets fewer streams, never none
     batches = StreamBatches(ids, streams, seq_len, full_windows=False, device=model.head.weight.device)
-    return Evaluation(mean_loss(model, batches), batches.num_chars, streams, unknown)
+    if stepper is None:
+        return Evaluation(mean_loss(model, batches), batches.num_chars, streams, unknown)
+    total, count = loss_sum_stepwise(stepper, batches)
+    return Evaluation(total / count, count, streams, unknown)
 
 
 def evaluate_dynamic(

@@ -20,10 +20,16 @@ from dataclasses import dataclass
 import torch
 
 from charrnn.config import SampleConfig
+from charrnn.core.cells import State
 from charrnn.core.model import CharRNN
 from charrnn.core.vocab import Vocab
 from charrnn.errors import CharRNNError
+from charrnn.generation.compiled import CompiledStepper
+from charrnn.generation.draw import draw_uniforms, draw_with_uniforms
+from charrnn.generation.runtime import StepRuntime
 from charrnn.generation.stepper import Stepper
+
+AnyStepper = Stepper | CompiledStepper
 
 
 @dataclass(frozen=True)
@@ -43,28 +49,6 @@ class Sampling:
             raise CharRNNError(f"top-k must be 1 or more, got {self.top_k}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise CharRNNError(f"top-p must be in (0, 1], got {self.top_p}")
-
-
-def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
-    """(N, V) logits with every character outside the top-k / top-p set set to -inf.
-
-    Top-k keeps exactly k characters per row, even when several tie at the k-th value (the
-    tied ones ``torch.topk`` picks). Top-p keeps, per row, the most likely characters in order
-    until their probabilities add up to at least p (the smallest such set); the most likely
-    character always stays.
-    """
-    if top_k is not None and top_k < logits.shape[-1]:
-        best = torch.topk(logits, top_k, dim=-1).indices  # (N, k)
-        keep = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, best, True)  # (N, V)
-        logits = logits.masked_fill(~keep, -math.inf)
-    if top_p is not None and top_p < 1:
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (N, V) each
-        sorted_probs = torch.softmax(sorted_logits, dim=-1)
-        mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs  # probability of the better ones
-        drop_sorted = mass_before >= top_p  # the set had already reached p without this one
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, -math.inf)
-    return logits
 
 
 def next_ids(
@@ -90,22 +74,11 @@ def next_ids(
 
 
 def _draw(logits: torch.Tensor, sampling: Sampling, generators: Sequence[torch.Generator]) -> torch.Tensor:
-    """``next_ids`` for rows that share one setting.
-
-    The row maximum is subtracted before dividing by the temperature, so a tiny temperature
-    gives huge negative numbers (probabilities of 0) rather than inf - inf = NaN.
-    """
+    """``next_ids`` for rows that share one setting."""
     if sampling.greedy:
         return logits.argmax(dim=-1)
-    scaled = (logits.float() - logits.max(dim=-1, keepdim=True).values) / sampling.temperature  # (N, V)
-    # Unnormalised probabilities: every value is in [0, 1] (the best is exp(0) = 1), and the
-    # draw below scales by the row's total instead of dividing every entry by it.
-    weights = filter_logits(scaled, sampling.top_k, sampling.top_p).exp()  # (N, V)
-    uniforms = [torch.rand(1, generator=g, device=logits.device) for g in generators]
-    uniforms = uniforms[0] if len(uniforms) == 1 else torch.cat(uniforms)  # (N,)
-    # Inverse-CDF draw: the first id whose cumulative weight exceeds uniform x the row's total.
-    cumulative = weights.cumsum(dim=-1)  # (N, V)
-    return (cumulative <= uniforms[:, None] * cumulative[:, -1:]).sum(dim=-1)  # (N,)
+    uniforms = draw_uniforms(generators, logits.device)
+    return draw_with_uniforms(logits, uniforms, sampling.temperature, sampling.top_k, sampling.top_p)
 
 
 class StopWatch:
@@ -167,6 +140,7 @@ def stream_samples(
     seed: int | None = None,
     num_samples: int = 1,
     stop: Sequence[str] = (),
+    runtime: StepRuntime | None = None,
     fast: bool = True,
 ) -> Iterator[tuple[int, str]]:
     """Return an iterator of (sample index, text piece) as the samples grow, in order per sample.
@@ -177,9 +151,10 @@ def stream_samples(
     begins in the prime and ends in the sample does not count. Bad arguments (unknown prime
     characters, a non-positive temperature, a seed out of range, ...) raise here, before any
     text. Sample i uses seed ``seed + i``, which must fit in 0 .. 2**64 - 1 (what
-    ``torch.Generator.manual_seed`` takes); ``seed=None`` draws a random seed. ``fast=False``
-    runs every step through ``CharRNN.forward`` (nn.LSTM) instead of ``Stepper``: the slow
-    reference the fast path is tested against.
+    ``torch.Generator.manual_seed`` takes); ``seed=None`` draws a random seed. ``runtime`` picks
+    the one-character step (compiled, int8; generation/runtime.py); without it, the eager float32
+    ``Stepper``. ``fast=False`` runs every step through ``CharRNN.forward``
+    (nn.LSTM) instead: the slow reference the fast path is tested against.
     """
     sampling.check()
     if length < 0:
@@ -197,7 +172,13 @@ def stream_samples(
     base_seed = secrets.randbits(62) if seed is None else seed
     generators = [torch.Generator(device=device).manual_seed(base_seed + i) for i in range(num_samples)]
     prime_tensor = torch.from_numpy(prime_ids).to(device).view(1, -1)  # (1, P)
-    return _pieces(model, vocab, prime_tensor, length, sampling, generators, stop, fast)
+    if not fast:
+        stepper = _Reference(model)
+    elif runtime is None:
+        stepper = Stepper(model)
+    else:
+        stepper = runtime.stepper(num_samples, work=length * num_samples)
+    return _pieces(model, vocab, prime_tensor, length, sampling, generators, stop, stepper)
 
 
 # As a decorator (not a `with` block) inference mode is switched on only while the generator
@@ -211,7 +192,7 @@ def _pieces(
     sampling: Sampling,
     generators: list[torch.Generator],
     stop: Sequence[str],
-    fast: bool,
+    stepper: AnyStepper,
 ) -> Iterator[tuple[int, str]]:
     num_samples = len(generators)
     was_training = model.training
@@ -227,10 +208,13 @@ def _pieces(
         logits = logits.expand(num_samples, -1)  # (N, V)
         state = tuple(t.repeat(1, num_samples, 1) for t in state)  # (L, N, H) each
         watches = [StopWatch(stop) for _ in range(num_samples)]
-        # One-character steps go through the stepper: the same equations, one multiply per layer.
-        step = Stepper(model).step if fast else lambda ids, state: model(ids.view(-1, 1), state)
-        for position in range(length):
+        # A compiled step draws the next ids itself, from the same uniform numbers the eager draw
+        # would take from each generator: plain temperature sampling only.
+        plain = not (sampling.greedy or sampling.top_k or sampling.top_p)
+        fused = plain and isinstance(stepper, CompiledStepper) and stepper.serves(num_samples)
+        if length:
             ids = next_ids(logits, sampling, generators)  # (N,)
+        for position in range(length):
             for row, id_ in enumerate(ids.tolist()):
                 if not watches[row].stopped:
                     piece = watches[row].feed(vocab.chars[id_])
@@ -238,14 +222,30 @@ def _pieces(
                         yield row, piece
             if all(watch.stopped for watch in watches):
                 return
-            if position + 1 < length:  # the last character needs no prediction after it
-                logits, state = step(ids, state)  # (N, V)
+            if position + 1 == length:  # the last character needs no prediction after it
+                break
+            if fused:
+                uniforms = draw_uniforms(generators, logits.device)  # (N,)
+                ids, logits, state = stepper.step_and_draw(ids, state, uniforms, sampling.temperature)
+            else:
+                logits, state = stepper.step(ids, state)  # (N, V)
+                ids = next_ids(logits, sampling, generators)  # (N,)
         for row, watch in enumerate(watches):
             tail = watch.flush()
             if tail:
                 yield row, tail
     finally:
         model.train(was_training)
+
+
+class _Reference:
+    """The slow reference step: ``CharRNN.forward`` (nn.LSTM) on one character."""
+
+    def __init__(self, model: CharRNN):
+        self.model = model
+
+    def step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        return self.model(ids.view(-1, 1), state)
 
 
 def collect(pieces: Iterator[tuple[int, str]], num_samples: int) -> list[str]:

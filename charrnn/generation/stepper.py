@@ -10,98 +10,167 @@ runs the same equations on the same weights here instead, re-laid out once per g
 
 so each LSTM (or RNN) layer costs one matrix multiply per character. A GRU's reset gate scales
 its recurrent part alone, so there the two parts of each layer are two multiplies (``Cell.hidden_apart``).
-How that multiply is laid out depends on the number of streams (see ``Projection``). The results
+How that multiply is laid out depends on the number of streams (see ``project``). The results
 match ``CharRNN.forward`` to float rounding (~1e-7); tests/generation/test_sample.py checks that
 both give the same text for a seed.
+
+The laid-out weights are one flat dict of plain tensors (``Stepper.weights``), so that the same
+step code runs eagerly here, with 8-bit weights (``Int8Stepper``) and traced into a compiled
+step that takes the weights as inputs (charrnn/generation/compiled.py).
 """
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
-from charrnn.core.cells import State
+from charrnn.core.cells import Cell, State
 from charrnn.core.model import CharRNN, as_index
 
 # From this many streams on, W xᵀ in W's own layout is the faster multiply; below it, the split
 # one (measured on a 2-core AVX2 CPU with benchmarks/sample_speed.py: 1.3x at 16 streams).
 WIDE_BATCH = 16
 
+Weights = dict[str, torch.Tensor]
 
-class Projection:
-    """addend + x Wᵀ for one weight W (M, K) and a few rows x (N, K), laid out for speed.
+
+def lay_out(weight: torch.Tensor, parts: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """W (M, K) in both layouts ``project`` uses: itself, and split into ``parts`` column blocks."""
+    out_features, in_features = weight.shape
+    parts = parts if out_features % parts == 0 else 1
+    blocks = weight.t().reshape(in_features, parts, out_features // parts).transpose(0, 1)
+    return weight.contiguous(), blocks.contiguous()  # (M, K); (P, K, M/P): block p = outputs p·M/P ...
+
+
+def project(x: torch.Tensor, addend: torch.Tensor, weight: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+    """addend + x Wᵀ: x (N, K), addend (M,) or (N, M) -> (N, M), laid out for speed.
 
     A CPU multiply with one row (a matrix-vector product) runs on a single thread. Splitting W's
     M outputs into one block per thread and multiplying the blocks as a batch (``baddbmm``) puts
     every core to work: about 1.5x on 2 cores. From ``WIDE_BATCH`` rows on, a plain W xᵀ wins.
     Both layouts hold the same numbers, so the choice changes nothing but rounding (~1e-7).
     """
-
-    def __init__(self, weight: torch.Tensor, parts: int):
-        out_features, in_features = weight.shape
-        self.parts = parts if out_features % parts == 0 else 1
-        self.weight = weight.contiguous()  # (M, K)
-        self.blocks = (
-            weight.t().reshape(in_features, self.parts, out_features // self.parts).transpose(0, 1).contiguous()
-        )  # (P, K, M/P): block p holds the columns of outputs p·M/P ... (p+1)·M/P - 1
-
-    def __call__(self, x: torch.Tensor, addend: torch.Tensor) -> torch.Tensor:
-        """x (N, K), addend (M,) or (N, M) -> (N, M)."""
-        rows, out_features = x.shape[0], self.weight.shape[0]
-        if rows >= WIDE_BATCH:
-            return torch.mm(self.weight, x.t()).t().contiguous().add_(addend)  # (M, N) -> (N, M)
-        parts = self.parts
-        addend = addend.view(-1, parts, out_features // parts).transpose(0, 1)  # (P, 1 or N, M/P)
-        out = torch.baddbmm(addend, x.expand(parts, *x.shape), self.blocks)  # (P, N, M/P)
-        return out.transpose(0, 1).reshape(rows, out_features)  # a view when N = 1
+    rows, out_features = x.shape[0], weight.shape[0]
+    if rows >= WIDE_BATCH:
+        return torch.mm(weight, x.t()).t().contiguous().add_(addend)  # (M, N) -> (N, M)
+    parts = blocks.shape[0]
+    addend = addend.view(-1, parts, out_features // parts).transpose(0, 1)  # (P, 1 or N, M/P)
+    out = torch.baddbmm(addend, x.expand(parts, *x.shape), blocks)  # (P, N, M/P)
+    return out.transpose(0, 1).reshape(rows, out_features)  # a view when N = 1
 
 
 class Stepper:
-    """Runs a trained ``CharRNN`` (eval mode, no dropout) one character at a time."""
+    """Runs a trained ``CharRNN`` (eval mode, no dropout) one character at a time, in float32.
 
-    @torch.no_grad()
+    ``weights`` holds, by name: ``table`` (V, G·H), the row of layer 0's input gates for each
+    character; for each multiply ``NAME``, ``NAME.weight`` (M, K), ``NAME.blocks`` (P, K, M/P)
+    and ``NAME.bias``. The multiplies: ``0.hh`` (layer 0's recurrent part); for each layer k > 0
+    ``k.cat`` (input and recurrent side by side), or ``k.ih`` and ``k.hh`` for a GRU; ``head``.
+    """
+
+    kind = "float32"
+
     def __init__(self, model: CharRNN):
-        rnn, cell = model.rnn, model.cell
-        self.cell = cell
         # Split into one block per CPU thread; a GPU multiply already uses the whole device.
-        parts = torch.get_num_threads() if rnn.weight_hh_l0.device.type == "cpu" else 1
-        weights = [
-            [getattr(rnn, f"{name}_l{k}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-            for k in range(rnn.num_layers)
-        ]
-        w_ih0, w_hh0, b_ih0, b_hh0 = weights[0]
-        # Row v of the table is W_ih0 one_hot(v) plus layer 0's input bias: (V, G·H).
-        self.input_table = (w_ih0.t() + cell.input_bias(b_ih0, b_hh0)).contiguous()
-        self.first_hh = Projection(w_hh0, parts)  # (G·H, H)
-        self.first_hh_bias = b_hh0
-        if cell.hidden_apart:  # input and recurrent parts stay apart: (G·H, H) and (G·H,) each
-            self.upper = [
-                (Projection(w_ih, parts), b_ih, Projection(w_hh, parts), b_hh) for w_ih, w_hh, b_ih, b_hh in weights[1:]
-            ]
-        else:  # side by side: one (G·H, 2H) multiply, both biases summed
-            self.upper = [
-                (Projection(torch.cat([w_ih, w_hh], dim=1), parts), b_ih + b_hh)
-                for w_ih, w_hh, b_ih, b_hh in weights[1:]
-            ]
-        self.head = Projection(model.head.weight, parts)  # (V, H)
-        self.head_bias = model.head.bias
+        parts = torch.get_num_threads() if model.head.weight.device.type == "cpu" else 1
+        self.cell = model.cell
+        self.num_layers = model.config.num_layers
+        self.weights = laid_out_weights(model, parts)
+
+    @classmethod
+    def from_weights(cls, cell: Cell, num_layers: int, weights: Weights) -> Stepper:
+        """A stepper over given tensors in ``weights``' layout (the compiled step's inputs)."""
+        stepper = cls.__new__(cls)
+        stepper.cell, stepper.num_layers, stepper.weights = cell, num_layers, weights
+        return stepper
+
+    def init_state(self, streams: int) -> State:
+        """The zero state for ``streams`` streams: (L, N, H) each."""
+        table = self.weights["table"]  # (V, G·H)
+        shape = (self.num_layers, streams, table.shape[1] // len(self.cell.gates))
+        return tuple(table.new_zeros(shape) for _ in range(self.cell.state_size))
+
+    def project(self, name: str, x: torch.Tensor, addend: torch.Tensor) -> torch.Tensor:
+        """addend + x Wᵀ for the multiply called ``name``: x (N, K) -> (N, M)."""
+        return project(x, addend, self.weights[f"{name}.weight"], self.weights[f"{name}.blocks"])
 
     def step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """ids (N,) of any integer dtype -> next-character logits (N, V) and the new state (each (L, N, H))."""
-        cell = self.cell
+        cell, weights = self.cell, self.weights
         ids = as_index(ids)
         layers = list(zip(*(t.unbind(0) for t in state), strict=True))  # L tuples of (N, H) tensors
-        input_gates = self.input_table[ids]  # (N, G·H)
-        layer_state = cell.layer_step(input_gates, layers[0], self.first_hh, self.first_hh_bias)  # (N, H) each
+        input_gates = weights["table"][ids]  # (N, G·H)
+        first_hh = lambda h, addend: self.project("0.hh", h, addend)
+        layer_state = cell.layer_step(input_gates, layers[0], first_hh, weights["0.hh.bias"])  # (N, H) each
         new_layers = [layer_state]
-        for layer, weights in enumerate(self.upper, start=1):
+        for layer in range(1, self.num_layers):
             below, own = layer_state[0], layers[layer]  # the layer below's output, this layer's state
             if cell.hidden_apart:
-                input_proj, input_b, hidden_proj, hidden_b = weights
-                layer_state = cell.layer_step(input_proj(below, input_b), own, hidden_proj, hidden_b)
+                hidden = lambda h, addend, layer=layer: self.project(f"{layer}.hh", h, addend)
+                gates_in = self.project(f"{layer}.ih", below, weights[f"{layer}.ih.bias"])
+                layer_state = cell.layer_step(gates_in, own, hidden, weights[f"{layer}.hh.bias"])
             else:
-                projection, bias = weights
                 inputs = torch.cat([below, own[0]], dim=1)  # (N, 2H)
-                layer_state = cell.update(projection(inputs, bias), own)  # (N, G·H) -> (N, H) each
+                gates = self.project(f"{layer}.cat", inputs, weights[f"{layer}.cat.bias"])  # (N, G·H)
+                layer_state = cell.update(gates, own)  # (N, H) each
             new_layers.append(layer_state)
-        logits = self.head(layer_state[0], self.head_bias)  # (N, V)
+        logits = self.project("head", layer_state[0], weights["head.bias"])  # (N, V)
         return logits, tuple(torch.stack(parts) for parts in zip(*new_layers, strict=True))  # each (L, N, H)
+
+
+@torch.no_grad()
+def laid_out_weights(model: CharRNN, parts: int) -> Weights:
+    """The model's weights in ``Stepper``'s layout (see its docstring)."""
+    rnn, cell = model.rnn, model.cell
+    layers = [
+        [getattr(rnn, f"{name}_l{k}").detach() for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        for k in range(rnn.num_layers)
+    ]
+    w_ih0, w_hh0, b_ih0, b_hh0 = layers[0]
+    multiplies = {"0.hh": (w_hh0, b_hh0)}  # (G·H, H)
+    for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(layers[1:], start=1):
+        if cell.hidden_apart:  # input and recurrent parts stay apart: (G·H, H) and (G·H,) each
+            multiplies[f"{k}.ih"], multiplies[f"{k}.hh"] = (w_ih, b_ih), (w_hh, b_hh)
+        else:  # side by side: one (G·H, 2H) multiply, both biases summed
+            multiplies[f"{k}.cat"] = (torch.cat([w_ih, w_hh], dim=1), b_ih + b_hh)
+    multiplies["head"] = (model.head.weight.detach(), model.head.bias.detach())  # (V, H)
+    # Row v of the table is W_ih0 one_hot(v) plus layer 0's input bias: (V, G·H).
+    weights = {"table": (w_ih0.t() + cell.input_bias(b_ih0, b_hh0)).contiguous()}
+    for name, (weight, bias) in multiplies.items():
+        weights[f"{name}.weight"], weights[f"{name}.blocks"] = lay_out(weight, parts)
+        weights[f"{name}.bias"] = bias.contiguous()
+    return weights
+
+
+class Int8Stepper(Stepper):
+    """The same step with 8-bit weights: every multiply runs as PyTorch's dynamic int8 linear.
+
+    Each weight row is scaled to int8 on its own (per output channel, symmetric); the activations
+    stay float32 between the multiplies and are quantized on the fly inside each one (FBGEMM's
+    dynamic linear, which uses the CPU's int8 dot-product instructions). The character table and
+    the biases stay float32: they are read, not multiplied. CPU only.
+    """
+
+    kind = "int8"
+
+    def __init__(self, model: CharRNN):
+        super().__init__(model)
+        self.packed = {}
+        names = [key[: -len(".weight")] for key in self.weights if key.endswith(".weight")]
+        with warnings.catch_warnings():
+            # PyTorch marks its quantized tensor type deprecated; it is the only way into the kernel.
+            warnings.simplefilter("ignore", UserWarning)
+            for name in names:
+                weight = self.weights[f"{name}.weight"].float()
+                scales = (weight.abs().amax(dim=1) / 127).clamp_min(1e-12).double()  # (M,)
+                zero_points = torch.zeros(weight.shape[0], dtype=torch.long)
+                qweight = torch.quantize_per_channel(weight, scales, zero_points, 0, torch.qint8)
+                self.packed[name] = torch.ops.quantized.linear_prepack(qweight, None)
+        for name in names:  # the float32 copies are not needed any more
+            del self.weights[f"{name}.weight"], self.weights[f"{name}.blocks"]
+
+    def project(self, name: str, x: torch.Tensor, addend: torch.Tensor) -> torch.Tensor:
+        # reduce_range: 7-bit activations, which cannot overflow the 16-bit sums of AVX2 CPUs
+        # without int8 dot products; measured within 0.001 nats/char of 8-bit (docs/performance.md).
+        return torch.ops.quantized.linear_dynamic(x, self.packed[name], True).add_(addend)

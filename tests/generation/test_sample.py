@@ -7,11 +7,11 @@ from charrnn.config import ModelConfig
 from charrnn.core.model import CharRNN
 from charrnn.core.vocab import UnknownCharactersError, Vocab
 from charrnn.errors import CharRNNError
+from charrnn.generation.draw import filter_logits
 from charrnn.generation.sample import (
     Sampling,
     StopWatch,
     collect,
-    filter_logits,
     next_ids,
     stream_samples,
 )

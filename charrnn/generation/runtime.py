@@ -1,0 +1,118 @@
+"""Which generation step runs: the one owner of --compile and --quantize.
+
+    eager float32 (Stepper)  ─ always works: the fallback for everything below
+    compiled float32         ─ CPU, float32 models; built once per model shape, then cached
+    eager int8 (Int8Stepper) ─ CPU; PyTorch's int8 kernels cannot be compiled
+
+Anything optional that is missing or fails (no C++ compiler, no int8 kernels, a GPU) leaves the
+eager float32 step running, and the reason is said once, in one line, through ``note``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+from charrnn.core.model import CharRNN
+from charrnn.errors import CharRNNError
+from charrnn.generation.compiled import SPLIT, WIDE, CompiledStepper, StreamRange, build, package_path
+from charrnn.generation.stepper import Int8Stepper, Stepper
+
+# Building a compiled step took ~20 s on a 2-core CPU and saves ~0.1 ms per character at one
+# stream (benchmarks/sample_speed.py --compile-cost): it pays from about this many characters.
+# Below it, --compile auto builds nothing (but uses a build that is already cached).
+BREAK_EVEN_CHARS = 200_000
+
+Note = Callable[[str], None]
+
+
+class StepRuntime:
+    """Hands out the step for a job, and remembers what it built, loaded or gave up on."""
+
+    def __init__(self, model: CharRNN, compile: str = "auto", quantize: str = "none", note: Note | None = None):
+        if compile not in ("auto", "on", "off"):
+            raise CharRNNError(f"compile must be auto, on or off, got {compile!r}")
+        if quantize not in ("none", "int8"):
+            raise CharRNNError(f"quantize must be none or int8, got {quantize!r}")
+        self.model, self.compile, self.quantize = model, compile, quantize
+        self.note = note or (lambda message: None)
+        self._said: set[str] = set()
+        self._stepper: Stepper | CompiledStepper | None = None
+        self._tried: set[StreamRange] = set()  # ranges whose compiled step was loaded or given up on
+
+    def say(self, message: str) -> None:
+        """``note`` each message once."""
+        if message not in self._said:
+            self._said.add(message)
+            self.note(message)
+
+    @property
+    def kind(self) -> str:
+        """What runs: "float32", "compiled float32" or "int8" (before any job: what would)."""
+        return self._stepper.kind if self._stepper is not None else "float32"
+
+    def stepper(self, streams: int | None = 1, work: int | None = None) -> Stepper | CompiledStepper:
+        """The step for ``streams`` streams (None: any number, a server) and about ``work`` characters
+        in all (None: no end in sight, worth any build)."""
+        if self._stepper is None:
+            self._stepper = self._first_stepper()
+        if isinstance(self._stepper, CompiledStepper):
+            for streams_range in (SPLIT, WIDE) if streams is None else (StreamRange.of(streams),):
+                if streams_range not in self._tried:
+                    self._compiled(self._stepper, streams_range, work)
+        return self._stepper
+
+    def _first_stepper(self) -> Stepper | CompiledStepper:
+        model = self.model
+        on_cpu = model.head.weight.device.type == "cpu"
+        if self.quantize == "int8":
+            if self.compile == "on":
+                self.say("int8: its steps run eagerly (PyTorch cannot compile its int8 kernels)")
+            if not on_cpu:
+                self.say(f"int8 runs on the CPU only: generating in float32 on {model.head.weight.device.type}")
+                return Stepper(model)
+            try:
+                return Int8Stepper(model)
+            except Exception as exc:  # no quantized engine in this torch build, or one that refuses
+                self.say(f"int8 is unavailable here ({_first_line(exc)}): generating in eager float32")
+                return Stepper(model)
+        if self.compile == "off":
+            return Stepper(model)
+        if not on_cpu or model.head.weight.dtype != torch.float32:
+            if self.compile == "on":
+                self.say("the compiled step is for float32 models on the CPU: generating with the eager step")
+            return Stepper(model)
+        return CompiledStepper(Stepper(model))
+
+    def _compiled(self, stepper: CompiledStepper, streams: StreamRange, work: int | None) -> None:
+        """Load the compiled step for ``streams`` from the cache, or build it when that pays."""
+        path = package_path(stepper.eager, streams)
+        if not path.exists():
+            if self.compile == "auto" and work is not None and work < BREAK_EVEN_CHARS:
+                self.say(
+                    f"eager step: no compiled step is cached for this model shape, and building one (~20 s, "
+                    f"once) pays only from ~{BREAK_EVEN_CHARS:,} characters; --compile on builds it now"
+                )
+                return  # asked again for a longer job, it may still build
+            self._tried.add(streams)
+            self.say(f"compiling the generation step for {streams.name} streams (once; cached in {path.parent})")
+            started = time.perf_counter()
+            try:
+                build(stepper.eager, streams, path)
+            except Exception as exc:  # no C++ compiler, an unsupported platform, ...
+                self.say(f"could not compile the generation step ({_first_line(exc)}): generating with the eager step")
+                return
+            self.say(f"compiled in {time.perf_counter() - started:.0f} s")
+        self._tried.add(streams)
+        try:
+            stepper.load(streams, path)
+        except Exception as exc:  # a damaged or foreign cache file: built again next time
+            path.unlink(missing_ok=True)
+            self.say(f"could not load the compiled step ({_first_line(exc)}): generating with the eager step")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
