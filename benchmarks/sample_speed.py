@@ -1,23 +1,31 @@
-"""Generation speed: charrnn's generate path vs a minimal nn.LSTM sampler, 1 and 16 streams.
+"""Generation speed: charrnn's generate path (eager, compiled, int8) vs a minimal nn.LSTM sampler
+and vs the float32 matrix-multiply floor, at 1 and 16 streams.
 
 Usage: python benchmarks/sample_speed.py [--quick] [--hidden-size 512] [--num-layers 2]
 
-"charrnn" is what `charrnn generate` runs: ``charrnn.load`` a checkpoint, then
-``CharModel.generate`` (prime, then one character per step through ``Stepper``, temperature,
-per-sample seeded draws, stop-text watch, text assembly). "minimal" is the sampler the popular
-PyTorch char-RNNs write: one ``nn.LSTM`` call per character on a one-hot (N, 1, V) input, softmax
-with temperature, ``torch.multinomial``. Same weights (a 2 x 512 model on tinyshakespeare's 65
-characters; untrained: speed does not depend on the values), the same prime and length; the two
-are timed alternately, one whole generation each (A B A B ...). "matrix multiplies alone" runs
-only the generation step's multiplies (one per layer and the head, same shapes and weights) as
-many times: the arithmetic floor on this machine, which no sampler of this model can beat in float32.
+"charrnn generate" rows are what `charrnn generate` runs: ``charrnn.load`` a checkpoint (with
+--compile off, --compile on, --quantize int8), then ``CharModel.generate`` (prime, one character
+per step, temperature, per-sample seeded draws, stop-text watch, text assembly). "minimal" is the
+sampler the popular PyTorch char-RNNs write: one ``nn.LSTM`` call per character on a one-hot
+(N, 1, V) input, softmax with temperature, ``torch.multinomial``. "matrix multiplies alone" runs
+only the step's float32 multiplies (one per layer and the head, same shapes, weights and layout)
+as many times: the floor that no float32 sampler of this model can beat here. Same weights (a
+2 x 512 model on tinyshakespeare's 65 characters, untrained: speed does not depend on the
+values), the same prime and length; every set-up is timed once per round, in turn (A B C ...).
+
+The compiled step is built first, into an empty cache directory, and that build is timed: with
+the eager and compiled rates it gives the length from which compiling pays (``BREAK_EVEN_CHARS``
+in charrnn/generation/runtime.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -29,7 +37,7 @@ from interleave import interleave, print_ratio, print_table  # noqa: E402
 import charrnn  # noqa: E402
 from charrnn.config import ModelConfig, TrainConfig  # noqa: E402
 from charrnn.core.model import CharRNN  # noqa: E402
-from charrnn.generation.stepper import Stepper  # noqa: E402
+from charrnn.generation.stepper import Stepper, project  # noqa: E402
 from charrnn.training.policy import start_run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,27 +65,31 @@ def minimal_sample(model: CharRNN, prime_ids: list[int], length: int, num_sample
 
 
 @torch.inference_mode()
-def multiplies_alone(stepper: Stepper, hidden_size: int, length: int, num_samples: int) -> None:
-    """Only the matrix multiplies of ``length`` generation steps for ``num_samples`` streams,
-    laid out as the stepper lays them out."""
-    h = torch.zeros(num_samples, hidden_size)
-    gates = torch.zeros(4 * hidden_size)
+def multiplies_alone(stepper: Stepper, length: int, num_samples: int) -> None:
+    """Only the float32 matrix multiplies of ``length`` generation steps for ``num_samples``
+    streams, laid out as the stepper lays them out."""
+    weights = stepper.weights
+    names = [key[: -len(".weight")] for key in weights if key.endswith(".weight")]
+    operands = [
+        (torch.zeros(num_samples, weights[f"{n}.weight"].shape[1]), weights[f"{n}.bias"], weights[f"{n}.weight"])
+        for n in names
+    ]
+    blocks = [weights[f"{n}.blocks"] for n in names]
     for _ in range(length):
-        stepper.first_hh(h, gates)  # (N, H) x (H, 4H)
-        for projection, *_ in stepper.upper:
-            projection(torch.cat([h, h], dim=1), gates)  # (N, 2H) x (2H, 4H)
-        stepper.head(h, stepper.head_bias)  # (N, H) x (H, V)
+        for (x, bias, weight), split in zip(operands, blocks, strict=True):
+            project(x, bias, weight, split)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="shorter texts, fewer rounds (under 3 minutes)")
+    parser.add_argument("--quick", action="store_true", help="shorter texts, fewer rounds (about 3 minutes)")
     parser.add_argument("--hidden-size", type=int, default=512)
     parser.add_argument("--num-layers", type=int, default=2)
     args = parser.parse_args()
     rounds = 5 if args.quick else 15
 
     with tempfile.TemporaryDirectory() as workdir:
+        os.environ["CHARRNN_CACHE"] = str(Path(workdir) / "cache")  # an empty cache: the build is timed
         run = start_run(
             BOOK,
             ModelConfig(args.hidden_size, args.num_layers),
@@ -86,42 +98,65 @@ def main() -> None:
             device="cpu",
             log=lambda message: None,
         )
-        model = charrnn.load(run.save("last.pt"), device="cpu")
-    prime_ids = model.vocab.encode(PRIME).tolist()
-    with torch.inference_mode():
-        stepper = Stepper(model.model)
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.num_layers} x {args.hidden_size} LSTM, "
-        f"V {len(model.vocab)}, prime {PRIME!r}, temperature {TEMPERATURE}"
-    )
-    for num_samples, length in ((1, 1000 if args.quick else 3000), (16, 300 if args.quick else 1000)):
-        chars = num_samples * length
-
-        def charrnn_generate(num_samples: int = num_samples, length: int = length) -> None:
-            model.generate(PRIME, length, temperature=TEMPERATURE, seed=1, num_samples=num_samples)
-
-        def minimal(num_samples: int = num_samples, length: int = length) -> None:
-            minimal_sample(model.model, prime_ids, length, num_samples, seed=1)
-
-        def floor(num_samples: int = num_samples, length: int = length) -> None:
-            multiplies_alone(stepper, args.hidden_size, length, num_samples)
-
-        series = interleave(
-            [
-                ("charrnn generate", charrnn_generate, chars),
-                ("minimal nn.LSTM sampler", minimal, chars),
-                ("matrix multiplies alone (floor)", floor, chars),
-            ],
-            rounds=rounds,
+        checkpoint = run.save("last.pt")
+        eager = charrnn.load(checkpoint, device="cpu", compile="off")
+        compiled = charrnn.load(checkpoint, device="cpu", compile="on", note=lambda m: print(f"  [{m}]"))
+        int8 = charrnn.load(checkpoint, device="cpu", quantize="int8", note=lambda m: print(f"  [{m}]"))
+        print(
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+            f"CPU {torch.backends.cpu.get_cpu_capability()}; "
+            f"{args.num_layers} x {args.hidden_size} LSTM, V {len(eager.vocab)}, prime {PRIME!r}, "
+            f"temperature {TEMPERATURE}"
         )
-        target = ">= 2,000 chars/s" if num_samples == 1 else ">= 15,000 chars/s in total"
-        print_table(
-            f"{num_samples} stream(s) x {length} characters; {rounds} rounds (target {target})",
-            series,
-            "chars/s, all streams",
-        )
-        print_ratio("charrnn / minimal", series[0], series[1])
-        print_ratio("charrnn / matrix multiplies alone", series[0], series[2])
+        build_seconds = {}
+        for num_samples in (1, 16):
+            started = time.perf_counter()
+            compiled.generate(PRIME, 1, num_samples=num_samples)  # builds the step for this many streams
+            build_seconds[num_samples] = time.perf_counter() - started
+            print(f"  building the compiled step for {num_samples} stream(s): {build_seconds[num_samples]:.1f} s")
+        prime_ids = eager.vocab.encode(PRIME).tolist()
+        stepper = Stepper(eager.model)
+        for num_samples, length in ((1, 1000 if args.quick else 3000), (16, 300 if args.quick else 1000)):
+            chars = num_samples * length
+
+            def generator(model: charrnn.CharModel, num_samples: int = num_samples, length: int = length):
+                return lambda: model.generate(PRIME, length, temperature=TEMPERATURE, seed=1, num_samples=num_samples)
+
+            def minimal(num_samples: int = num_samples, length: int = length) -> None:
+                minimal_sample(eager.model, prime_ids, length, num_samples, seed=1)
+
+            def floor(num_samples: int = num_samples, length: int = length) -> None:
+                multiplies_alone(stepper, length, num_samples)
+
+            series = interleave(
+                [
+                    ("matrix multiplies alone (fp32 floor)", floor, chars),
+                    ("charrnn generate, eager fp32", generator(eager), chars),
+                    ("charrnn generate, compiled fp32", generator(compiled), chars),
+                    ("charrnn generate, int8", generator(int8), chars),
+                    ("minimal nn.LSTM sampler", minimal, chars),
+                ],
+                rounds=rounds,
+            )
+            print_table(
+                f"{num_samples} stream(s) x {length} characters; {rounds} rounds", series, "chars/s, all streams"
+            )
+            floor_series, eager_series, compiled_series, int8_series, minimal_series = series
+            print_ratio("eager fp32 / floor", eager_series, floor_series)
+            print_ratio("compiled fp32 / floor", compiled_series, floor_series, ">= 0.90")
+            print_ratio("int8 / floor", int8_series, floor_series, ">= 1.50")
+            print_ratio("compiled fp32 / minimal nn.LSTM sampler", compiled_series, minimal_series)
+            if num_samples == 1:
+                saved = 1 / statistics.median(eager_series.rates) - 1 / statistics.median(compiled_series.rates)
+                if saved > 0:
+                    print(
+                        f"  compiling pays from about {build_seconds[1] / saved:,.0f} characters "
+                        f"({build_seconds[1]:.1f} s build / {saved * 1e6:.0f} us saved per character)"
+                    )
+                else:
+                    print("  compiling saves nothing per character here")
+        same = eager.generate(PRIME, 2000, seed=7) == compiled.generate(PRIME, 2000, seed=7)
+        print(f"same 2,000 characters for seed 7, eager and compiled: {'yes' if same else 'NO'}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from charrnn.commands.common import EXISTING_FILE, declared_options, load_model, unescape
-from charrnn.config import Placement, SampleConfig
+from charrnn.config import Acceleration, Placement, SampleConfig
 from charrnn.core.vocab import UnknownCharactersError
 from charrnn.generation.sample import Sampling
 from charrnn.generation.session import Session
@@ -48,7 +48,7 @@ class Settings:
 
 @click.command()
 @click.argument("checkpoint", type=EXISTING_FILE, required=False)
-@declared_options("chat", SampleConfig, Placement)
+@declared_options("chat", SampleConfig, Placement, Acceleration)
 @click.option(
     "--history",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -64,6 +64,8 @@ def chat(
     top_p: float | None,
     seed: int | None,
     device: str,
+    compile: str,
+    quantize: str,
     history: Path | None,
 ) -> None:
     """Talk to CHECKPOINT (default: the bundled Shakespeare model) in the terminal.
@@ -73,8 +75,9 @@ def chat(
       charrnn chat
       charrnn chat checkpoints/tinyshakespeare/best.pt --temperature 0.6 --length 300
     """
-    model, name = load_model(checkpoint, device)
-    session = Session(model.model, model.vocab, seed)
+    model, name = load_model(checkpoint, device, compile, quantize)
+    # A conversation's length is open: a compiled step is used when one is cached, never built here.
+    session = Session(model.model, model.vocab, seed, model.runtime.stepper(1, work=0))
     settings = Settings(Sampling(temperature, top_k, top_p), length)
     _use_readline(history or Path.home() / ".charrnn_history")
     click.echo(f"charrnn chat: {name} ({model.describe_size()}). /help for commands, Ctrl-D to quit.")

@@ -120,12 +120,15 @@ def text_or_bundled_book(text_file: Path | None) -> Path:
     return bundled_book()
 
 
-def load_model(checkpoint: Path | None, device: str) -> tuple[CharModel, str]:
+def load_model(
+    checkpoint: Path | None, device: str, compile: str = "off", quantize: str = "none"
+) -> tuple[CharModel, str]:
     """The model in CHECKPOINT, or the bundled Shakespeare model; and a name for it.
 
-    Says on stderr which model a command without CHECKPOINT uses, so that nobody mistakes it for theirs.
+    Says on stderr which model a command without CHECKPOINT uses, so that nobody mistakes it for
+    theirs, and (once each) why generation is not running a faster step (``StepRuntime``).
     """
-    model = load(checkpoint, device)
+    model = load(checkpoint, device, compile=compile, quantize=quantize, note=lambda line: click.echo(line, err=True))
     if checkpoint is None:
         loss = model.checkpoint.best_val_loss
         click.echo(

@@ -10,14 +10,14 @@ from click.core import ParameterSource
 
 from charrnn.api import CharModel
 from charrnn.commands.common import EXISTING_FILE, declared_options, load_model, read_utf8, unescape
-from charrnn.config import DEFAULT_ITEMS, Placement, SampleConfig
+from charrnn.config import DEFAULT_ITEMS, Acceleration, Placement, SampleConfig
 from charrnn.errors import CharRNNError
 from charrnn.generation.sample import collect
 
 
 @click.command()
 @click.argument("checkpoint", type=EXISTING_FILE, required=False)
-@declared_options("generate", SampleConfig, Placement)
+@declared_options("generate", SampleConfig, Placement, Acceleration)
 @click.option(
     "--prime-file",
     type=EXISTING_FILE,
@@ -53,6 +53,8 @@ def generate(
     items: int | None,
     on_unknown: str,
     device: str,
+    compile: str,
+    quantize: str,
     **sampling: Any,
 ) -> None:
     """Generate text from CHECKPOINT (default: the bundled Shakespeare model), continuing the
@@ -66,6 +68,8 @@ def generate(
       charrnn generate run/best.pt --prime-file opening.txt --stop "\\n\\n" --output samples.txt
       charrnn generate run/best.pt --prime "Café au lait" --on-unknown skip
       charrnn generate names/best.pt --items 50 --prime "Mar"
+      charrnn generate run/best.pt --length 100000 --compile on --output long.txt
+      charrnn generate run/best.pt --quantize int8
 
     A model trained with --line-items prints whole items, one per line (--items of them), and
     then, on stderr, how many are new: not a line of the text it was trained on.
@@ -83,7 +87,7 @@ def generate(
         )
     if output is not None and output.exists():
         raise CharRNNError(f"{output} already exists: choose another --output (charrnn never overwrites it)")
-    model, name = load_model(checkpoint, device)
+    model, name = load_model(checkpoint, device, compile, quantize)
     if items is not None or model.line_items:
         _print_items(model, items or DEFAULT_ITEMS, prime, length, seed, sampling, output)
         return

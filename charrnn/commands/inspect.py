@@ -14,7 +14,7 @@ from charrnn.api import describe, load
 from charrnn.commands.common import EXISTING_FILE, declared_options, read_utf8, text_or_bundled_book
 from charrnn.commands.explain import explain_text, render
 from charrnn.commands.plot import plot_run
-from charrnn.config import DynamicEvaluation, ModelConfig, Placement, TrainConfig
+from charrnn.config import Acceleration, DynamicEvaluation, ModelConfig, Placement, TrainConfig
 from charrnn.core.corpus import DOCUMENT_SEPARATOR, TextFormat, read_joined
 from charrnn.errors import CharRNNError
 from charrnn.generation.evaluate import Evaluation
@@ -29,6 +29,7 @@ from charrnn.options import build
     TrainConfig,
     DynamicEvaluation,
     Placement,
+    Acceleration,
     replace={name: (None, "the checkpoint's") for name in ("batch_size", "seq_len")},
 )
 @click.option("--strict", is_flag=True, help="Exit 1 if the text has characters outside the vocabulary.")
@@ -44,6 +45,7 @@ def evaluate(
     newlines: str,
     decode_errors: str,
     device: str,
+    quantize: str,
     **dynamic: Any,
 ) -> None:
     """Score CHECKPOINT on TEXT: nats and bits per character, and perplexity.
@@ -59,15 +61,23 @@ def evaluate(
       charrnn evaluate run/best.pt book.txt --batch-size 1 --json
       charrnn evaluate run/best.pt held-out/ --encoding cp1252
       charrnn evaluate run/best.pt play.txt --dynamic
+      charrnn evaluate run/best.pt play.txt --quantize int8
 
     --dynamic also scores the text while adapting to it (dynamic evaluation): a second figure,
-    printed after the static one and never mixed with it.
+    printed after the static one and never mixed with it. --quantize int8 scores the int8 step
+    that generation would run, beside the float32 figure and the change between them.
     """
     model = load(checkpoint, device)
     separator = DOCUMENT_SEPARATOR if DOCUMENT_SEPARATOR in model.vocab.chars else ""
     text_format = TextFormat(encoding, decode_errors, newlines)
     joined = read_joined(text, text_format, separator, warn=lambda line: click.echo(line, err=True))
     result = model.evaluate(joined, batch_size=batch_size, seq_len=seq_len, strict=strict)
+    quantized = None
+    if quantize == "int8":  # the int8 step beside the float32 figure, as generation would run it
+        int8_model = load(checkpoint, device, quantize="int8", note=lambda line: click.echo(line, err=True))
+        quantized = int8_model.evaluate(joined, batch_size=batch_size, seq_len=seq_len, strict=strict)
+        if int8_model.runtime.kind != "int8":  # unavailable here: the note said why
+            quantized = None
     config = build(DynamicEvaluation, dynamic)
     adapted = None
     if config.dynamic:
@@ -93,6 +103,7 @@ def evaluate(
                     "streams": result.streams,
                     "unknown_chars": result.unknown,
                     **({} if adapted is None else {"dynamic": _dynamic_facts(adapted, config)}),
+                    **({} if quantized is None else {"int8": _int8_facts(quantized, result)}),
                 },
                 ensure_ascii=False,
             )
@@ -105,6 +116,12 @@ def evaluate(
         f"  {result.nats_per_char:.4f} nats/char   {result.bits_per_char:.4f} bits/char   "
         f"perplexity {result.perplexity:.3f}"
     )
+    if quantized is not None:
+        click.echo(
+            f"int8 weights: {quantized.nats_per_char:.4f} nats/char   {quantized.bits_per_char:.4f} bits/char   "
+            f"perplexity {quantized.perplexity:.3f}   "
+            f"({quantized.nats_per_char - result.nats_per_char:+.4f} nats/char against float32)"
+        )
     if adapted is not None:
         click.echo(
             f"dynamic evaluation (1 stream, an update every {config.dynamic_seq_len} characters, "
@@ -115,6 +132,15 @@ def evaluate(
             f"perplexity {adapted.perplexity:.3f}   ({adapted.nats_per_char - result.nats_per_char:+.4f} nats/char "
             "against the static figure)"
         )
+
+
+def _int8_facts(quantized: Evaluation, result: Evaluation) -> dict:
+    return {
+        "nats_per_char": quantized.nats_per_char,
+        "bits_per_char": quantized.bits_per_char,
+        "perplexity": quantized.perplexity,
+        "change_nats_per_char": quantized.nats_per_char - result.nats_per_char,
+    }
 
 
 def _dynamic_facts(adapted: Evaluation, config: DynamicEvaluation) -> dict:

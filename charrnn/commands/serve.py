@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from charrnn.commands.common import EXISTING_FILE, declared_options, load_model
-from charrnn.config import Placement
+from charrnn.config import Acceleration, Placement
 from charrnn.errors import CharRNNError
 
 MISSING = 'charrnn serve needs Starlette and uvicorn: install them with  pip install "charrnn[serve]"'
@@ -33,9 +33,17 @@ MISSING = 'charrnn serve needs Starlette and uvicorn: install them with  pip ins
     default=64,
     help="Most streams stepped together; requests beyond wait for a free row.",
 )
-@declared_options("serve", Placement)
+@declared_options("serve", Placement, Acceleration)
 def serve(
-    checkpoint: Path | None, host: str, port: int, max_tokens: int, max_n: int, max_streams: int, device: str
+    checkpoint: Path | None,
+    host: str,
+    port: int,
+    max_tokens: int,
+    max_n: int,
+    max_streams: int,
+    device: str,
+    compile: str,
+    quantize: str,
 ) -> None:
     """Serve CHECKPOINT (default: the bundled Shakespeare model) over HTTP.
 
@@ -46,6 +54,10 @@ def serve(
     Examples:
       charrnn serve
       charrnn serve checkpoints/tinyshakespeare/best.pt --port 8080
+      charrnn serve run/best.pt --quantize int8
+
+    A server runs for long: with --compile auto it builds the compiled step (once per model
+    shape, cached) before it starts listening.
     """
     try:
         import uvicorn
@@ -54,7 +66,7 @@ def serve(
     except ImportError:
         raise CharRNNError(MISSING) from None
     _check_port_is_free(host, port)
-    model, name = load_model(checkpoint, device)
+    model, name = load_model(checkpoint, device, compile, quantize)
     server = Server(model, name, Limits(max_tokens=max_tokens, max_n=max_n), max_streams)
     http = uvicorn.Server(uvicorn.Config(create_app(server), host=host, port=port, log_level="warning"))
     # The HTTP side runs in a thread (it mostly waits); the engine's steps run on the main thread,

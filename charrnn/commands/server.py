@@ -142,7 +142,8 @@ class Server:
         self.model, self.name, self.limits = model, name, limits
         self.loop: asyncio.AbstractEventLoop | None = None
         self.routes: dict[Stream, tuple[asyncio.Queue, int]] = {}  # a stream's request's queue, its choice index
-        self.engine = Engine(model.model, model.vocab, self._from_engine, max_streams=max_streams)
+        stepper = model.runtime.stepper(None)  # any number of streams, no end in sight: worth a build
+        self.engine = Engine(model.model, model.vocab, self._from_engine, max_streams=max_streams, stepper=stepper)
         self.created = int(time.time())
 
     def _from_engine(self, events: Events) -> None:

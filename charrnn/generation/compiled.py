@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from torch import nn
 
 from charrnn.core.cells import Cell, State
 from charrnn.generation.draw import draw_with_uniforms
-from charrnn.generation.stepper import WIDE_BATCH, Stepper, Weights
+from charrnn.generation.stepper import WIDE_BATCH, Stepper
 from charrnn.version import __version__
 
 MAX_STREAMS = 4096  # the largest batch a compiled step takes (the server's limit is far below)
@@ -56,16 +57,21 @@ SPLIT, WIDE = StreamRange(1, WIDE_BATCH - 1), StreamRange(WIDE_BATCH, MAX_STREAM
 class StepGraph(nn.Module):
     """What is compiled: one step for N streams, then a temperature draw from its logits."""
 
-    def __init__(self, cell: Cell, num_layers: int):
+    def __init__(self, cell: Cell, num_layers: int, names: list[str]):
         super().__init__()
-        self.cell, self.num_layers = cell, num_layers
+        self.cell, self.num_layers, self.names = cell, num_layers, names
 
     def forward(
-        self, ids: torch.Tensor, state: State, uniforms: torch.Tensor, temperature: torch.Tensor, weights: Weights
-    ) -> tuple[torch.Tensor, torch.Tensor, State]:
-        """ids (N,), state (L, N, H) each, uniforms (N,), temperature () -> drawn ids (N,), logits (N, V), state."""
+        self, ids: torch.Tensor, uniforms: torch.Tensor, temperature: torch.Tensor, state: State, weights: tuple
+    ) -> tuple[torch.Tensor, ...]:
+        """ids (N,), uniforms (N,), temperature (), state (L, N, H) each, weights in ``names`` order
+        -> drawn ids (N,), logits (N, V), then the new state's tensors (L, N, H) each.
+
+        Every argument is a tensor or a tuple of them, in a fixed order, so that a call can hand
+        the compiled code one flat list (``CompiledStepper``) without pytree's per-call cost."""
+        weights = dict(zip(self.names, weights, strict=True))
         logits, state = Stepper.from_weights(self.cell, self.num_layers, weights).step(ids, state)
-        return draw_with_uniforms(logits, uniforms, temperature), logits, state
+        return draw_with_uniforms(logits, uniforms, temperature), logits, *state
 
 
 def cache_dir() -> Path:
@@ -81,6 +87,7 @@ def package_path(stepper: Stepper, streams: StreamRange) -> Path:
     weights = stepper.weights
     key = {
         "charrnn": __version__,
+        "code": _code_digest(),
         "torch": torch.__version__,
         "cpu": torch.backends.cpu.get_cpu_capability(),
         "cell": stepper.cell.name,
@@ -93,9 +100,19 @@ def package_path(stepper: Stepper, streams: StreamRange) -> Path:
     return cache_dir() / "steps" / f"{stepper.cell.name}-{streams.name}-{digest}.pt2"
 
 
+def _code_digest() -> str:
+    """A digest of the code the compiled step is traced from: any change to it is a new build."""
+    from charrnn.core import cells
+    from charrnn.generation import draw, stepper
+
+    sources = [Path(module.__file__).read_bytes() for module in (cells, draw, stepper, sys.modules[__name__])]
+    return hashlib.sha256(b"".join(sources)).hexdigest()
+
+
 def _example_inputs(stepper: Stepper, streams: int) -> tuple:
     ids = torch.zeros(streams, dtype=torch.long)
-    return ids, stepper.init_state(streams), torch.rand(streams), torch.tensor(1.0), stepper.weights
+    weights = tuple(stepper.weights[name] for name in sorted(stepper.weights))
+    return ids, torch.rand(streams), torch.tensor(1.0), stepper.init_state(streams), weights
 
 
 @torch.inference_mode()
@@ -106,11 +123,12 @@ def build(stepper: Stepper, streams: StreamRange, path: Path) -> None:
     import torch._inductor.config
 
     # An example size inside the range: export would fix the size 1 as a constant.
-    ids, state, uniforms, temperature, weights = _example_inputs(stepper, max(streams.low, 2))
+    inputs = _example_inputs(stepper, max(streams.low, 2))
     n = torch.export.Dim("streams", min=streams.low, max=streams.high)
-    shapes = ({0: n}, tuple({1: n} for _ in state), {0: n}, None, {name: None for name in weights})
-    graph = StepGraph(stepper.cell, stepper.num_layers)
-    program = torch.export.export(graph, (ids, state, uniforms, temperature, weights), dynamic_shapes=shapes)
+    state, weights = inputs[3], inputs[4]
+    shapes = ({0: n}, {0: n}, None, tuple({1: n} for _ in state), tuple(None for _ in weights))
+    graph = StepGraph(stepper.cell, stepper.num_layers, sorted(stepper.weights))
+    program = torch.export.export(graph, inputs, dynamic_shapes=shapes)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, partial = tempfile.mkstemp(dir=path.parent, suffix=".partial.pt2")
     os.close(handle)
@@ -133,15 +151,17 @@ class CompiledStepper:
 
     def __init__(self, stepper: Stepper):
         self.eager = stepper
-        self.weights = stepper.weights
+        self.weights = [stepper.weights[name] for name in sorted(stepper.weights)]  # StepGraph's order
         self.runners: dict[StreamRange, object] = {}
+        self._temperatures: dict[float, torch.Tensor] = {}  # one tensor per temperature, not one per call
 
     def load(self, streams: StreamRange, path: Path) -> None:
         import torch._inductor  # noqa: F401
 
         with warnings.catch_warnings():  # torch's own pytree deprecation notices, not ours to act on
             warnings.simplefilter("ignore", FutureWarning)
-            self.runners[streams] = torch._inductor.aoti_load_package(str(path))
+            # The loader itself: its boxed_run takes StepGraph's inputs as one flat list.
+            self.runners[streams] = torch._inductor.aoti_load_package(str(path)).loader
 
     def serves(self, streams: int) -> bool:
         return StreamRange.of(streams) in self.runners
@@ -151,8 +171,11 @@ class CompiledStepper:
     ) -> tuple[torch.Tensor, torch.Tensor, State]:
         """ids (N,) -> the next ids drawn with ``uniforms`` at ``temperature`` (N,), logits (N, V), state."""
         runner = self.runners[StreamRange.of(len(ids))]
-        state = tuple(t.contiguous() for t in state)
-        drawn, logits, state = runner(ids.long().contiguous(), state, uniforms, torch.tensor(temperature), self.weights)
+        if temperature not in self._temperatures:
+            self._temperatures[temperature] = torch.tensor(float(temperature))
+        inputs = [ids.long().contiguous(), uniforms.contiguous(), self._temperatures[temperature]]
+        inputs += [t.contiguous() for t in state] + self.weights
+        drawn, logits, *state = runner.boxed_run(inputs)
         return drawn, logits, tuple(state)
 
     def step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:

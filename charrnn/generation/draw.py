@@ -60,3 +60,27 @@ def draw_with_uniforms(
     # Inverse-CDF draw: the first id whose cumulative weight exceeds uniform x the row's total.
     cumulative = weights.cumsum(dim=-1)  # (N, V)
     return (cumulative <= uniforms[:, None] * cumulative[:, -1:]).sum(dim=-1)  # (N,)
+
+
+class UniformBlocks:
+    """The numbers ``draw_uniforms`` would give, one (N,) row per ``take``, drawn a block at a time.
+
+    Sixteen streams made sixteen ``torch.rand`` calls per character. On the CPU, one call for K
+    numbers gives exactly the K numbers that K calls for one would (tests/generation/test_draw.py),
+    so a seed's text does not change. Only for CPU generators, and for callers that use up or
+    throw away their generators: the numbers drawn ahead are gone from them.
+    """
+
+    BLOCK = 64
+
+    def __init__(self, generators: Sequence[torch.Generator]):
+        self.generators = generators
+        self.block = torch.empty(0, len(generators))  # (K, N): row k is the k-th number of every generator
+        self.next = 0
+
+    def take(self) -> torch.Tensor:
+        if self.next == len(self.block):
+            self.block = torch.stack([torch.rand(self.BLOCK, generator=g) for g in self.generators], dim=1)
+            self.next = 0
+        self.next += 1
+        return self.block[self.next - 1]  # (N,), contiguous

@@ -23,6 +23,7 @@ import torch
 from charrnn.core.cells import State
 from charrnn.core.model import CharRNN
 from charrnn.core.vocab import Vocab
+from charrnn.generation.compiled import CompiledStepper
 from charrnn.generation.sample import Sampling, StopWatch, next_ids
 from charrnn.generation.stepper import Stepper
 
@@ -56,10 +57,17 @@ EMIT_SECONDS = 0.005
 class Engine:
     """Steps all active streams together (``run``, in a thread of its own); ``submit`` from any other."""
 
-    def __init__(self, model: CharRNN, vocab: Vocab, emit: Callable[[Events], None], max_streams: int = 64):
+    def __init__(
+        self,
+        model: CharRNN,
+        vocab: Vocab,
+        emit: Callable[[Events], None],
+        max_streams: int = 64,
+        stepper: Stepper | CompiledStepper | None = None,
+    ):
         self.model = model.eval()
         self.vocab = vocab
-        self.stepper = Stepper(model)
+        self.stepper = stepper or Stepper(model)  # compiled or int8: chosen by generation/runtime.py
         self.emit = emit
         self.max_streams = max_streams
         self.device = model.head.weight.device

@@ -16,6 +16,7 @@ import math
 import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -25,7 +26,7 @@ from charrnn.core.model import CharRNN
 from charrnn.core.vocab import Vocab
 from charrnn.errors import CharRNNError
 from charrnn.generation.compiled import CompiledStepper
-from charrnn.generation.draw import draw_uniforms, draw_with_uniforms
+from charrnn.generation.draw import UniformBlocks, draw_uniforms, draw_with_uniforms
 from charrnn.generation.runtime import StepRuntime
 from charrnn.generation.stepper import Stepper
 
@@ -181,10 +182,16 @@ def stream_samples(
     return _pieces(model, vocab, prime_tensor, length, sampling, generators, stop, stepper)
 
 
+def _pieces(*args: Any) -> Iterator[tuple[int, str]]:
+    """``_steps``' pieces one by one: the inference-mode switch below happens once per step, not per piece."""
+    for pieces in _steps(*args):
+        yield from pieces
+
+
 # As a decorator (not a `with` block) inference mode is switched on only while the generator
-# runs, and off again each time it hands a piece back to the caller.
+# runs, and off again each time it hands a step's pieces back to the caller.
 @torch.inference_mode()
-def _pieces(
+def _steps(
     model: CharRNN,
     vocab: Vocab,
     prime_ids: torch.Tensor,
@@ -193,7 +200,7 @@ def _pieces(
     generators: list[torch.Generator],
     stop: Sequence[str],
     stepper: AnyStepper,
-) -> Iterator[tuple[int, str]]:
+) -> Iterator[list[tuple[int, str]]]:
     num_samples = len(generators)
     was_training = model.training
     model.eval()
@@ -212,28 +219,30 @@ def _pieces(
         # would take from each generator: plain temperature sampling only.
         plain = not (sampling.greedy or sampling.top_k or sampling.top_p)
         fused = plain and isinstance(stepper, CompiledStepper) and stepper.serves(num_samples)
+        if fused:
+            uniforms = UniformBlocks(generators)
         if length:
             ids = next_ids(logits, sampling, generators)  # (N,)
         for position in range(length):
-            for row, id_ in enumerate(ids.tolist()):
-                if not watches[row].stopped:
-                    piece = watches[row].feed(vocab.chars[id_])
-                    if piece:
-                        yield row, piece
-            if all(watch.stopped for watch in watches):
-                return
+            chars = [vocab.chars[id_] for id_ in ids.tolist()]
+            if not stop:  # nothing to watch for: every character is shown at once
+                yield list(enumerate(chars))
+            else:
+                yield [
+                    (row, piece)
+                    for row, watch in enumerate(watches)
+                    if not watch.stopped and (piece := watch.feed(chars[row]))
+                ]
+                if all(watch.stopped for watch in watches):
+                    return
             if position + 1 == length:  # the last character needs no prediction after it
                 break
             if fused:
-                uniforms = draw_uniforms(generators, logits.device)  # (N,)
-                ids, logits, state = stepper.step_and_draw(ids, state, uniforms, sampling.temperature)
+                ids, logits, state = stepper.step_and_draw(ids, state, uniforms.take(), sampling.temperature)
             else:
                 logits, state = stepper.step(ids, state)  # (N, V)
                 ids = next_ids(logits, sampling, generators)  # (N,)
-        for row, watch in enumerate(watches):
-            tail = watch.flush()
-            if tail:
-                yield row, tail
+        yield [(row, tail) for row, watch in enumerate(watches) if (tail := watch.flush())]
     finally:
         model.train(was_training)
 

@@ -17,6 +17,7 @@ import torch
 from charrnn.core.cells import State
 from charrnn.core.model import CharRNN
 from charrnn.core.vocab import Vocab
+from charrnn.generation.compiled import CompiledStepper
 from charrnn.generation.sample import Sampling, next_ids
 from charrnn.generation.stepper import Stepper
 
@@ -24,10 +25,12 @@ from charrnn.generation.stepper import Stepper
 class Session:
     """A single stream: ``feed`` text into it, ``generate`` from it; ``reset`` forgets it all."""
 
-    def __init__(self, model: CharRNN, vocab: Vocab, seed: int | None = None):
+    def __init__(
+        self, model: CharRNN, vocab: Vocab, seed: int | None = None, stepper: Stepper | CompiledStepper | None = None
+    ):
         self.model = model.eval()
         self.vocab = vocab
-        self.stepper = Stepper(model)
+        self.stepper = stepper or Stepper(model)  # compiled or int8: chosen by generation/runtime.py
         self.generator = torch.Generator(device=model.head.weight.device)
         self.seed(secrets.randbits(31) if seed is None else seed)
         self.reset()
