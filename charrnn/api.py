@@ -25,6 +25,7 @@ from charrnn.core.model import CharRNN, count_parameters
 from charrnn.core.vocab import Vocab
 from charrnn.errors import CharRNNError
 from charrnn.formats.checkpoint import Checkpoint
+from charrnn.formats.export import is_export, load_export
 from charrnn.generation.evaluate import Evaluation, evaluate_dynamic, evaluate_text
 from charrnn.generation.runtime import StepRuntime
 from charrnn.generation.sample import Sampling, collect, stream_samples
@@ -210,12 +211,13 @@ def load(
 ) -> CharModel:
     """Load a checkpoint for generation and evaluation, on ``device`` (auto: cuda, mps, cpu).
 
-    Without ``path``, the Shakespeare model that ships with charrnn (docs/bundled-model.md).
-    ``compile`` (auto, on, off) and ``quantize`` (none, int8) choose the generation step
-    (docs/performance.md); ``note`` hears, once each, why a faster step is not in use.
+    Without ``path``, the Shakespeare model that ships with charrnn (docs/bundled-model.md);
+    ``path`` may also be a directory written by `charrnn export`. ``compile`` (auto, on, off) and
+    ``quantize`` (none, int8) choose the generation step (docs/performance.md); ``note`` hears,
+    once each, why a faster step is not in use.
     """
     path = bundled_model() if path is None else path
-    checkpoint = Checkpoint.load(path)
+    checkpoint = load_export(path) if is_export(path) else Checkpoint.load(path)
     model = checkpoint.model(resolve_device(device)).eval()
     return CharModel(model, checkpoint, Path(path), StepRuntime(model, compile, quantize, note))
 

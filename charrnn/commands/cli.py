@@ -11,6 +11,7 @@ import click
 
 from charrnn.commands.chat import chat
 from charrnn.commands.common import Commands
+from charrnn.commands.export import export
 from charrnn.commands.generate import generate
 from charrnn.commands.inspect import evaluate, explain, info, plot
 from charrnn.commands.serve import serve
@@ -24,5 +25,5 @@ def main() -> None:
     """Character-level LSTM text generator: train on a book, generate text in its voice."""
 
 
-for command in (train, finetune, generate, chat, serve, evaluate, info, explain, plot):
+for command in (train, finetune, generate, chat, serve, evaluate, info, explain, plot, export):
     main.add_command(command)

@@ -20,6 +20,7 @@ from charrnn.options import Option, options_for
 
 OUT_OF_MEMORY = "out of memory: use a smaller --hidden-size, --num-layers, --batch-size or --seq-len"
 EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+MODEL_PATH = click.Path(exists=True, path_type=Path)  # a checkpoint, or a `charrnn export` directory
 
 
 class Commands(click.Group):

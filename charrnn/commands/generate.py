@@ -9,14 +9,14 @@ import click
 from click.core import ParameterSource
 
 from charrnn.api import CharModel
-from charrnn.commands.common import EXISTING_FILE, declared_options, load_model, read_utf8, unescape
+from charrnn.commands.common import EXISTING_FILE, MODEL_PATH, declared_options, load_model, read_utf8, unescape
 from charrnn.config import DEFAULT_ITEMS, Acceleration, Placement, SampleConfig
 from charrnn.errors import CharRNNError
 from charrnn.generation.sample import collect
 
 
 @click.command()
-@click.argument("checkpoint", type=EXISTING_FILE, required=False)
+@click.argument("checkpoint", type=MODEL_PATH, required=False)
 @declared_options("generate", SampleConfig, Placement, Acceleration)
 @click.option(
     "--prime-file",
@@ -57,8 +57,8 @@ def generate(
     quantize: str,
     **sampling: Any,
 ) -> None:
-    """Generate text from CHECKPOINT (default: the bundled Shakespeare model), continuing the
-    prime; a single sample streams to stdout.
+    """Generate text from CHECKPOINT (default: the bundled Shakespeare model; a directory written
+    by `charrnn export` works too), continuing the prime; a single sample streams to stdout.
 
     \b
     Examples:

@@ -92,8 +92,8 @@ class StepRuntime:
         if not path.exists():
             if self.compile == "auto" and work is not None and work < BREAK_EVEN_CHARS:
                 self.say(
-                    f"eager step: no compiled step is cached for this model shape, and building one (~20 s, "
-                    f"once) pays only from ~{BREAK_EVEN_CHARS:,} characters; --compile on builds it now"
+                    f"eager step: compiling one for this model shape takes ~20 s and pays from ~{BREAK_EVEN_CHARS:,} "
+                    "characters (--compile on builds it once and caches it)"
                 )
                 return  # asked again for a longer job, it may still build
             self._tried.add(streams)

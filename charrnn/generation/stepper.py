@@ -43,16 +43,19 @@ def lay_out(weight: torch.Tensor, parts: int) -> tuple[torch.Tensor, torch.Tenso
     return weight.contiguous(), blocks.contiguous()  # (M, K); (P, K, M/P): block p = outputs p·M/P ...
 
 
-def project(x: torch.Tensor, addend: torch.Tensor, weight: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+def project(
+    x: torch.Tensor, addend: torch.Tensor, weight: torch.Tensor, blocks: torch.Tensor | None = None
+) -> torch.Tensor:
     """addend + x Wᵀ: x (N, K), addend (M,) or (N, M) -> (N, M), laid out for speed.
 
     A CPU multiply with one row (a matrix-vector product) runs on a single thread. Splitting W's
     M outputs into one block per thread and multiplying the blocks as a batch (``baddbmm``) puts
     every core to work: about 1.5x on 2 cores. From ``WIDE_BATCH`` rows on, a plain W xᵀ wins.
     Both layouts hold the same numbers, so the choice changes nothing but rounding (~1e-7).
+    Without ``blocks`` (an exported step, whose N is unknown) the plain layout is used.
     """
     rows, out_features = x.shape[0], weight.shape[0]
-    if rows >= WIDE_BATCH:
+    if blocks is None or rows >= WIDE_BATCH:
         return torch.mm(weight, x.t()).t().contiguous().add_(addend)  # (M, N) -> (N, M)
     parts = blocks.shape[0]
     addend = addend.view(-1, parts, out_features // parts).transpose(0, 1)  # (P, 1 or N, M/P)
@@ -93,7 +96,7 @@ class Stepper:
 
     def project(self, name: str, x: torch.Tensor, addend: torch.Tensor) -> torch.Tensor:
         """addend + x Wᵀ for the multiply called ``name``: x (N, K) -> (N, M)."""
-        return project(x, addend, self.weights[f"{name}.weight"], self.weights[f"{name}.blocks"])
+        return project(x, addend, self.weights[f"{name}.weight"], self.weights.get(f"{name}.blocks"))
 
     def step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """ids (N,) of any integer dtype -> next-character logits (N, V) and the new state (each (L, N, H))."""
