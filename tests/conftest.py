@@ -7,6 +7,7 @@ read these runs and never write into them (a resume writes to a directory of its
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import shutil
 import socket
@@ -23,6 +24,20 @@ from click.testing import CliRunner, Result
 from charrnn.config import ModelConfig, TrainConfig
 
 BUNDLED_BOOK = Path(__file__).resolve().parents[1] / "corpora" / "tinyshakespeare.txt"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compile_cache(tmp_path_factory) -> Iterator[Path]:
+    """Compiled generation steps go to a cache of the session's own (never ~/.cache), shared by
+    every test and every CLI process the tests start, so that each model shape is built once."""
+    path = tmp_path_factory.mktemp("compile-cache")
+    before = os.environ.get("CHARRNN_CACHE")
+    os.environ["CHARRNN_CACHE"] = str(path)
+    yield path
+    if before is None:
+        del os.environ["CHARRNN_CACHE"]
+    else:
+        os.environ["CHARRNN_CACHE"] = before
 
 
 @pytest.fixture
@@ -68,9 +83,8 @@ def invoke(*args) -> Result:
 
 def run_cli(*args, **kwargs) -> subprocess.CompletedProcess:
     """Run `python -m charrnn ARGS...` as a separate process."""
-    return subprocess.run(
-        [sys.executable, "-m", "charrnn", *map(str, args)], capture_output=True, text=True, timeout=120, **kwargs
-    )
+    kwargs.setdefault("timeout", 120)
+    return subprocess.run([sys.executable, "-m", "charrnn", *map(str, args)], capture_output=True, text=True, **kwargs)
 
 
 def start_cli(*args, **kwargs) -> subprocess.Popen:

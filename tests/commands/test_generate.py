@@ -72,10 +72,10 @@ def test_a_random_seed_is_reported_and_reproduces_the_samples(tiny_run):
 def test_num_samples_are_separated_and_sample_i_uses_seed_plus_i(tiny_run, monkeypatch):
     real_load = charrnn.commands.common.load
 
-    def load_float64(path, device):
+    def load_float64(path, device, **options):
         # In float32 a batch's matrix multiply may round differently in the last bit from a
         # single row's and so flip a draw; in float64 sample i is exactly the single sample.
-        model = real_load(path, device)
+        model = real_load(path, device, **options)
         model.model.double()
         return model
 

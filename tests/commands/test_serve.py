@@ -19,7 +19,9 @@ from tests.conftest import running_server
 
 @pytest.fixture(scope="module")
 def server(tiny_run):
-    with running_server(tiny_run.best, "--max-tokens", 500, "--max-n", 4, "--device", "cpu") as (url, process):
+    # The eager step: streaming is checked at a pace where text visibly arrives in pieces.
+    options = ("--max-tokens", 500, "--max-n", 4, "--device", "cpu", "--compile", "off")
+    with running_server(tiny_run.best, *options) as (url, process):
         yield url, process, tiny_run
 
 
@@ -243,3 +245,13 @@ def test_a_port_in_use_is_one_clear_line(tiny_run):
         taken.listen()
         result = invoke("serve", tiny_run.best, "--port", taken.getsockname()[1])
     assert result.exit_code == 1 and "cannot listen on 127.0.0.1:" in result.output and "--port" in result.output
+
+
+def test_a_compiled_server_answers_with_the_same_text(server):
+    url, _, run = server  # the eager server
+    request = {"prompt": "ROMEO:", "max_tokens": 120, "seed": 11, "n": 3, "temperature": 0.9}
+    eager = [choice["text"] for choice in complete(url, **request).json()["choices"]]
+    # --compile on: built once per model shape (or taken from the session's cache) before it listens
+    with running_server(run.best, "--device", "cpu", "--compile", "on") as (compiled_url, _):
+        compiled = [choice["text"] for choice in complete(compiled_url, **request).json()["choices"]]
+    assert compiled == eager and len(set(eager)) == 3
