@@ -20,7 +20,6 @@ import json
 import os
 import sys
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,12 +155,11 @@ class CompiledStepper:
         self._temperatures: dict[float, torch.Tensor] = {}  # one tensor per temperature, not one per call
 
     def load(self, streams: StreamRange, path: Path) -> None:
-        import torch._inductor  # noqa: F401
-
-        with warnings.catch_warnings():  # torch's own pytree deprecation notices, not ours to act on
-            warnings.simplefilter("ignore", FutureWarning)
-            # The loader itself: its boxed_run takes StepGraph's inputs as one flat list.
-            self.runners[streams] = torch._inductor.aoti_load_package(str(path)).loader
+        """Load a built step. Straight through the package's C++ loader (what
+        ``torch._inductor.aoti_load_package`` wraps): importing TorchInductor's Python side would
+        add ~3 s to every start, loading this way takes milliseconds."""
+        # (path, model name, single-threaded, runners, device index: -1 for the CPU)
+        self.runners[streams] = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1)
 
     def serves(self, streams: int) -> bool:
         return StreamRange.of(streams) in self.runners

@@ -20,10 +20,11 @@ from charrnn.errors import CharRNNError
 from charrnn.generation.compiled import SPLIT, WIDE, CompiledStepper, StreamRange, build, package_path
 from charrnn.generation.stepper import Int8Stepper, Stepper
 
-# Building a compiled step took ~20 s on a 2-core CPU and saves ~0.1 ms per character at one
-# stream (benchmarks/sample_speed.py --compile-cost): it pays from about this many characters.
-# Below it, --compile auto builds nothing (but uses a build that is already cached).
-BREAK_EVEN_CHARS = 200_000
+# Building a compiled step took 13-14 s on a 2-core CPU and saved 130-160 us per character at one
+# stream (2 x 512 LSTM; benchmarks/sample_speed.py prints both): it pays from about 100,000
+# characters. Below that, --compile auto builds nothing; a step already built is always used
+# (loading one takes ~0.1 s: benchmarks/cold_start.py).
+BREAK_EVEN_CHARS = 100_000
 
 Note = Callable[[str], None]
 
@@ -92,7 +93,7 @@ class StepRuntime:
         if not path.exists():
             if self.compile == "auto" and work is not None and work < BREAK_EVEN_CHARS:
                 self.say(
-                    f"eager step: compiling one for this model shape takes ~20 s and pays from ~{BREAK_EVEN_CHARS:,} "
+                    f"eager step: compiling one for this model shape takes ~15 s and pays from ~{BREAK_EVEN_CHARS:,} "
                     "characters (--compile on builds it once and caches it)"
                 )
                 return  # asked again for a longer job, it may still build

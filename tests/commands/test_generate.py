@@ -1,5 +1,8 @@
 """`charrnn generate` (charrnn/commands/generate.py), in-process as a user types it."""
 
+import subprocess
+import sys
+
 import pytest
 
 import charrnn
@@ -175,3 +178,17 @@ def test_stop_texts_understand_newlines_tabs_backslashes_and_hex_escapes():
     from charrnn.commands.common import unescape
 
     assert unescape(r"a\nb\tc\\n\x1cd\x4A\xZZ") == "a\nb\tc\\n\x1cdJ\\xZZ"
+
+
+def test_generate_imports_nothing_it_does_not_need():
+    # Cold start (docs/performance.md): the plot, server, export and compiler stacks stay unloaded.
+    code = (
+        "import sys\n"
+        "from charrnn.commands.cli import main\n"
+        "main(['generate', '--length', '1', '--seed', '1'], standalone_mode=False)\n"
+        "heavy = ('matplotlib', 'starlette', 'uvicorn', 'onnx', 'onnxscript', 'onnxruntime', 'safetensors')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m.startswith('torch._inductor')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"
