@@ -4,7 +4,7 @@ and vs the float32 matrix-multiply floor, at 1 and 16 streams.
 Usage: python benchmarks/sample_speed.py [--quick] [--hidden-size 512] [--num-layers 2]
 
 "charrnn generate" rows are what `charrnn generate` runs: ``charrnn.load`` a checkpoint (with
---compile off, --compile on, --quantize int8), then ``CharModel.generate`` (prime, one character
+--compile off or on, --quantize none or int8), then ``CharModel.generate`` (prime, one character
 per step, temperature, per-sample seeded draws, stop-text watch, text assembly). "minimal" is the
 sampler the popular PyTorch char-RNNs write: one ``nn.LSTM`` call per character on a one-hot
 (N, 1, V) input, softmax with temperature, ``torch.multinomial``. "matrix multiplies alone" runs
@@ -101,7 +101,10 @@ def main() -> None:
         checkpoint = run.save("last.pt")
         eager = charrnn.load(checkpoint, device="cpu", compile="off")
         compiled = charrnn.load(checkpoint, device="cpu", compile="on", note=lambda m: print(f"  [{m}]"))
-        int8 = charrnn.load(checkpoint, device="cpu", quantize="int8", note=lambda m: print(f"  [{m}]"))
+        int8 = charrnn.load(checkpoint, device="cpu", quantize="int8", compile="off")
+        compiled_int8 = charrnn.load(
+            checkpoint, device="cpu", quantize="int8", compile="on", note=lambda m: print(f"  [{m}]")
+        )
         print(
             f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
             f"CPU {torch.backends.cpu.get_cpu_capability()}; "
@@ -110,10 +113,12 @@ def main() -> None:
         )
         build_seconds = {}
         for num_samples in (1, 16):
-            started = time.perf_counter()
-            compiled.generate(PRIME, 1, num_samples=num_samples)  # builds the step for this many streams
-            build_seconds[num_samples] = time.perf_counter() - started
-            print(f"  building the compiled step for {num_samples} stream(s): {build_seconds[num_samples]:.1f} s")
+            for model, kind in ((compiled, "float32"), (compiled_int8, "int8")):
+                started = time.perf_counter()
+                model.generate(PRIME, 1, num_samples=num_samples)  # builds the step for this many streams
+                build_seconds[kind, num_samples] = time.perf_counter() - started
+                seconds = build_seconds[kind, num_samples]
+                print(f"  building the compiled {kind} step for {num_samples} stream(s): {seconds:.1f} s")
         prime_ids = eager.vocab.encode(PRIME).tolist()
         stepper = Stepper(eager.model)
         for num_samples, length in ((1, 1000 if args.quick else 3000), (16, 300 if args.quick else 1000)):
@@ -133,7 +138,8 @@ def main() -> None:
                     ("matrix multiplies alone (fp32 floor)", floor, chars),
                     ("charrnn generate, eager fp32", generator(eager), chars),
                     ("charrnn generate, compiled fp32", generator(compiled), chars),
-                    ("charrnn generate, int8", generator(int8), chars),
+                    ("charrnn generate, eager int8", generator(int8), chars),
+                    ("charrnn generate, compiled int8", generator(compiled_int8), chars),
                     ("minimal nn.LSTM sampler", minimal, chars),
                 ],
                 rounds=rounds,
@@ -141,17 +147,18 @@ def main() -> None:
             print_table(
                 f"{num_samples} stream(s) x {length} characters; {rounds} rounds", series, "chars/s, all streams"
             )
-            floor_series, eager_series, compiled_series, int8_series, minimal_series = series
+            floor_series, eager_series, compiled_series, int8_series, compiled_int8_series, minimal_series = series
             print_ratio("eager fp32 / floor", eager_series, floor_series)
             print_ratio("compiled fp32 / floor", compiled_series, floor_series, ">= 0.90")
-            print_ratio("int8 / floor", int8_series, floor_series, ">= 1.50")
+            print_ratio("eager int8 / floor", int8_series, floor_series)
+            print_ratio("compiled int8 / floor", compiled_int8_series, floor_series, ">= 1.50")
             print_ratio("compiled fp32 / minimal nn.LSTM sampler", compiled_series, minimal_series)
             if num_samples == 1:
                 saved = 1 / statistics.median(eager_series.rates) - 1 / statistics.median(compiled_series.rates)
                 if saved > 0:
                     print(
-                        f"  compiling pays from about {build_seconds[1] / saved:,.0f} characters "
-                        f"({build_seconds[1]:.1f} s build / {saved * 1e6:.0f} us saved per character)"
+                        f"  compiling pays from about {build_seconds['float32', 1] / saved:,.0f} characters "
+                        f"({build_seconds['float32', 1]:.1f} s build / {saved * 1e6:.0f} us saved per character)"
                     )
                 else:
                     print("  compiling saves nothing per character here")

@@ -182,7 +182,8 @@ class CharModel:
             remedy = "give the batch size and sequence length (--batch-size, --seq-len)"
             saved = self.checkpoint.layout(self.path, needed, remedy)
             batch_size, seq_len = batch_size or saved.batch_size, seq_len or saved.seq_len
-        stepper = self.runtime.stepper(batch_size) if self.runtime.quantize == "int8" else None
+        # int8 is scored through its step, a compiled one if it is cached (never built for this)
+        stepper = self.runtime.stepper(batch_size, work=0) if self.runtime.quantize == "int8" else None
         return evaluate_text(self.model, self.vocab, text, batch_size, seq_len, strict, stepper=stepper)
 
     def evaluate_dynamic(

@@ -81,14 +81,16 @@ def cache_dir() -> Path:
     return Path(base) / "charrnn"
 
 
-def package_path(stepper: Stepper, streams: StreamRange) -> Path:
-    """The cache file for this stepper's shape: everything the generated code depends on is in its name."""
+def package_path(stepper: Stepper, streams: StreamRange, graph: str = "step") -> Path:
+    """The cache file of one compiled graph for this stepper's shape: everything the generated
+    code depends on is in its name."""
     weights = stepper.weights
     key = {
         "charrnn": __version__,
         "code": _code_digest(),
         "torch": torch.__version__,
         "cpu": torch.backends.cpu.get_cpu_capability(),
+        "kind": stepper.kind,
         "cell": stepper.cell.name,
         "layers": stepper.num_layers,
         "shapes": {name: list(t.shape) for name, t in sorted(weights.items())},
@@ -96,37 +98,25 @@ def package_path(stepper: Stepper, streams: StreamRange) -> Path:
         "streams": streams.name,
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-    return cache_dir() / "steps" / f"{stepper.cell.name}-{streams.name}-{digest}.pt2"
+    return cache_dir() / "steps" / f"{stepper.cell.name}-{stepper.kind}-{graph}-{streams.name}-{digest}.pt2"
 
 
 def _code_digest() -> str:
-    """A digest of the code the compiled step is traced from: any change to it is a new build."""
+    """A digest of the code the compiled steps are traced from: any change to it is a new build."""
     from charrnn.core import cells
-    from charrnn.generation import draw, stepper
+    from charrnn.generation import compiled_int8, draw, stepper
 
-    sources = [Path(module.__file__).read_bytes() for module in (cells, draw, stepper, sys.modules[__name__])]
-    return hashlib.sha256(b"".join(sources)).hexdigest()
-
-
-def _example_inputs(stepper: Stepper, streams: int) -> tuple:
-    ids = torch.zeros(streams, dtype=torch.long)
-    weights = tuple(stepper.weights[name] for name in sorted(stepper.weights))
-    return ids, torch.rand(streams), torch.tensor(1.0), stepper.init_state(streams), weights
+    modules = (cells, draw, stepper, compiled_int8, sys.modules[__name__])
+    return hashlib.sha256(b"".join(Path(module.__file__).read_bytes() for module in modules)).hexdigest()
 
 
 @torch.inference_mode()
-def build(stepper: Stepper, streams: StreamRange, path: Path) -> None:
-    """Export and compile the step for ``streams``, written to ``path`` (atomically: a build cut
-    short, or two at once, never leaves a broken file there)."""
+def compile_graph(graph: nn.Module, inputs: tuple, shapes: tuple, streams: StreamRange, path: Path) -> None:
+    """Export ``graph`` on ``inputs`` (dynamic as ``shapes`` say) and compile it to ``path``,
+    atomically: a build cut short, or two at once, never leaves a broken file there."""
     import torch._inductor  # noqa: F401 - imported here: only a build needs the compiler stack
     import torch._inductor.config
 
-    # An example size inside the range: export would fix the size 1 as a constant.
-    inputs = _example_inputs(stepper, max(streams.low, 2))
-    n = torch.export.Dim("streams", min=streams.low, max=streams.high)
-    state, weights = inputs[3], inputs[4]
-    shapes = ({0: n}, {0: n}, None, tuple({1: n} for _ in state), tuple(None for _ in weights))
-    graph = StepGraph(stepper.cell, stepper.num_layers, sorted(stepper.weights))
     program = torch.export.export(graph, inputs, dynamic_shapes=shapes)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, partial = tempfile.mkstemp(dir=path.parent, suffix=".partial.pt2")
@@ -143,38 +133,60 @@ def build(stepper: Stepper, streams: StreamRange, path: Path) -> None:
             os.unlink(partial)
 
 
-class CompiledStepper:
-    """``Stepper``'s interface over compiled steps, one per stream range; eager where none is loaded."""
+def streams_dim(streams: StreamRange) -> tuple[torch.export.Dim, int]:
+    """The dynamic stream count for export, and an example size inside the range (export would
+    fix the size 1 as a constant)."""
+    return torch.export.Dim("streams", min=streams.low, max=streams.high), max(streams.low, 2)
 
-    kind = "compiled float32"
 
-    def __init__(self, stepper: Stepper):
-        self.eager = stepper
-        self.weights = [stepper.weights[name] for name in sorted(stepper.weights)]  # StepGraph's order
-        self.runners: dict[StreamRange, object] = {}
+class CompiledSteps:
+    """``Stepper``'s interface over compiled graphs, one set per stream range; eager where none is loaded.
+
+    A subclass names its graphs (``graphs``), builds them (``build``) and runs them
+    (``step_and_draw``); finding and loading them live here.
+    """
+
+    kind = "compiled"
+
+    def __init__(self, eager: Stepper):
+        self.eager = eager
+        self.runners: dict[StreamRange, dict[str, object]] = {}
         self._temperatures: dict[float, torch.Tensor] = {}  # one tensor per temperature, not one per call
 
-    def load(self, streams: StreamRange, path: Path) -> None:
-        """Load a built step. Straight through the package's C++ loader (what
+    @property
+    def graphs(self) -> tuple[str, ...]:
+        return ("step",)
+
+    def paths(self, streams: StreamRange) -> dict[str, Path]:
+        return {graph: package_path(self.eager, streams, graph) for graph in self.graphs}
+
+    def build(self, streams: StreamRange) -> None:
+        raise NotImplementedError
+
+    def load(self, streams: StreamRange) -> None:
+        """Load the built graphs. Straight through the package's C++ loader (what
         ``torch._inductor.aoti_load_package`` wraps): importing TorchInductor's Python side would
         add ~3 s to every start, loading this way takes milliseconds."""
         # (path, model name, single-threaded, runners, device index: -1 for the CPU)
-        self.runners[streams] = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1)
+        load = lambda path: torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1)
+        self.runners[streams] = {graph: load(path) for graph, path in self.paths(streams).items()}
 
     def serves(self, streams: int) -> bool:
         return StreamRange.of(streams) in self.runners
+
+    def init_state(self, streams: int) -> State:
+        return self.eager.init_state(streams)
+
+    def temperature(self, value: float) -> torch.Tensor:
+        if value not in self._temperatures:
+            self._temperatures[value] = torch.tensor(float(value))
+        return self._temperatures[value]
 
     def step_and_draw(
         self, ids: torch.Tensor, state: State, uniforms: torch.Tensor, temperature: float
     ) -> tuple[torch.Tensor, torch.Tensor, State]:
         """ids (N,) -> the next ids drawn with ``uniforms`` at ``temperature`` (N,), logits (N, V), state."""
-        runner = self.runners[StreamRange.of(len(ids))]
-        if temperature not in self._temperatures:
-            self._temperatures[temperature] = torch.tensor(float(temperature))
-        inputs = [ids.long().contiguous(), uniforms.contiguous(), self._temperatures[temperature]]
-        inputs += [t.contiguous() for t in state] + self.weights
-        drawn, logits, *state = runner.boxed_run(inputs)
-        return drawn, logits, tuple(state)
+        raise NotImplementedError
 
     def step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """As ``Stepper.step``."""
@@ -182,3 +194,37 @@ class CompiledStepper:
             return self.eager.step(ids, state)
         _, logits, state = self.step_and_draw(ids, state, torch.zeros(len(ids)), 1.0)
         return logits, state
+
+
+class CompiledStepper(CompiledSteps):
+    """The float32 step, and the temperature draw after it, as one compiled graph (``StepGraph``)."""
+
+    kind = "compiled float32"
+
+    def __init__(self, stepper: Stepper):
+        super().__init__(stepper)
+        self.weights = [stepper.weights[name] for name in sorted(stepper.weights)]  # StepGraph's order
+
+    def build(self, streams: StreamRange) -> None:
+        dim, example = streams_dim(streams)
+        eager = self.eager
+        state = eager.init_state(example)
+        inputs = (
+            torch.zeros(example, dtype=torch.long),
+            torch.rand(example),
+            torch.tensor(1.0),
+            state,
+            tuple(self.weights),
+        )
+        shapes = ({0: dim}, {0: dim}, None, tuple({1: dim} for _ in state), tuple(None for _ in self.weights))
+        graph = StepGraph(eager.cell, eager.num_layers, sorted(eager.weights))
+        compile_graph(graph, inputs, shapes, streams, self.paths(streams)["step"])
+
+    def step_and_draw(
+        self, ids: torch.Tensor, state: State, uniforms: torch.Tensor, temperature: float
+    ) -> tuple[torch.Tensor, torch.Tensor, State]:
+        runner = self.runners[StreamRange.of(len(ids))]["step"]
+        inputs = [ids.long().contiguous(), uniforms.contiguous(), self.temperature(temperature)]
+        inputs += [t.contiguous() for t in state] + self.weights
+        drawn, logits, *state = runner.boxed_run(inputs)
+        return drawn, logits, tuple(state)

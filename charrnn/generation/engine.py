@@ -23,7 +23,7 @@ import torch
 from charrnn.core.cells import State
 from charrnn.core.model import CharRNN
 from charrnn.core.vocab import Vocab
-from charrnn.generation.compiled import CompiledStepper
+from charrnn.generation.compiled import CompiledSteps
 from charrnn.generation.sample import Sampling, StopWatch, next_ids
 from charrnn.generation.stepper import Stepper
 
@@ -63,7 +63,7 @@ class Engine:
         vocab: Vocab,
         emit: Callable[[Events], None],
         max_streams: int = 64,
-        stepper: Stepper | CompiledStepper | None = None,
+        stepper: Stepper | CompiledSteps | None = None,
     ):
         self.model = model.eval()
         self.vocab = vocab

@@ -14,6 +14,7 @@ from charrnn.core.data import StreamBatches
 from charrnn.core.model import CharRNN, detach
 from charrnn.core.vocab import UnknownCharactersError, Vocab
 from charrnn.errors import CharRNNError
+from charrnn.generation.compiled import CompiledSteps
 from charrnn.generation.stepper import Stepper
 
 
@@ -41,7 +42,7 @@ def loss_sum(model: CharRNN, batches: StreamBatches) -> tuple[float, int]:
 
 
 @torch.inference_mode()
-def loss_sum_stepwise(stepper: Stepper, batches: StreamBatches) -> tuple[float, int]:
+def loss_sum_stepwise(stepper: Stepper | CompiledSteps, batches: StreamBatches) -> tuple[float, int]:
     """``loss_sum`` through a generation step, one character at a time: what an int8 model
     generates with is what gets scored."""
     state = stepper.init_state(batches.batch_size)
@@ -86,7 +87,7 @@ def evaluate_text(
     batch_size: int,
     seq_len: int,
     strict: bool = False,
-    stepper: Stepper | None = None,
+    stepper: Stepper | CompiledSteps | None = None,
 ) -> Evaluation:
     """Cross-entropy of ``model`` over all of ``text``, laid out as ``batch_size`` streams.
 

@@ -2,7 +2,8 @@
 
     eager float32 (Stepper)  ─ always works: the fallback for everything below
     compiled float32         ─ CPU, float32 models; built once per model shape, then cached
-    eager int8 (Int8Stepper) ─ CPU; PyTorch's int8 kernels cannot be compiled
+    int8 (Int8Stepper)       ─ CPU; compiled too (LSTM, RNN): the arithmetic between its int8
+                               multiplies, which stay eager calls (compiled_int8.py)
 
 Anything optional that is missing or fails (no C++ compiler, no int8 kernels, a GPU) leaves the
 eager float32 step running, and the reason is said once, in one line, through ``note``.
@@ -17,7 +18,8 @@ import torch
 
 from charrnn.core.model import CharRNN
 from charrnn.errors import CharRNNError
-from charrnn.generation.compiled import SPLIT, WIDE, CompiledStepper, StreamRange, build, package_path
+from charrnn.generation.compiled import SPLIT, WIDE, CompiledStepper, CompiledSteps, StreamRange
+from charrnn.generation.compiled_int8 import Int8CompiledStepper
 from charrnn.generation.stepper import Int8Stepper, Stepper
 
 # Building a compiled step took 13-14 s on a 2-core CPU and saved 130-160 us per character at one
@@ -40,7 +42,7 @@ class StepRuntime:
         self.model, self.compile, self.quantize = model, compile, quantize
         self.note = note or (lambda message: None)
         self._said: set[str] = set()
-        self._stepper: Stepper | CompiledStepper | None = None
+        self._stepper: Stepper | CompiledSteps | None = None
         self._tried: set[StreamRange] = set()  # ranges whose compiled step was loaded or given up on
 
     def say(self, message: str) -> None:
@@ -51,46 +53,54 @@ class StepRuntime:
 
     @property
     def kind(self) -> str:
-        """What runs: "float32", "compiled float32" or "int8" (before any job: what would)."""
-        return self._stepper.kind if self._stepper is not None else "float32"
+        """What runs: "float32", "int8", "compiled float32" or "compiled int8" (before any job: float32)."""
+        stepper = self._stepper
+        if isinstance(stepper, CompiledSteps) and not stepper.runners:  # nothing compiled loaded: eager
+            return stepper.eager.kind
+        return stepper.kind if stepper is not None else "float32"
 
-    def stepper(self, streams: int | None = 1, work: int | None = None) -> Stepper | CompiledStepper:
+    def stepper(self, streams: int | None = 1, work: int | None = None) -> Stepper | CompiledSteps:
         """The step for ``streams`` streams (None: any number, a server) and about ``work`` characters
         in all (None: no end in sight, worth any build)."""
         if self._stepper is None:
             self._stepper = self._first_stepper()
-        if isinstance(self._stepper, CompiledStepper):
+        if isinstance(self._stepper, CompiledSteps):
             for streams_range in (SPLIT, WIDE) if streams is None else (StreamRange.of(streams),):
                 if streams_range not in self._tried:
                     self._compiled(self._stepper, streams_range, work)
         return self._stepper
 
-    def _first_stepper(self) -> Stepper | CompiledStepper:
+    def _first_stepper(self) -> Stepper | CompiledSteps:
         model = self.model
-        on_cpu = model.head.weight.device.type == "cpu"
+        device = model.head.weight.device.type
+        eager: Stepper = Stepper(model)
         if self.quantize == "int8":
-            if self.compile == "on":
-                self.say("int8: its steps run eagerly (PyTorch cannot compile its int8 kernels)")
-            if not on_cpu:
-                self.say(f"int8 runs on the CPU only: generating in float32 on {model.head.weight.device.type}")
-                return Stepper(model)
+            if device != "cpu":
+                self.say(f"int8 runs on the CPU only: generating in float32 on {device}")
+                return eager
             try:
-                return Int8Stepper(model)
+                eager = Int8Stepper(model)
             except Exception as exc:  # no quantized engine in this torch build, or one that refuses
                 self.say(f"int8 is unavailable here ({_first_line(exc)}): generating in eager float32")
-                return Stepper(model)
+                return eager
         if self.compile == "off":
-            return Stepper(model)
-        if not on_cpu or model.head.weight.dtype != torch.float32:
+            return eager
+        if device != "cpu" or model.head.weight.dtype != torch.float32:
             if self.compile == "on":
                 self.say("the compiled step is for float32 models on the CPU: generating with the eager step")
-            return Stepper(model)
-        return CompiledStepper(Stepper(model))
+            return eager
+        if isinstance(eager, Int8Stepper):
+            if model.cell.hidden_apart:  # a GRU layer is two multiplies: not compiled
+                if self.compile == "on":
+                    self.say("int8 GRU steps run eagerly (only LSTM and RNN int8 steps are compiled)")
+                return eager
+            return Int8CompiledStepper(eager)
+        return CompiledStepper(eager)
 
-    def _compiled(self, stepper: CompiledStepper, streams: StreamRange, work: int | None) -> None:
+    def _compiled(self, stepper: CompiledSteps, streams: StreamRange, work: int | None) -> None:
         """Load the compiled step for ``streams`` from the cache, or build it when that pays."""
-        path = package_path(stepper.eager, streams)
-        if not path.exists():
+        paths = stepper.paths(streams)
+        if not all(path.exists() for path in paths.values()):
             if self.compile == "auto" and work is not None and work < BREAK_EVEN_CHARS:
                 self.say(
                     f"eager step: compiling one for this model shape takes ~15 s and pays from ~{BREAK_EVEN_CHARS:,} "
@@ -98,19 +108,21 @@ class StepRuntime:
                 )
                 return  # asked again for a longer job, it may still build
             self._tried.add(streams)
-            self.say(f"compiling the generation step for {streams.name} streams (once; cached in {path.parent})")
+            where, kind = next(iter(paths.values())).parent, stepper.eager.kind
+            self.say(f"compiling the {kind} generation step for {streams.name} streams (once; cached in {where})")
             started = time.perf_counter()
             try:
-                build(stepper.eager, streams, path)
+                stepper.build(streams)
             except Exception as exc:  # no C++ compiler, an unsupported platform, ...
                 self.say(f"could not compile the generation step ({_first_line(exc)}): generating with the eager step")
                 return
             self.say(f"compiled in {time.perf_counter() - started:.0f} s")
         self._tried.add(streams)
         try:
-            stepper.load(streams, path)
+            stepper.load(streams)
         except Exception as exc:  # a damaged or foreign cache file: built again next time
-            path.unlink(missing_ok=True)
+            for path in paths.values():
+                path.unlink(missing_ok=True)
             self.say(f"could not load the compiled step ({_first_line(exc)}): generating with the eager step")
 
 

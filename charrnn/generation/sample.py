@@ -25,12 +25,12 @@ from charrnn.core.cells import State
 from charrnn.core.model import CharRNN
 from charrnn.core.vocab import Vocab
 from charrnn.errors import CharRNNError
-from charrnn.generation.compiled import CompiledStepper
+from charrnn.generation.compiled import CompiledSteps
 from charrnn.generation.draw import UniformBlocks, draw_uniforms, draw_with_uniforms
 from charrnn.generation.runtime import StepRuntime
 from charrnn.generation.stepper import Stepper
 
-AnyStepper = Stepper | CompiledStepper
+AnyStepper = Stepper | CompiledSteps
 
 
 @dataclass(frozen=True)
@@ -218,7 +218,7 @@ def _steps(
         # A compiled step draws the next ids itself, from the same uniform numbers the eager draw
         # would take from each generator: plain temperature sampling only.
         plain = not (sampling.greedy or sampling.top_k or sampling.top_p)
-        fused = plain and isinstance(stepper, CompiledStepper) and stepper.serves(num_samples)
+        fused = plain and isinstance(stepper, CompiledSteps) and stepper.serves(num_samples)
         if fused:
             uniforms = UniformBlocks(generators)
         if length:

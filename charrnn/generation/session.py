@@ -17,7 +17,7 @@ import torch
 from charrnn.core.cells import State
 from charrnn.core.model import CharRNN
 from charrnn.core.vocab import Vocab
-from charrnn.generation.compiled import CompiledStepper
+from charrnn.generation.compiled import CompiledSteps
 from charrnn.generation.sample import Sampling, next_ids
 from charrnn.generation.stepper import Stepper
 
@@ -26,7 +26,7 @@ class Session:
     """A single stream: ``feed`` text into it, ``generate`` from it; ``reset`` forgets it all."""
 
     def __init__(
-        self, model: CharRNN, vocab: Vocab, seed: int | None = None, stepper: Stepper | CompiledStepper | None = None
+        self, model: CharRNN, vocab: Vocab, seed: int | None = None, stepper: Stepper | CompiledSteps | None = None
     ):
         self.model = model.eval()
         self.vocab = vocab

@@ -26,7 +26,7 @@ import warnings
 import torch
 
 from charrnn.core.cells import Cell, State
-from charrnn.core.model import CharRNN, as_index
+from charrnn.core.model import ONE_HOT_MAX_VOCAB, CharRNN, as_index
 
 # From this many streams on, W xᵀ in W's own layout is the faster multiply; below it, the split
 # one (measured on a 2-core AVX2 CPU with benchmarks/sample_speed.py: 1.3x at 16 streams).
@@ -147,23 +147,29 @@ def laid_out_weights(model: CharRNN, parts: int) -> Weights:
 
 
 class Int8Stepper(Stepper):
-    """The same step with 8-bit weights: every multiply runs as PyTorch's dynamic int8 linear.
+    """The same step with 8-bit weights: the recurrent layers' multiplies run as PyTorch's dynamic
+    int8 linear.
 
     Each weight row is scaled to int8 on its own (per output channel, symmetric); activations stay
     float32 between the multiplies and are quantized on the fly inside each one (FBGEMM's dynamic
     linear, which uses the CPU's int8 dot products). The character table and the biases stay
-    float32: they are read, not multiplied. CPU only. (PyTorch's fused ``quantized_lstm`` would
-    save dispatch, but measured 10x the error in the cell state and +0.07 nats/char: not used.)
+    float32: they are read, not multiplied. So does the head while the alphabet is small (up to
+    ``ONE_HOT_MAX_VOCAB`` characters: V x H is under 1/30 of a 2 x 512 model's weights, and an
+    int8 call costs ~20 us of fixed overhead at one stream, more than the float32 multiply).
+    CPU only. (PyTorch's fused ``quantized_lstm`` would save dispatch, but measured 10x the
+    error in the cell state and +0.07 nats/char: not used.)
     """
 
     kind = "int8"
     # 7-bit activations cannot overflow the 16-bit sums of AVX2 CPUs without int8 dot products.
-    # Measured on the bundled model: +0.0005 nats/char against float32 (8-bit: +0.0002).
+    # Measured on the bundled model: +0.0004 nats/char against float32 (8-bit: +0.0001).
     REDUCE_RANGE = True
 
     def __init__(self, model: CharRNN):
         super().__init__(model)
         names = [key[: -len(".weight")] for key in self.weights if key.endswith(".weight")]
+        if model.vocab_size <= ONE_HOT_MAX_VOCAB:
+            names.remove("head")
         with warnings.catch_warnings():
             # PyTorch marks its quantized tensor type deprecated; it is the only way into the kernel.
             warnings.simplefilter("ignore", UserWarning)
@@ -172,7 +178,14 @@ class Int8Stepper(Stepper):
             del self.weights[f"{name}.weight"], self.weights[f"{name}.blocks"]
 
     def project(self, name: str, x: torch.Tensor, addend: torch.Tensor) -> torch.Tensor:
-        return torch.ops.quantized.linear_dynamic(x, self.packed[name], self.REDUCE_RANGE).add_(addend)
+        if name not in self.packed:  # the head of a small alphabet
+            return super().project(name, x, addend)
+        return self.project_raw(name, x).add_(addend)
+
+    def project_raw(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """x Wᵀ for the int8 multiply called ``name``: x (N, K) -> (N, M)."""
+        # The overload itself: the op packet's call checks every argument in Python first (~5 us).
+        return torch.ops.quantized.linear_dynamic.default(x, self.packed[name], self.REDUCE_RANGE)
 
 
 def _pack(weight: torch.Tensor) -> torch.ScriptObject:

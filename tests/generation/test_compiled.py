@@ -33,7 +33,7 @@ def built(compile_cache) -> CompiledStepper:
     notes = []
     stepper = StepRuntime(make_model(), compile="on", note=notes.append).stepper(1)
     assert isinstance(stepper, CompiledStepper) and stepper.serves(1), notes
-    assert any("compiling the generation step" in note for note in notes)
+    assert any("compiling the float32 generation step" in note for note in notes)
     return stepper
 
 
@@ -76,7 +76,7 @@ def test_a_second_runtime_loads_the_cached_build_instead_of_building(built, monk
     def no_build(*args):
         raise AssertionError("built again")
 
-    monkeypatch.setattr(runtime, "build", no_build)
+    monkeypatch.setattr(CompiledStepper, "build", no_build)
     notes = []
     stepper = StepRuntime(make_model(seed=9), compile="auto", note=notes.append).stepper(2, work=10)
     assert stepper.serves(2) and notes == []  # other weights, same shape: the same build, silently
@@ -93,7 +93,7 @@ def test_a_different_shape_has_a_different_cache_file(built):
 def test_auto_builds_only_when_the_job_is_long_enough(monkeypatch, tmp_path):
     monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path))  # nothing cached
     built_for = []
-    monkeypatch.setattr(runtime, "build", lambda stepper, streams, path: built_for.append(streams) or 1 / 0)
+    monkeypatch.setattr(CompiledStepper, "build", lambda self, streams: built_for.append(streams) or 1 / 0)
     notes = []
     auto = StepRuntime(make_model(), compile="auto", note=notes.append)
     assert not auto.stepper(1, work=runtime.BREAK_EVEN_CHARS - 1).serves(1)
@@ -108,18 +108,18 @@ def test_a_failed_build_says_why_once_and_generates_eagerly(monkeypatch, tmp_pat
     def broken(*args):
         raise RuntimeError("no working C++ compiler\ndetails...")
 
-    monkeypatch.setattr(runtime, "build", broken)
+    monkeypatch.setattr(CompiledStepper, "build", broken)
     notes = []
     model = make_model()
     failing = StepRuntime(model, compile="on", note=notes.append)
     assert texts(model, failing) == texts(model) and texts(model, failing, seed=6) == texts(model, seed=6)
-    assert len(notes) == 2 and notes[0].startswith("compiling the generation step for 1-15 streams")
+    assert len(notes) == 2 and notes[0].startswith("compiling the float32 generation step for 1-15 streams")
     assert notes[1] == "could not compile the generation step (no working C++ compiler): generating with the eager step"
 
 
 def test_a_damaged_cache_file_is_removed_and_generation_goes_on(monkeypatch, tmp_path):
     monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path))
-    path = compiled.package_path(Stepper(make_model()), SPLIT)
+    path = compiled.package_path(Stepper(make_model()), SPLIT, "step")
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not a package")
     notes = []
