@@ -287,8 +287,8 @@ class Acceleration:
     )
     quantize: str = option(
         "none",
-        "int8: 8-bit weights for every multiply (CPU): faster, and within a few thousandths of a "
-        "nat per character of float32 (evaluate --quantize int8 shows the change).",
+        "int8: 8-bit weights in the recurrent layers' multiplies (CPU): faster, and within a "
+        "thousandth of a nat per character of float32 here (evaluate --quantize int8 shows the change).",
         ("generate", "evaluate", "chat", "serve"),
         choices=QUANTIZE_MODES,
     )

@@ -31,7 +31,7 @@ def test_int8_steps_stay_close_to_float32_and_keep_no_float32_weight_copies(cell
     exact, int8 = Stepper(model), Int8Stepper(model)
     # the recurrent multiplies keep no float32 copy; a small alphabet's head stays float32
     assert sorted(name for name in int8.weights if name.endswith(".weight")) == ["head.weight"]
-    assert sorted(int8.packed) == ["0.hh", "1.ih", "1.hh"] if cell == "gru" else ["0.hh", "1.cat"]
+    assert sorted(int8.packed) == (["0.hh", "1.hh", "1.ih"] if cell == "gru" else ["0.hh", "1.cat"])
     state = exact_state = int8_state = tuple(torch.randn_like(t) * 0.5 for t in model.init_state(streams))
     ids = torch.randint(0, V, (streams, 30))
     for t in range(ids.shape[1]):
