@@ -19,29 +19,12 @@ import sys
 import tempfile
 import time
 
+GENERATE = [sys.executable, "-m", "charrnn", "generate", "--length", "1"]
 COMMANDS = {
     "python -c 'import torch' (floor)": [sys.executable, "-c", "import torch; print('x', flush=True)"],
-    "charrnn generate --compile off": [
-        sys.executable,
-        "-m",
-        "charrnn",
-        "generate",
-        "--length",
-        "1",
-        "--compile",
-        "off",
-    ],
-    "charrnn generate (auto, nothing cached)": [sys.executable, "-m", "charrnn", "generate", "--length", "1"],
-    "charrnn generate --compile on (cached)": [
-        sys.executable,
-        "-m",
-        "charrnn",
-        "generate",
-        "--length",
-        "1",
-        "--compile",
-        "on",
-    ],
+    "charrnn generate --compile off": [*GENERATE, "--compile", "off"],
+    "charrnn generate (auto, nothing cached)": GENERATE,
+    "charrnn generate --compile on (cached)": [*GENERATE, "--compile", "on"],
 }
 
 

@@ -82,7 +82,9 @@ def multiplies_alone(stepper: Stepper, length: int, num_samples: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="shorter texts, fewer rounds (about 5 minutes, builds included)")
+    parser.add_argument(
+        "--quick", action="store_true", help="shorter texts, fewer rounds (about 5 minutes, builds included)"
+    )
     parser.add_argument("--hidden-size", type=int, default=512)
     parser.add_argument("--num-layers", type=int, default=2)
     args = parser.parse_args()

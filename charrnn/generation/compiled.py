@@ -81,13 +81,13 @@ def cache_dir() -> Path:
     return Path(base) / "charrnn"
 
 
-def package_path(stepper: Stepper, streams: StreamRange, graph: str = "step") -> Path:
+def package_path(stepper: Stepper, streams: StreamRange, graph: str = "step", traced_in: str = __name__) -> Path:
     """The cache file of one compiled graph for this stepper's shape: everything the generated
-    code depends on is in its name."""
+    code depends on (``traced_in``: the module that defines the graph) is in its name."""
     weights = stepper.weights
     key = {
         "charrnn": __version__,
-        "code": _code_digest(),
+        "code": _code_digest(traced_in),
         "torch": torch.__version__,
         "cpu": torch.backends.cpu.get_cpu_capability(),
         "kind": stepper.kind,
@@ -101,12 +101,12 @@ def package_path(stepper: Stepper, streams: StreamRange, graph: str = "step") ->
     return cache_dir() / "steps" / f"{stepper.cell.name}-{stepper.kind}-{graph}-{streams.name}-{digest}.pt2"
 
 
-def _code_digest() -> str:
-    """A digest of the code the compiled steps are traced from: any change to it is a new build."""
+def _code_digest(traced_in: str) -> str:
+    """A digest of the code a compiled graph is traced from: any change to it is a new build."""
     from charrnn.core import cells
-    from charrnn.generation import compiled_int8, draw, stepper
+    from charrnn.generation import draw, stepper
 
-    modules = (cells, draw, stepper, compiled_int8, sys.modules[__name__])
+    modules = (cells, draw, stepper, sys.modules[__name__], sys.modules[traced_in])
     return hashlib.sha256(b"".join(Path(module.__file__).read_bytes() for module in modules)).hexdigest()
 
 
@@ -158,7 +158,7 @@ class CompiledSteps:
         return ("step",)
 
     def paths(self, streams: StreamRange) -> dict[str, Path]:
-        return {graph: package_path(self.eager, streams, graph) for graph in self.graphs}
+        return {graph: package_path(self.eager, streams, graph, type(self).__module__) for graph in self.graphs}
 
     def build(self, streams: StreamRange) -> None:
         raise NotImplementedError
