@@ -76,7 +76,7 @@ def chat(
       charrnn chat checkpoints/tinyshakespeare/best.pt --temperature 0.6 --length 300
     """
     model, name = load_model(checkpoint, device, compile, quantize)
-    # A conversation's length is open: a compiled step is used when one is cached, never built here.
+    # A conversation has no known length: --compile auto uses a cached compiled step but builds none.
     session = Session(model.model, model.vocab, seed, model.runtime.stepper(1, work=0))
     settings = Settings(Sampling(temperature, top_k, top_p), length)
     _use_readline(history or Path.home() / ".charrnn_history")

@@ -73,16 +73,17 @@ class StepRuntime:
     def _first_stepper(self) -> Stepper | CompiledSteps:
         model = self.model
         device = model.head.weight.device.type
-        eager: Stepper = Stepper(model)
         if self.quantize == "int8":
             if device != "cpu":
                 self.say(f"int8 runs on the CPU only: generating in float32 on {device}")
-                return eager
+                return Stepper(model)
             try:
-                eager = Int8Stepper(model)
+                eager: Stepper = Int8Stepper(model)
             except Exception as exc:  # no quantized engine in this torch build, or one that refuses
                 self.say(f"int8 is unavailable here ({_first_line(exc)}): generating in eager float32")
-                return eager
+                return Stepper(model)
+        else:
+            eager = Stepper(model)
         if self.compile == "off":
             return eager
         if device != "cpu" or model.head.weight.dtype != torch.float32:
@@ -103,7 +104,7 @@ class StepRuntime:
         if not all(path.exists() for path in paths.values()):
             if self.compile == "auto" and work is not None and work < BREAK_EVEN_CHARS:
                 self.say(
-                    f"eager step: compiling one for this model shape takes ~15 s and pays from ~{BREAK_EVEN_CHARS:,} "
+                    f"eager step: compiling one for this model shape takes 15-30 s and pays from ~{BREAK_EVEN_CHARS:,} "
                     "characters (--compile on builds it once and caches it)"
                 )
                 return  # asked again for a longer job, it may still build
