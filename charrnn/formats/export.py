@@ -19,6 +19,7 @@ An export loads back into charrnn (``load_export``) as a generation-only checkpo
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -109,7 +110,11 @@ def export_onnx(model: CharRNN, path: Path) -> None:
     names = state_names(model.config)
     streams = torch.export.Dim("streams", min=1, max=65536)
     example = (torch.zeros(2, dtype=torch.long), model.init_state(2))
-    # The exporter's own notices (pytree deprecations, axis renaming) are not the user's to act on.
+    # The exporter's own notices (pytree deprecations, axis renaming, "torchvision is not installed")
+    # are not the user's to act on.
+    registry_log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registry_log.level
+    registry_log.setLevel(logging.ERROR)
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
@@ -121,6 +126,7 @@ def export_onnx(model: CharRNN, path: Path) -> None:
             dynamic_shapes=({0: streams}, tuple({1: streams} for _ in names)),
             verbose=False,
         )
+    registry_log.setLevel(level)
     program.save(str(path))
 
 

@@ -20,6 +20,7 @@ import json
 import os
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,7 +118,9 @@ def compile_graph(graph: nn.Module, inputs: tuple, shapes: tuple, streams: Strea
     import torch._inductor  # noqa: F401 - imported here: only a build needs the compiler stack
     import torch._inductor.config
 
-    program = torch.export.export(graph, inputs, dynamic_shapes=shapes)
+    with warnings.catch_warnings():  # torch's own pytree deprecation notices: not the user's to act on
+        warnings.simplefilter("ignore", FutureWarning)
+        program = torch.export.export(graph, inputs, dynamic_shapes=shapes)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, partial = tempfile.mkstemp(dir=path.parent, suffix=".partial.pt2")
     os.close(handle)
@@ -125,7 +128,8 @@ def compile_graph(graph: nn.Module, inputs: tuple, shapes: tuple, streams: Strea
         # A few hundred elements per loop at a few streams: one thread each beats waking the pool
         # (measured: 0.84x of the multiplies' floor with it, 0.88x without, 1 stream).
         threads = 1 if streams is SPLIT else -1
-        with torch._inductor.config.patch({"cpp.threads": threads}):
+        with torch._inductor.config.patch({"cpp.threads": threads}), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
             torch._inductor.aoti_compile_and_package(program, package_path=partial)
         os.replace(partial, path)
     finally:
