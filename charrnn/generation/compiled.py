@@ -176,7 +176,7 @@ class CompiledSteps:
         self.runners[streams] = {graph: load(path) for graph, path in self.paths(streams).items()}
 
     def serves(self, streams: int) -> bool:
-        return StreamRange.of(streams) in self.runners
+        return streams <= MAX_STREAMS and StreamRange.of(streams) in self.runners
 
     def init_state(self, streams: int) -> State:
         return self.eager.init_state(streams)

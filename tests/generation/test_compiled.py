@@ -72,6 +72,14 @@ def test_a_seed_gives_the_same_text_compiled_and_eager(built, sampling, stop):
     assert compiled_runtime.kind == "compiled float32"
 
 
+def test_more_streams_than_a_compiled_step_takes_run_eagerly(built, monkeypatch):
+    monkeypatch.setattr(compiled, "MAX_STREAMS", 2)  # the real bound, 4096, lies past a range not built here
+    eager = Stepper(make_model())
+    state, ids = eager.init_state(3), torch.tensor([1, 2, 3])
+    assert built.serves(2) and not built.serves(3)
+    torch.testing.assert_close(built.step(ids, state), eager.step(ids, state), rtol=0, atol=0)  # eager, exactly
+
+
 def test_a_second_runtime_loads_the_cached_build_instead_of_building(built, monkeypatch):
     def no_build(*args):
         raise AssertionError("built again")
