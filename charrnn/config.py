@@ -280,7 +280,7 @@ class Acceleration:
 
     compile: str = option(
         "auto",
-        "Compile the generation step (CPU, float32; built once per model shape and cached): "
+        "Compile the generation step (CPU; built once per model shape, 15-30 s, and cached): "
         "auto uses a cached one, and builds one when the job is long enough to pay for it.",
         ("generate", "chat", "serve"),
         choices=COMPILE_MODES,
