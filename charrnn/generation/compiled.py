@@ -10,7 +10,9 @@ serves every checkpoint with the same cell, layers, hidden size and vocabulary s
 of streams N is a dynamic input within one of two ranges (below ``WIDE_BATCH``, the split
 multiply; from it on, the plain one), so a server whose batch grows and shrinks never recompiles.
 A build takes seconds (``runtime.py`` decides when that pays); the result is a file in the cache
-directory, loaded in milliseconds next time.
+directory, loaded in milliseconds next time. ``CompiledSteps`` holds what every compiled step
+shares (cache paths, loading, the eager fallback per stream range); ``CompiledStepper`` is the
+float32 one, compiled_int8.py the int8 one.
 """
 
 from __future__ import annotations
