@@ -74,9 +74,7 @@ def evaluate(
     result = model.evaluate(joined, batch_size=batch_size, seq_len=seq_len, strict=strict)
     quantized = None
     if quantize == "int8":  # the int8 step beside the float32 figure, as generation would run it
-        int8_model = load(
-            checkpoint, device, quantize="int8", compile="off", note=lambda line: click.echo(line, err=True)
-        )
+        int8_model = load(checkpoint, device, quantize="int8", note=lambda line: click.echo(line, err=True))
         quantized = int8_model.evaluate(joined, batch_size=batch_size, seq_len=seq_len, strict=strict)
         if int8_model.runtime.kind != "int8":  # unavailable here: the note said why
             quantized = None

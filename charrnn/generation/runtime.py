@@ -61,7 +61,7 @@ class StepRuntime:
 
     def stepper(self, streams: int | None = 1, work: int | None = None) -> Stepper | CompiledSteps:
         """The step for ``streams`` streams (None: any number, a server) and about ``work`` characters
-        in all (None: no end in sight, worth any build)."""
+        in all (None: no end in sight, worth any build; 0: use a cached build, never make one)."""
         if self._stepper is None:
             self._stepper = self._first_stepper()
         if isinstance(self._stepper, CompiledSteps):
@@ -102,6 +102,8 @@ class StepRuntime:
         """Load the compiled step for ``streams`` from the cache, or build it when that pays."""
         paths = stepper.paths(streams)
         if not all(path.exists() for path in paths.values()):
+            if self.compile == "auto" and work == 0:  # a caller that never builds (chat, evaluate): no advice
+                return
             if self.compile == "auto" and work is not None and work < BREAK_EVEN_CHARS:
                 self.say(
                     f"eager step: compiling one for this model shape takes 15-30 s and pays from ~{BREAK_EVEN_CHARS:,} "
