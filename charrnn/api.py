@@ -60,7 +60,7 @@ class CharModel:
         self.last_seed: int | None = None
 
     def __repr__(self) -> str:
-        return f"CharModel({self.path}: {self.describe_size()}, device {self.model.head.weight.device})"
+        return f"CharModel({self.path}: {self.describe_size()}, device {self.model.device})"
 
     def describe_size(self) -> str:
         """'2 x 256 LSTM, 873,793 parameters, 65 characters'."""

@@ -21,10 +21,14 @@ SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 CELL_NAMES = ("lstm", "gru", "rnn")  # the keys of charrnn.core.cells.CELLS (tests check they agree)
+HEAD_NAMES = ("full", "adaptive")  # charrnn.core.heads.HEADS (tests check they agree)
 MAX_SEED = 2**63 - 1  # what torch.manual_seed takes
 MAX_SAMPLE_SEED = 2**64 - 1  # what torch.Generator.manual_seed takes; sample i uses seed + i
 DEFAULT_ITEMS = 20  # items `charrnn generate` prints for a --line-items model
 NEWLINES = ("normalize", "keep")  # charrnn.core.data.NEWLINES (tests check they agree)
+# A run given neither --max-epochs nor --time-limit stops after this many passes; one given a time
+# budget trains until the budget is spent (docs/results.md: a 10-minute run gains from all of it).
+DEFAULT_EPOCHS = 16
 
 # `charrnn finetune` starts from trained weights with a fresh Adam: a short warm-up, since only the
 # optimizer's moments start from zero. The peak rate stays train's: lower ones (1e-3, 2e-3) were
@@ -52,6 +56,14 @@ class ModelConfig:
         "The recurrent cell: LSTM, GRU or a plain tanh RNN.",
         ("train", "explain"),
         choices=CELL_NAMES,
+        fixed_on_resume=True,
+    )
+    head: str = option(
+        "full",
+        "The output layer: full (Linear + softmax over every character) or adaptive (frequency-sorted "
+        "clusters: faster for alphabets of thousands of characters, docs/results.md).",
+        ("train", "explain"),
+        choices=HEAD_NAMES,
         fixed_on_resume=True,
     )
 
@@ -133,7 +145,11 @@ class TrainConfig:
         None, "Stop at this step, counted from the run's start (across resumes).", TRAIN, low=1, show_default="none"
     )
     max_epochs: int | None = option(
-        16, "Stop after this many passes over the training split (whichever limit comes first).", TRAIN, low=1
+        None,
+        "Stop after this many passes over the training split (whichever limit comes first).",
+        TRAIN,
+        low=1,
+        show_default=f"{DEFAULT_EPOCHS}; none with --time-limit",
     )
     time_limit: float | None = option(
         None,

@@ -165,6 +165,10 @@ def own_run(tiny_run, tmp_path) -> TrainedRun:
 
 MATRIX_CELLS = ("lstm", "gru", "rnn")
 MATRIX_PATHS = ("one-hot", "lookup")
+# Every cell with the full head, and the LSTM with the adaptive one too (the head does not depend on the cell).
+MATRIX_CASES = [(cell, path, "full") for cell in MATRIX_CELLS for path in MATRIX_PATHS] + [
+    ("lstm", path, "adaptive") for path in MATRIX_PATHS
+]
 LOOKUP_ALPHABET = 600  # above the 512 characters where models switch to the lookup input path
 
 
@@ -172,6 +176,7 @@ LOOKUP_ALPHABET = 600  # above the 512 characters where models switch to the loo
 class TinyRun:
     cell: str
     path: str  # "one-hot" or "lookup"
+    head: str  # "full" or "adaptive"
     text: Path  # the training text
     checkpoint: Path  # best.pt
     last: Path  # last.pt
@@ -190,29 +195,30 @@ def synthetic_text(alphabet_size: int, length: int, seed: int) -> str:
 
 
 @pytest.fixture(scope="session")
-def matrix_runs(tmp_path_factory) -> dict[tuple[str, str], TinyRun]:
-    """Six tiny trained runs: every cell, on a small alphabet and on one above the lookup threshold."""
+def matrix_runs(tmp_path_factory) -> dict[tuple[str, str, str], TinyRun]:
+    """Tiny trained runs: every cell, on a small alphabet and on one above the lookup threshold; and
+    the LSTM with an adaptive head on both."""
     root = tmp_path_factory.mktemp("matrix")
     texts = {
         "one-hot": BUNDLED_BOOK.read_text(encoding="utf-8")[:4000],
         "lookup": synthetic_text(LOOKUP_ALPHABET, 3400, seed=3),
     }
-    runs = {}
     for path, text in texts.items():
-        text_file = root / f"{path}.txt"
-        text_file.write_text(text, encoding="utf-8")
-        for cell in MATRIX_CELLS:
-            out = root / f"{cell}-{path}"
-            options = ["--hidden-size", 8, "--batch-size", 2, "--seq-len", 8, "--max-steps", 2, "--eval-every", 2]
-            result = invoke("train", text_file, "--out", out, "--cell", cell, *options, *QUIET_CPU)
-            assert result.exit_code == 0, result.output
-            runs[cell, path] = TinyRun(
-                cell=cell,
-                path=path,
-                text=text_file,
-                checkpoint=out / "best.pt",
-                last=out / "last.pt",
-                vocab=frozenset(text),
-                prime=text[:2],
-            )
+        (root / f"{path}.txt").write_text(text, encoding="utf-8")
+    runs = {}
+    for cell, path, head in MATRIX_CASES:
+        text, text_file, out = texts[path], root / f"{path}.txt", root / f"{cell}-{path}-{head}"
+        options = ["--hidden-size", 8, "--batch-size", 2, "--seq-len", 8, "--max-steps", 2, "--eval-every", 2]
+        result = invoke("train", text_file, "--out", out, "--cell", cell, "--head", head, *options, *QUIET_CPU)
+        assert result.exit_code == 0, result.output
+        runs[cell, path, head] = TinyRun(
+            cell=cell,
+            path=path,
+            head=head,
+            text=text_file,
+            checkpoint=out / "best.pt",
+            last=out / "last.pt",
+            vocab=frozenset(text),
+            prime=text[:2],
+        )
     return runs

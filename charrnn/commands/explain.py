@@ -95,6 +95,11 @@ def explain(
         for hook in hooks:
             hook.remove()
 
+    head_role = (
+        "Linear(H -> V): a score per next character, per position"
+        if model.config.head == "full"
+        else "adaptive softmax (H -> V): log-probabilities per next character, per position"
+    )
     B, T = x.shape
     V, H, L = model.vocab_size, model.config.hidden_size, model.config.num_layers
     cell, is_lstm = model.cell.name.upper(), model.cell.state_size == 2
@@ -118,7 +123,7 @@ def explain(
             else []
         ),
         Step("reshape", tuple(seen["head_in"].shape), "time folded into the batch: every step is one example"),
-        Step("logits", tuple(seen["logits"].shape), "Linear(H -> V): a score per next character, per position"),
+        Step("logits", tuple(seen["logits"].shape), head_role),
         Step("y", tuple(y.shape), "targets: x shifted one character along the text"),
         Step(
             "y.reshape(-1)", tuple(targets.shape), "class indices, the layout CrossEntropyLoss takes with (N, V) logits"
@@ -128,12 +133,12 @@ def explain(
 
     parameters: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
     for name, tensor in model.named_parameters():  # rnn.weight_ih_l0 -> "LSTM layer 0", "weight_ih"
-        module, tensor_name = name.split(".")
+        module, tensor_name = name.split(".", 1)
         if module == "rnn":
             tensor_name, layer = tensor_name.rsplit("_l", 1)
             group = f"{cell} layer {layer}"
         else:
-            group = "Linear head"
+            group = "Linear head" if model.config.head == "full" else "adaptive softmax head"
         parameters.setdefault(group, []).append((tensor_name, tuple(tensor.shape)))
     w_ih = model.rnn.weight_ih_l0.detach()  # (G·H, V)
     gate_blocks = [

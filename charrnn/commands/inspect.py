@@ -245,7 +245,7 @@ def _trained_on(facts: dict) -> str:
     replace={
         **{
             name: (None, f"{getattr(ModelConfig, name)} for a fresh model")
-            for name in ("cell", "hidden_size", "num_layers")
+            for name in ("cell", "head", "hidden_size", "num_layers")
         },
         **{name: (None, f"the checkpoint's, or {getattr(TrainConfig, name)}") for name in ("batch_size", "seq_len")},
     },
@@ -257,6 +257,7 @@ def explain(
     text_file: Path | None,
     checkpoint: Path | None,
     cell: str | None,
+    head: str | None,
     hidden_size: int | None,
     num_layers: int | None,
     batch_size: int | None,
@@ -275,14 +276,15 @@ def explain(
       charrnn explain --hidden-size 64 --batch-size 4 --seq-len 16 --trace-gates
       charrnn explain --checkpoint checkpoints/tinyshakespeare/best.pt
     """
-    if checkpoint is not None and (cell is not None or hidden_size is not None or num_layers is not None):
+    if checkpoint is not None and any(value is not None for value in (cell, head, hidden_size, num_layers)):
         raise click.UsageError(
-            "--cell, --hidden-size and --num-layers describe a fresh model; drop them with --checkpoint"
+            "--cell, --head, --hidden-size and --num-layers describe a fresh model; drop them with --checkpoint"
         )
     fresh = ModelConfig(
         hidden_size=hidden_size or ModelConfig.hidden_size,
         num_layers=num_layers or ModelConfig.num_layers,
         cell=cell or ModelConfig.cell,
+        head=head or ModelConfig.head,
     )
     explanation = explain_text(
         read_utf8(text_or_bundled_book(text_file)),

@@ -1,6 +1,9 @@
 """The character-level language model: an LSTM (or a GRU, or a plain RNN) over one-hot characters.
 
-    ids (B, T) ─► one-hot (B, T, V) ─► LSTM × L ─► (B, T, H) ─► reshape (B·T, H) ─► Linear ─► (B·T, V)
+    ids (B, T) ─► one-hot (B, T, V) ─► LSTM × L ─► (B, T, H) ─► reshape (B·T, H) ─► head ─► (B·T, V)
+
+The head is a Linear layer trained with CrossEntropyLoss, or for a large alphabet an adaptive
+softmax (charrnn/core/heads.py).
 
 The recurrent state goes in and comes out of ``forward`` explicitly: the caller decides when to
 carry it (consecutive windows, generation) and when to cut its gradient history (``detach``).
@@ -24,6 +27,7 @@ from torch import nn
 
 from charrnn.config import ModelConfig
 from charrnn.core.cells import State, get_cell
+from charrnn.core.heads import head_loss, make_head
 from charrnn.core.vocab import one_hot
 
 # Vocabularies larger than this take the row-lookup input path. Measured with
@@ -49,7 +53,15 @@ class CharRNN(nn.Module):
             dropout=config.dropout if config.num_layers > 1 else 0.0,
         )
         self.output_dropout = nn.Dropout(config.dropout)
-        self.head = nn.Linear(config.hidden_size, vocab_size)
+        self.head = make_head(config.head, config.hidden_size, vocab_size)
+
+    @property
+    def device(self) -> torch.device:
+        return self.rnn.weight_hh_l0.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.rnn.weight_hh_l0.dtype
 
     @property
     def input_path(self) -> str:
@@ -59,16 +71,22 @@ class CharRNN(nn.Module):
 
     def init_state(self, batch_size: int) -> State:
         """The zero state for ``batch_size`` streams, on the model's device and dtype."""
-        weight = self.head.weight
+        weight = self.rnn.weight_hh_l0
         shape = (self.config.num_layers, batch_size, self.config.hidden_size)  # (L, B, H)
         return tuple(weight.new_zeros(shape) for _ in range(self.cell.state_size))
 
     def forward(
-        self, ids: torch.Tensor, state: State | None = None, input_path: str | None = None
+        self,
+        ids: torch.Tensor,
+        state: State | None = None,
+        input_path: str | None = None,
+        targets: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, State]:
         """ids (B, T) of any integer dtype -> logits (B·T, V) and the state after the last step.
 
-        A missing ``state`` means the zero state; ``input_path`` overrides the model's own
+        With ``targets`` (B, T) it returns the mean loss (nats per character, float32) in place
+        of the logits: training's path, where the adaptive head skips what the loss does not
+        need. A missing ``state`` means the zero state; ``input_path`` overrides the model's own
         (``charrnn explain`` shows the one-hot tensor even for a large vocabulary).
         """
         ids = as_index(ids)  # the vocabulary stores ids compactly (uint8, int16); torch indexes with int64
@@ -76,7 +94,7 @@ class CharRNN(nn.Module):
         if state is None:
             state = self.init_state(batch_size)
         if (input_path or self.input_path) == "one-hot":
-            inputs = one_hot(ids, self.vocab_size, self.head.weight.dtype)  # (B, T, V)
+            inputs = one_hot(ids, self.vocab_size, self.dtype)  # (B, T, V)
             outputs, state = self.rnn(inputs, self.cell.to_module(state))  # (B, T, H); state (L, B, H) each
             state = self.cell.from_module(state)
         else:
@@ -86,6 +104,8 @@ class CharRNN(nn.Module):
         # the batch: one (B·T, H) x (H, V) matrix multiply, and logits in the (N, V) layout
         # that CrossEntropyLoss takes with targets reshaped to (N,).
         outputs = outputs.reshape(batch_size * seq_len, self.config.hidden_size)  # (B·T, H)
+        if targets is not None:
+            return head_loss(self.head, outputs, as_index(targets).reshape(-1)), state  # targets (B·T,)
         logits = self.head(outputs)  # (B·T, V)
         return logits, state
 

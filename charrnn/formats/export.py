@@ -12,6 +12,10 @@ Tensor names in model.safetensors (G gates of H rows each, in PyTorch's order; L
     rnn.weight_hh_l{k}  (G·H, H)                                rnn.bias_hh_l{k}  (G·H,)
     head.weight         (V, H)                                  head.bias         (V,)
 
+With ``"head": "adaptive"`` in config.json the head is PyTorch's AdaptiveLogSoftmaxWithLoss under
+``head.softmax.*`` (its own names), plus ``head.rank`` (V,) int64: each character id's place in
+the frequency order; the ONNX step then outputs log-probabilities, which sample like logits.
+
 An export loads back into charrnn (``load_export``) as a generation-only checkpoint, so
 `charrnn generate OUTDIR` and the Python API read it like a .pt file.
 """
@@ -140,6 +144,7 @@ def _config(checkpoint: Checkpoint, source: str, onnx: bool) -> dict[str, Any]:
         "charrnn_version": __version__,
         "source": source,
         "cell": config.cell,
+        "head": config.head,
         "gates": list(get_cell(config.cell).gates),
         "num_layers": config.num_layers,
         "hidden_size": config.hidden_size,
@@ -188,6 +193,7 @@ def load_export(path: str | os.PathLike) -> Checkpoint:
             num_layers=config["num_layers"],
             dropout=config.get("dropout", 0.0),
             cell=config["cell"],
+            head=config.get("head", "full"),
         )
         training = config.get("training") or {}
     except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -70,7 +70,7 @@ class Engine:
         self.stepper = stepper or Stepper(model)  # compiled or int8: chosen by generation/runtime.py
         self.emit = emit
         self.max_streams = max_streams
-        self.device = model.head.weight.device
+        self.device = model.device
         self._waiting: list[Stream] = []
         self._wake = threading.Condition()
         self._closed = False

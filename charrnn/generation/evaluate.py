@@ -99,7 +99,7 @@ def evaluate_text(
     """
     ids, unknown = _scored_ids(vocab, text, strict)
     streams = min(batch_size, len(ids) - 1)  # a short text gets fewer streams, never none
-    batches = StreamBatches(ids, streams, seq_len, full_windows=False, device=model.head.weight.device)
+    batches = StreamBatches(ids, streams, seq_len, full_windows=False, device=model.device)
     if stepper is None:
         return Evaluation(mean_loss(model, batches), batches.num_chars, streams, unknown)
     total, count = loss_sum_stepwise(stepper, batches)
@@ -122,7 +122,7 @@ def evaluate_dynamic(
     adapted = copy.deepcopy(model).eval()  # eval: no dropout while scoring; gradients still flow
     params = list(adapted.parameters())
     trained = [p.detach().clone() for p in params]  # θ_0
-    batches = StreamBatches(ids, 1, seq_len, full_windows=False, device=model.head.weight.device)
+    batches = StreamBatches(ids, 1, seq_len, full_windows=False, device=model.device)
     state, segment_sums = adapted.init_state(1), []
     with torch.enable_grad():
         for index in range(batches.num_windows):

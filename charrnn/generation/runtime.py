@@ -72,7 +72,7 @@ class StepRuntime:
 
     def _first_stepper(self) -> Stepper | CompiledSteps:
         model = self.model
-        device = model.head.weight.device.type
+        device = model.device.type
         if self.quantize == "int8":
             if device != "cpu":
                 self.say(f"int8 runs on the CPU only: generating in float32 on {device}")
@@ -86,7 +86,7 @@ class StepRuntime:
             eager = Stepper(model)
         if self.compile == "off":
             return eager
-        if device != "cpu" or model.head.weight.dtype != torch.float32:
+        if device != "cpu" or model.dtype != torch.float32:
             if self.compile == "on":
                 self.say("the compiled step is for float32 models on the CPU: generating with the eager step")
             return eager
@@ -94,6 +94,10 @@ class StepRuntime:
             if model.cell.hidden_apart:  # a GRU layer is two multiplies: not compiled
                 if self.compile == "on":
                     self.say("int8 GRU steps run eagerly (only LSTM and RNN int8 steps are compiled)")
+                return eager
+            if model.config.head == "adaptive":  # the compiled int8 draw fuses a Linear head
+                if self.compile == "on":
+                    self.say("int8 steps with an adaptive head run eagerly (the float32 step compiles)")
                 return eager
             return Int8CompiledStepper(eager)
         return CompiledStepper(eager)

@@ -169,7 +169,7 @@ def stream_samples(
     if isinstance(stop, str):  # one stop text, not a sequence of one-character stops
         stop = [stop]
     prime_ids = vocab.encode(prime, what="prime")
-    device = model.head.weight.device
+    device = model.device
     base_seed = secrets.randbits(62) if seed is None else seed
     generators = [torch.Generator(device=device).manual_seed(base_seed + i) for i in range(num_samples)]
     prime_tensor = torch.from_numpy(prime_ids).to(device).view(1, -1)  # (1, P)

@@ -31,7 +31,7 @@ class Session:
         self.model = model.eval()
         self.vocab = vocab
         self.stepper = stepper or Stepper(model)  # compiled or int8: chosen by generation/runtime.py
-        self.generator = torch.Generator(device=model.head.weight.device)
+        self.generator = torch.Generator(device=model.device)
         self.seed(secrets.randbits(31) if seed is None else seed)
         self.reset()
 
@@ -51,7 +51,7 @@ class Session:
     @torch.inference_mode()
     def feed(self, text: str) -> None:
         """Read ``text`` into the state (the characters must be in the vocabulary)."""
-        ids = torch.from_numpy(self.vocab.encode(text, what="prime")).to(self.model.head.weight.device)
+        ids = torch.from_numpy(self.vocab.encode(text, what="prime")).to(self.model.device)
         self._catch_up()
         if len(ids):
             logits, state = self.model(ids.view(1, -1), self.state)  # (P, V)
@@ -75,7 +75,7 @@ class Session:
         """Read the last character shown into the state, if it was not yet."""
         if self.pending is None:
             return
-        ids = torch.tensor([self.pending], device=self.model.head.weight.device)
+        ids = torch.tensor([self.pending], device=self.model.device)
         logits, state = self.stepper.step(ids, self.state)  # (1, V)
         self.state, self.logits = state, logits
         self.text += self.vocab.chars[self.pending]

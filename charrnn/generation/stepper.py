@@ -6,7 +6,7 @@ runs the same equations on the same weights here instead, re-laid out once per g
 
     layer 0:  gates = Wᵀ_table[id] + h₀ Wᵀ_hh          one row lookup (the one-hot input) + one multiply
     layer k:  gates = [x, h_k] Wᵀ_cat + b              one multiply: input and recurrent weights side by side
-    head:     logits = h_top Wᵀ_head + b
+    head:     logits = h_top Wᵀ_head + b               (an adaptive head: see ``adaptive_log_probs``)
 
 so each LSTM (or RNN) layer costs one matrix multiply per character. A GRU's reset gate scales
 its recurrent part alone, so there the two parts of each layer are two multiplies (``Cell.hidden_apart``).
@@ -26,6 +26,7 @@ import warnings
 import torch
 
 from charrnn.core.cells import Cell, State
+from charrnn.core.heads import AdaptiveHead
 from charrnn.core.model import ONE_HOT_MAX_VOCAB, CharRNN, as_index
 
 # From this many streams on, W xᵀ in W's own layout is the faster multiply; below it, the split
@@ -70,13 +71,15 @@ class Stepper:
     character; for each multiply ``NAME``, ``NAME.weight`` (M, K), ``NAME.blocks`` (P, K, M/P)
     and ``NAME.bias``. The multiplies: ``0.hh`` (layer 0's recurrent part); for each layer k > 0
     ``k.cat`` (input and recurrent side by side), or ``k.ih`` and ``k.hh`` for a GRU; ``head``.
+    An adaptive head adds ``tail{i}.in`` and ``tail{i}.out`` per cluster (zero biases) and
+    ``head.rank`` (V,), each character's place in the frequency order.
     """
 
     kind = "float32"
 
     def __init__(self, model: CharRNN):
         # Split into one block per CPU thread; a GPU multiply already uses the whole device.
-        parts = torch.get_num_threads() if model.head.weight.device.type == "cpu" else 1
+        parts = torch.get_num_threads() if model.device.type == "cpu" else 1
         self.cell = model.cell
         self.num_layers = model.config.num_layers
         self.weights = laid_out_weights(model, parts)
@@ -118,8 +121,29 @@ class Stepper:
                 gates = self.project(f"{layer}.cat", inputs, weights[f"{layer}.cat.bias"])  # (N, G·H)
                 layer_state = cell.update(gates, own)  # (N, H) each
             new_layers.append(layer_state)
-        logits = self.project("head", layer_state[0], weights["head.bias"])  # (N, V)
+        top = layer_state[0]  # (N, H)
+        if "head.rank" in weights:
+            logits = self.adaptive_log_probs(top)
+        else:
+            logits = self.project("head", top, weights["head.bias"])  # (N, V)
         return logits, tuple(torch.stack(parts) for parts in zip(*new_layers, strict=True))  # each (L, N, H)
+
+    def adaptive_log_probs(self, top: torch.Tensor) -> torch.Tensor:
+        """An adaptive head's log-probabilities (N, V) in id order, from the top layer's h (N, H).
+
+        What ``nn.AdaptiveLogSoftmaxWithLoss.log_prob`` computes: the head's log-softmax scores
+        the shortlist and each cluster; a cluster's characters add their own log-softmax to it.
+        """
+        weights = self.weights
+        head = torch.log_softmax(self.project("head", top, weights["head.bias"]), dim=1)  # (N, S + C)
+        clusters = sum(1 for name in weights if name.startswith("tail") and name.endswith(".in.bias"))
+        shortlist = head.shape[1] - clusters
+        parts = [head[:, :shortlist]]
+        for i in range(clusters):
+            inner = self.project(f"tail{i}.in", top, weights[f"tail{i}.in.bias"])  # (N, H_i)
+            scores = self.project(f"tail{i}.out", inner, weights[f"tail{i}.out.bias"])  # (N, cluster size)
+            parts.append(torch.log_softmax(scores, dim=1) + head[:, shortlist + i : shortlist + i + 1])
+        return torch.cat(parts, dim=1).index_select(1, weights["head.rank"])  # frequency order -> id order
 
 
 @torch.no_grad()
@@ -137,13 +161,27 @@ def laid_out_weights(model: CharRNN, parts: int) -> Weights:
             multiplies[f"{k}.ih"], multiplies[f"{k}.hh"] = (w_ih, b_ih), (w_hh, b_hh)
         else:  # side by side: one (G·H, 2H) multiply, both biases summed
             multiplies[f"{k}.cat"] = (torch.cat([w_ih, w_hh], dim=1), b_ih + b_hh)
-    multiplies["head"] = (model.head.weight.detach(), model.head.bias.detach())  # (V, H)
+    multiplies.update(head_multiplies(model.head))
     # Row v of the table is W_ih0 one_hot(v) plus layer 0's input bias: (V, G·H).
     weights = {"table": (w_ih0.t() + cell.input_bias(b_ih0, b_hh0)).contiguous()}
     for name, (weight, bias) in multiplies.items():
         weights[f"{name}.weight"], weights[f"{name}.blocks"] = lay_out(weight, parts)
         weights[f"{name}.bias"] = bias.contiguous()
+    if isinstance(model.head, AdaptiveHead):
+        weights["head.rank"] = model.head.rank.detach().clone()
     return weights
+
+
+def head_multiplies(head: torch.nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The output layer's multiplies, (weight (M, K), bias (M,)) by name."""
+    if not isinstance(head, AdaptiveHead):
+        return {"head": (head.weight.detach(), head.bias.detach())}  # (V, H)
+    softmax = head.softmax
+    multiplies = {"head": (softmax.head.weight.detach(), softmax.head.bias.detach())}  # (S + C, H)
+    for i, (inner, outer) in enumerate(softmax.tail):  # (H_i, H) and (cluster size, H_i), no biases
+        multiplies[f"tail{i}.in"] = (inner.weight.detach(), inner.weight.new_zeros(inner.weight.shape[0]))
+        multiplies[f"tail{i}.out"] = (outer.weight.detach(), outer.weight.new_zeros(outer.weight.shape[0]))
+    return multiplies
 
 
 class Int8Stepper(Stepper):
@@ -155,7 +193,8 @@ class Int8Stepper(Stepper):
     linear, which uses the CPU's int8 dot products). The character table and the biases stay
     float32: they are read, not multiplied. So does the head while the alphabet is small (up to
     ``ONE_HOT_MAX_VOCAB`` characters: V x H is under 1/30 of a 2 x 512 model's weights, and an
-    int8 call costs ~20 us of fixed overhead at one stream, more than the float32 multiply).
+    int8 call costs ~20 us of fixed overhead at one stream, more than the float32 multiply), and
+    an adaptive head, whose multiplies are narrow.
     CPU only. (PyTorch's fused ``quantized_lstm`` would save dispatch, but measured 10x the
     error in the cell state and +0.07 nats/char: not used.)
     """
@@ -168,8 +207,8 @@ class Int8Stepper(Stepper):
     def __init__(self, model: CharRNN):
         super().__init__(model)
         names = [key[: -len(".weight")] for key in self.weights if key.endswith(".weight")]
-        if model.vocab_size <= ONE_HOT_MAX_VOCAB:
-            names.remove("head")
+        if model.vocab_size <= ONE_HOT_MAX_VOCAB or isinstance(model.head, AdaptiveHead):
+            names = [name for name in names if name[0].isdigit()]  # the recurrent layers only
         with warnings.catch_warnings():
             # PyTorch marks its quantized tensor type deprecated; it is the only way into the kernel.
             warnings.simplefilter("ignore", UserWarning)

@@ -27,6 +27,7 @@ from charrnn.config import ModelConfig
 from charrnn.core.data import StreamBatches
 from charrnn.core.model import CharRNN
 from charrnn.core.vocab import Vocab
+from charrnn.errors import CharRNNError
 
 _WINDOWS_FOR_NORMALISER = 8  # windows of the new text used to estimate E[log Z]
 
@@ -41,8 +42,13 @@ def grow_vocabulary(model: CharRNN, old: Vocab, new: Vocab, config: ModelConfig 
     config = config or model.config
     if dataclasses.replace(config, dropout=model.config.dropout) != model.config:
         raise ValueError("only the dropout may differ from the base model's config")
-    grown = CharRNN(len(new), config).to(model.head.weight.device)
-    kept = torch.tensor([new.chars.index(c) for c in old.chars], device=model.head.weight.device)  # (V_old,)
+    if len(new) > len(old) and config.head == "adaptive":
+        raise CharRNNError(
+            "the base model has an adaptive head, whose clusters were fixed by its own text's character "
+            "frequencies: it cannot take new characters; remove them from the text"
+        )
+    grown = CharRNN(len(new), config).to(model.device)
+    kept = torch.tensor([new.chars.index(c) for c in old.chars], device=model.device)  # (V_old,)
     state = model.state_dict()
     with torch.no_grad():
         for name, tensor in grown.state_dict().items():
@@ -64,7 +70,7 @@ def init_new_rows(model: CharRNN, old: Vocab, new: Vocab, batches: StreamBatches
     new_ids = [i for i, c in enumerate(new.chars) if c not in set(old.chars)]
     if not new_ids:
         return
-    known = torch.tensor([new.chars.index(c) for c in old.chars], device=model.head.weight.device)
+    known = torch.tensor([new.chars.index(c) for c in old.chars], device=model.device)
     counts = torch.bincount(batches.inputs.reshape(-1).long(), minlength=len(new)).double()  # (V,)
     was_training = model.training
     model.eval()

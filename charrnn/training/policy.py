@@ -75,6 +75,7 @@ def start_run(
     if dist.rank:
         torch.manual_seed(train_config.seed + dist.rank)  # but its own dropout masks
     run = _build_run(found, vocab, model, train_config, out_dir, device, dist)
+    run.rank_characters()
     _announce(run, "training on", log)
     return run
 

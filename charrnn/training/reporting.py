@@ -54,7 +54,7 @@ class Reporter:
         self.plain = shown and not stream.isatty()  # a log: plain lines, no redraws
         self.stream = stream
         self.bar = tqdm(
-            total=rules.end_step,
+            total=rules.end_step if math.isfinite(rules.end_step) else None,
             initial=run.progress.step,
             unit="step",
             dynamic_ncols=True,

@@ -14,13 +14,13 @@ import random
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from charrnn.config import ModelConfig, TrainConfig
+from charrnn.config import DEFAULT_EPOCHS, ModelConfig, TrainConfig
 from charrnn.core.cells import State
 from charrnn.core.corpus import Corpus
 from charrnn.core.data import StreamBatches
+from charrnn.core.heads import AdaptiveHead
 from charrnn.core.model import CharRNN, detach
 from charrnn.core.vocab import Vocab
 from charrnn.errors import CharRNNError
@@ -57,7 +57,9 @@ class TrainingRun:
         self.dist = dist
         # Under torchrun the training forward goes through DDP, which averages the gradients of
         # all processes during backward; validation and checkpoints use the plain model.
-        self.trained_model = DistributedDataParallel(model) if dist.enabled else model
+        # An adaptive head's rare clusters get no gradient in a window without their characters.
+        unused = model.config.head == "adaptive"
+        self.trained_model = DistributedDataParallel(model, find_unused_parameters=unused) if dist.enabled else model
         self.optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr)
         self.precision = resolve_precision(train_config.precision, device)
         self.scaler = self.precision.grad_scaler()  # a pass-through unless fp16
@@ -73,15 +75,28 @@ class TrainingRun:
     def model_config(self) -> ModelConfig:
         return self.model.config
 
-    def total_steps(self) -> int:
-        """The step at which this run ends: the earlier of --max-steps and --max-epochs."""
+    def rank_characters(self) -> None:
+        """Sort an adaptive head's characters by their counts in the whole training split (every
+        process's streams): a new run's first act. A no-op for the full head."""
+        if isinstance(self.model.head, AdaptiveHead):
+            counts = torch.bincount(self.train_batches.targets.reshape(-1).long(), minlength=len(self.vocab))
+            totals = self.dist.sum(counts.double().tolist(), self.device)  # (V,) over all processes
+            self.model.head.sort_by(torch.tensor(totals))
+
+    def total_steps(self) -> float:
+        """The step at which this run ends: the earlier of --max-steps and --max-epochs.
+
+        Without either, a run with a --time-limit has no last step (infinity: only its budget ends
+        it), and one without trains DEFAULT_EPOCHS passes.
+        """
         config = self.train_config
+        epochs = config.max_epochs
+        if epochs is None and config.time_limit is None:
+            epochs = DEFAULT_EPOCHS
         limits = [config.max_steps] if config.max_steps is not None else []
-        if config.max_epochs is not None:
-            limits.append(config.max_epochs * self.train_batches.num_windows)
-        if not limits:
-            raise CharRNNError("set --max-steps or --max-epochs so that training can end")
-        return min(limits)
+        if epochs is not None:
+            limits.append(epochs * self.train_batches.num_windows)
+        return min(limits, default=math.inf)
 
     def train_step(self, lr: float) -> torch.Tensor:
         """One optimizer step at rate ``lr`` on the next window; returns its loss in nats per character.
@@ -93,8 +108,7 @@ class TrainingRun:
             group["lr"] = lr
         x, y = self.train_batches.window(self.progress.window)  # (B, T) each
         with self.precision.autocast():
-            logits, state = self.trained_model(x, self.state)  # (B·T, V)
-        loss = F.cross_entropy(logits.float(), y.reshape(-1))  # targets (B·T,); float32 under autocast
+            loss, state = self.trained_model(x, self.state, targets=y)  # mean over B·T, float32
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones

@@ -14,15 +14,14 @@ import math
 import pytest
 
 import charrnn
-from tests.conftest import MATRIX_CELLS, MATRIX_PATHS, invoke
+from tests.conftest import MATRIX_CASES, invoke
 
-CASES = [(cell, path) for cell in MATRIX_CELLS for path in MATRIX_PATHS]
 LENGTH = 30
 
 
-@pytest.fixture(params=CASES, ids=[f"{cell}-{path}" for cell, path in CASES])
+@pytest.fixture(params=MATRIX_CASES, ids=["-".join(case) for case in MATRIX_CASES])
 def run(request, matrix_runs):
-    """One trained run directory (best.pt, last.pt) and its text, per cell and input path."""
+    """One trained run directory (best.pt, last.pt) and its text, per cell, input path and head."""
     return matrix_runs[request.param]
 
 
@@ -34,8 +33,10 @@ def assert_clean(result, exit_code=0):
 
 
 def test_the_fixture_covers_both_input_paths(matrix_runs):
-    modes = {path: charrnn.load(run.checkpoint, "cpu").model.input_path for (_, path), run in matrix_runs.items()}
-    assert modes == {"one-hot": "one-hot", "lookup": "lookup"}
+    for (_, path, head), run in matrix_runs.items():
+        model = charrnn.load(run.checkpoint, "cpu").model
+        assert (model.input_path, model.config.head) == (path, head)
+    assert {path for _, path, _ in matrix_runs} == {"one-hot", "lookup"}
 
 
 def test_generate_streams_one_sample(run):
@@ -114,6 +115,19 @@ def test_info(run):
     facts = json.loads(result.stdout)
     assert facts["vocab_size"] == len(run.vocab)
     assert facts["model_config"]["cell"] == run.cell
+    assert facts["model_config"]["head"] == run.head
+
+
+def test_top_k_one_and_top_p_near_zero_are_greedy(run):
+    # The k most likely characters must be read off the right columns, whichever head scores them.
+    common = ["generate", run.checkpoint, "--prime", run.prime, "--length", LENGTH, "--compile", "off"]
+    greedy = invoke(*common, "--greedy")
+    assert_clean(greedy)
+    for option in (["--top-k", 1], ["--top-p", 1e-6]):
+        for temperature in (0.5, 2.0):
+            drawn = invoke(*common, *option, "--temperature", temperature, "--seed", 3)
+            assert_clean(drawn)
+            assert drawn.stdout == greedy.stdout, (option, temperature)
 
 
 def test_resume(run, tmp_path):

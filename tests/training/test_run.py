@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from charrnn.config import ModelConfig, TrainConfig
+from charrnn.config import DEFAULT_EPOCHS, ModelConfig, TrainConfig
 from charrnn.core.model import ONE_HOT_MAX_VOCAB
 from charrnn.errors import CharRNNError
 from charrnn.formats.checkpoint import Checkpoint
@@ -57,6 +57,22 @@ def test_max_epochs_ends_the_run_after_whole_passes(book_slice, tmp_path, tiny_m
     result = fit(run, log=quiet, progress_bar=False)
     assert windows == (1350 - 1) // 4 // 16 and result.step == 2 * windows  # 1,350 training characters
     assert run.progress.epoch == 2 and run.progress.window == 0
+
+
+def test_without_max_epochs_a_time_limit_alone_ends_the_run(book_slice, tmp_path, tiny_model, tiny_train):
+    short = tmp_path / "short.txt"
+    short.write_text(book_slice.read_text()[:200])  # two windows per pass: many passes in a second
+    untimed = dataclasses.replace(tiny_train, max_steps=None, max_epochs=None, eval_every=10**6, save_every=10**6)
+    run = start_run(short, tiny_model, untimed, out_dir=tmp_path / "untimed", device="cpu", log=quiet)
+    windows = run.train_batches.num_windows
+    assert run.total_steps() == DEFAULT_EPOCHS * windows  # no limit given: the default number of passes
+    timed = dataclasses.replace(untimed, time_limit=0.05)  # 3 s, a second of it kept for the final save
+    run = start_run(short, tiny_model, timed, out_dir=tmp_path / "timed", device="cpu", log=quiet)
+    assert run.total_steps() == math.inf
+    notes = []
+    result = fit(run, log=notes.append, progress_bar=False)
+    assert "the time limit of 0.05 min is reached" in " ".join(notes)
+    assert result.step // windows == run.progress.epoch > DEFAULT_EPOCHS  # the budget, not the pass count, ended it
 
 
 def test_checkpoint_round_trip_gives_identical_logits(book_slice, tmp_path, tiny_model, tiny_train):
