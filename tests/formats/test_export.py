@@ -146,3 +146,22 @@ def test_the_numpy_and_onnxruntime_sampler_in_the_docs_runs_on_an_export(exporte
     result = subprocess.run([sys.executable, script, exported], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ROMEO:") and len(result.stdout) > 300
+
+
+def test_an_adaptive_head_exports_and_onnxruntime_reproduces_its_log_probabilities(matrix_runs, tmp_path):
+    import onnxruntime
+
+    run = matrix_runs["lstm", "lookup", "adaptive"]  # 600 characters: three clusters
+    out = tmp_path / "adaptive"
+    result = invoke("export", run.checkpoint, out)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text(encoding="utf-8"))["head"] == "adaptive"
+    session = onnxruntime.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    ids = np.array(charrnn.load(run.checkpoint).vocab.encode(run.text.read_text(encoding="utf-8")[:50]), np.int64)
+    expected = charrnn_logits(run.checkpoint, ids, streams=2)  # (50, 2, V)
+    h = c = np.zeros((2, 2, 8), np.float32)
+    for t, i in enumerate(ids):
+        logits, h, c = session.run(None, {"ids": np.full(2, i, np.int64), "h": h, "c": c})
+        np.testing.assert_allclose(logits, expected[t], rtol=0, atol=1e-4)
+    prime = run.prime
+    assert charrnn.load(out).generate(prime, 40, seed=2) == charrnn.load(run.checkpoint).generate(prime, 40, seed=2)

@@ -72,6 +72,21 @@ def test_a_seed_gives_the_same_text_compiled_and_eager(built, sampling, stop):
     assert compiled_runtime.kind == "compiled float32"
 
 
+def test_an_adaptive_head_compiles_and_computes_what_the_eager_step_does(compile_cache):
+    torch.manual_seed(4)
+    model = CharRNN(len(VOCAB), ModelConfig(hidden_size=24, num_layers=2, dropout=0.0, head="adaptive")).eval()
+    model.head.sort_by(torch.rand(len(VOCAB)))
+    stepper = StepRuntime(model, compile="on", note=lambda note: None).stepper(1)
+    assert isinstance(stepper, CompiledStepper) and stepper.serves(1)
+    eager = Stepper(model)
+    state = tuple(torch.randn_like(t) for t in eager.init_state(3))
+    ids = torch.randint(0, len(VOCAB), (3,))
+    expected_logits, expected_state = eager.step(ids, state)
+    logits, new_state = stepper.step(ids, state)
+    torch.testing.assert_close(logits, expected_logits, rtol=0, atol=1e-5)
+    torch.testing.assert_close(new_state, expected_state, rtol=0, atol=1e-5)
+
+
 def test_more_streams_than_a_compiled_step_takes_run_eagerly(built, monkeypatch):
     monkeypatch.setattr(compiled, "MAX_STREAMS", 2)  # the real bound, 4096, lies past a range not built here
     eager = Stepper(make_model())

@@ -99,3 +99,16 @@ def test_a_finetuning_run_resumes_exactly_like_any_run(tiny_run, book_slice, tmp
 def test_finetune_refuses_a_file_that_is_not_a_charrnn_model(book_slice, tmp_path):
     with pytest.raises(CharRNNError, match="slice.txt is not a charrnn checkpoint"):
         finetune_run(book_slice, book_slice, TUNING, out_dir=tmp_path / "ft", device="cpu", log=quiet)
+
+
+def test_an_adaptive_model_fine_tunes_on_its_own_characters_and_refuses_new_ones(matrix_runs, tmp_path):
+    run = matrix_runs["lstm", "one-hot", "adaptive"]
+    same = finetune_run(run.last, run.text, TUNING, out_dir=tmp_path / "same", device="cpu", log=quiet)
+    base = Checkpoint.load(run.last)
+    assert torch.equal(same.model.head.rank, base.model().head.rank)  # the clusters the base was trained with
+    assert fit(same, log=quiet, progress_bar=False).step == SETTINGS.max_steps
+    other = tmp_path / "other.txt"
+    other.write_text(run.text.read_text(encoding="utf-8") + "\u00e9", encoding="utf-8")
+    with pytest.raises(CharRNNError, match="adaptive head.*cannot take new characters"):
+        finetune_run(run.last, other, TUNING, extend_vocab=True, out_dir=tmp_path / "new", device="cpu", log=quiet)
+    assert not (tmp_path / "new" / "last.pt").exists()
