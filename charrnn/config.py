@@ -51,6 +51,16 @@ class ModelConfig:
         high_open=True,
         fixed_on_resume=True,
     )
+    weight_drop: float = option(
+        0.0,
+        "Weight drop: DropConnect on each recurrent layer's hidden-to-hidden weights while training "
+        "(one mask per window); regularises the recurrence (AWD-LSTM).",
+        ("train",),
+        low=0,
+        high=1,
+        high_open=True,
+        fixed_on_resume=True,
+    )
     cell: str = option(
         "lstm",
         "The recurrent cell: LSTM, GRU or a plain tanh RNN.",
@@ -66,6 +76,11 @@ class ModelConfig:
         choices=HEAD_NAMES,
         fixed_on_resume=True,
     )
+
+
+# What a checkpoint written before a ModelConfig option existed was trained with: read in place of
+# the option's current default, so that resuming it continues the same training.
+MODEL_OPTIONS_BEFORE_THEY_EXISTED = {"weight_drop": 0.0, "head": "full"}
 
 
 @dataclass(frozen=True)

@@ -93,12 +93,17 @@ class CharRNN(nn.Module):
         batch_size, seq_len = ids.shape
         if state is None:
             state = self.init_state(batch_size)
+        dropped = self._dropped_recurrent_weights()
         if (input_path or self.input_path) == "one-hot":
             inputs = one_hot(ids, self.vocab_size, self.dtype)  # (B, T, V)
-            outputs, state = self.rnn(inputs, self.cell.to_module(state))  # (B, T, H); state (L, B, H) each
+            module_state = self.cell.to_module(state)
+            if dropped:
+                outputs, state = torch.func.functional_call(self.rnn, dropped, (inputs, module_state))
+            else:
+                outputs, state = self.rnn(inputs, module_state)  # (B, T, H); state (L, B, H) each
             state = self.cell.from_module(state)
         else:
-            outputs, state = self._rnn_from_lookup(ids, state)
+            outputs, state = self._rnn_from_lookup(ids, state, dropped)
         outputs = self.output_dropout(outputs)
         # Every time step is an independent example for the output layer, so fold time into
         # the batch: one (B·T, H) x (H, V) matrix multiply, and logits in the (N, V) layout
@@ -109,21 +114,37 @@ class CharRNN(nn.Module):
         logits = self.head(outputs)  # (B·T, V)
         return logits, state
 
-    def _rnn_from_lookup(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """The same as ``self.rnn(one_hot(ids), state)``, without materialising the one-hot tensor."""
+    def _dropped_recurrent_weights(self) -> dict[str, torch.Tensor]:
+        """Weight drop (DropConnect on each layer's W_hh, as in AWD-LSTM) while training: one mask per
+        window, shared by every stream and time step, so it regularises the recurrence itself
+        without the per-step noise that dropout on h would add. Empty in eval mode or when off."""
+        if not self.training or self.config.weight_drop == 0:
+            return {}
+        names = [f"weight_hh_l{layer}" for layer in range(self.config.num_layers)]
+        return {name: F.dropout(getattr(self.rnn, name), self.config.weight_drop, True) for name in names}
+
+    def _rnn_from_lookup(
+        self, ids: torch.Tensor, state: State, dropped: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, State]:
+        """The same as ``self.rnn(one_hot(ids), state)``, without materialising the one-hot tensor;
+        ``dropped`` replaces recurrent weights by name (weight drop)."""
         batch_size, seq_len = ids.shape
         rnn, cell = self.rnn, self.cell
+
+        def weight(name: str) -> torch.Tensor:
+            return dropped.get(name, getattr(rnn, name))
+
         # one_hot(ids) @ W_ihᵀ picks column ids[b, t] of W_ih (G·H, V) for every position.
         picked = rnn.weight_ih_l0.index_select(1, ids.reshape(-1))  # (G·H, B·T)
         input_gates = picked.t() + cell.input_bias(rnn.bias_ih_l0, rnn.bias_hh_l0)  # (B·T, G·H)
         input_gates = input_gates.view(batch_size, seq_len, -1)  # (B, T, G·H)
         first = tuple(t[0] for t in state)  # layer 0's state, (B, H) each
-        outputs, first = self._first_layer(input_gates, first)  # (B, T, H)
+        outputs, first = self._first_layer(input_gates, first, weight("weight_hh_l0"))  # (B, T, H)
         if rnn.num_layers == 1:
             return outputs, tuple(t[None] for t in first)
         outputs = F.dropout(outputs, rnn.dropout, self.training)  # what the module does between layers
         upper_weights = [
-            getattr(rnn, f"{name}_l{layer}")
+            weight(f"{name}_l{layer}")
             for layer in range(1, rnn.num_layers)
             for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
         ]
@@ -142,12 +163,14 @@ class CharRNN(nn.Module):
         )  # (B, T, H); then the upper layers' state, (L-1, B, H) each
         return outputs, tuple(torch.cat([low[None], high]) for low, high in zip(first, upper, strict=True))
 
-    def _first_layer(self, input_gates: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+    def _first_layer(
+        self, input_gates: torch.Tensor, state: State, weight_hh: torch.Tensor
+    ) -> tuple[torch.Tensor, State]:
         """Layer 0's recurrence over T steps: input gates (B, T, G·H), state (B, H) each -> (B, T, H), state.
 
         One (B, H) x (H, G·H) multiply per step; autograd unrolls it for backward.
         """
-        weight_hh_t = self.rnn.weight_hh_l0.t()  # (H, G·H)
+        weight_hh_t = weight_hh.t()  # (H, G·H)
         bias_hh = self.rnn.bias_hh_l0
 
         def hidden(h: torch.Tensor, addend: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from charrnn.config import ModelConfig, TrainConfig
+from charrnn.config import MODEL_OPTIONS_BEFORE_THEY_EXISTED, ModelConfig, TrainConfig
 from charrnn.core.corpus import Corpus, Document
 from charrnn.core.model import CharRNN
 from charrnn.core.vocab import Vocab
@@ -212,7 +212,7 @@ class Checkpoint:
             raise CharRNNError(f"{path} is an incomplete charrnn checkpoint: missing {', '.join(missing)}")
         try:
             checkpoint = cls(
-                model_config=ModelConfig(**raw["model_config"]),
+                model_config=ModelConfig(**{**MODEL_OPTIONS_BEFORE_THEY_EXISTED, **raw["model_config"]}),
                 vocab=Vocab(raw["vocab"]),
                 model_state=raw["model_state"],
                 saved_train_config=dict(raw["train_config"]) if isinstance(raw["train_config"], dict) else {},

@@ -15,7 +15,8 @@ V, H, L, B, T = 11, 16, 2, 3, 7
 
 def make_model(dropout: float = 0.0, dtype=torch.float32, cell: str = "lstm") -> CharRNN:
     torch.manual_seed(0)
-    return CharRNN(V, ModelConfig(hidden_size=H, num_layers=L, dropout=dropout, cell=cell)).to(dtype)
+    config = ModelConfig(hidden_size=H, num_layers=L, dropout=dropout, weight_drop=0.0, cell=cell)
+    return CharRNN(V, config).to(dtype)
 
 
 def test_shapes_at_every_layer():
@@ -101,7 +102,8 @@ def test_an_unknown_cell_is_refused():
 def test_the_lookup_path_gives_the_one_hot_path_logits_state_and_gradients(cell, num_layers):
     # A one-hot vector times W_ih is a column of W_ih: the large-vocabulary path reads the column.
     torch.manual_seed(0)
-    model = CharRNN(V, ModelConfig(hidden_size=H, num_layers=num_layers, dropout=0.0, cell=cell)).double()
+    config = ModelConfig(hidden_size=H, num_layers=num_layers, dropout=0.0, weight_drop=0.0, cell=cell)
+    model = CharRNN(V, config).double()
     ids = torch.randint(0, V, (B, T))
     state = tuple(torch.randn_like(t) for t in model.init_state(B))
     results = {}
@@ -141,3 +143,39 @@ def test_the_lookup_path_applies_dropout_between_layers_only_in_training():
     model.output_dropout.p = 0.0  # only the dropout between the layers is left
     model.train()
     assert not torch.equal(model(ids, input_path="lookup")[0], model(ids, input_path="lookup")[0])
+
+
+@pytest.mark.parametrize("mode", ["one-hot", "lookup"])
+def test_weight_drop_masks_the_recurrent_weights_in_training_only(mode):
+    torch.manual_seed(0)
+    model = CharRNN(V, ModelConfig(hidden_size=H, num_layers=2, dropout=0.0, weight_drop=0.5)).double()
+    plain = CharRNN(V, ModelConfig(hidden_size=H, num_layers=2, dropout=0.0, weight_drop=0.0)).double()
+    plain.load_state_dict(model.state_dict())
+    ids = torch.randint(0, V, (B, T))
+    model.eval(), plain.eval()
+    assert torch.equal(model(ids, input_path=mode)[0], plain(ids, input_path=mode)[0])  # off in eval
+    model.train(), plain.train()
+    torch.manual_seed(1)
+    dropped, _ = model(ids, input_path=mode)
+    assert not torch.allclose(dropped, plain(ids, input_path=mode)[0])
+    # The same masks by hand: W_hh of each layer dropped (scaled by 1 / (1 - p)), nothing else.
+    torch.manual_seed(1)
+    masked = {f"weight_hh_l{k}": F.dropout(getattr(plain.rnn, f"weight_hh_l{k}"), 0.5, True) for k in range(2)}
+    with torch.no_grad():
+        for name, weight in masked.items():
+            getattr(plain.rnn, name).copy_(weight)
+    torch.testing.assert_close(dropped, plain(ids, input_path=mode)[0], rtol=0, atol=1e-12)
+    dropped.sum().backward()
+    assert model.rnn.weight_hh_l0.grad is not None and model.rnn.weight_hh_l1.grad is not None
+    assert (model.rnn.weight_hh_l0.grad == 0).any()  # the dropped entries get no gradient
+
+
+def test_the_two_input_paths_draw_the_same_weight_drop_masks():
+    torch.manual_seed(0)
+    model = CharRNN(V, ModelConfig(hidden_size=H, num_layers=3, dropout=0.0, weight_drop=0.3)).double().train()
+    ids = torch.randint(0, V, (B, T))
+    outputs = {}
+    for mode in ("one-hot", "lookup"):
+        torch.manual_seed(2)
+        outputs[mode] = model(ids, input_path=mode)[0]
+    torch.testing.assert_close(outputs["lookup"], outputs["one-hot"], rtol=0, atol=1e-12)

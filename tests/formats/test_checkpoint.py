@@ -244,6 +244,8 @@ def test_a_0_1_0_checkpoint_is_migrated_on_load(release_0_1_0):
     assert checkpoint.format_version == 1 and checkpoint.charrnn_version == "0.1.0"
     assert checkpoint.corpus.path == raw["text_path"] and checkpoint.corpus.chars == 3000
     assert checkpoint.model_config.cell == "lstm" and checkpoint.progress.step == 4
+    # Options that did not exist yet read as what 0.1.0 trained with, not as today's defaults.
+    assert (checkpoint.model_config.weight_drop, checkpoint.model_config.head) == (0.0, "full")
     assert len(checkpoint.rng.torch) == 1
 
 
