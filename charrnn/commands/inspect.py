@@ -193,7 +193,9 @@ def info(checkpoint: Path, show_vocab: bool, as_json: bool) -> None:
         + ("" if facts["resumable"] else "; for generation only: it cannot be resumed"),
         f"model          {model['num_layers']} x {model['hidden_size']} {model['cell'].upper()}, "
         f"dropout {model['dropout']:g}, "
-        f"{facts['parameters']:,} parameters",
+        + (f"weight drop {model['weight_drop']:g}, " if model["weight_drop"] else "")
+        + ("adaptive softmax head, " if model["head"] == "adaptive" else "")
+        + f"{facts['parameters']:,} parameters",
         f"vocabulary     {facts['vocab_size']} characters ({facts['input_path']} inputs)",
         f"trained on     {_trained_on(facts)} ({facts['text_chars']:,} characters, "
         + (

@@ -63,7 +63,14 @@ def test_info_shows_what_the_checkpoint_was_trained_with(tiny_run):
     assert "(one-hot inputs)" in result.stdout
     assert str(tiny_run.text.resolve()) in result.stdout and "vocab " in result.stdout and "\\n" in result.stdout
     facts = json.loads(invoke("info", tiny_run.last, "--json").stdout)
-    assert facts["model_config"] == {"hidden_size": 32, "num_layers": 2, "dropout": ModelConfig.dropout, "cell": "lstm"}
+    assert facts["model_config"] == {
+        "hidden_size": 32,
+        "num_layers": 2,
+        "dropout": ModelConfig.dropout,
+        "weight_drop": ModelConfig.weight_drop,
+        "cell": "lstm",
+        "head": "full",
+    }
     assert facts["step"] == 8 and facts["train_config"]["seq_len"] == 16 and "vocab" not in facts
     model = charrnn.load(tiny_run.last, "cpu").model
     assert facts["parameters"] == sum(p.numel() for p in model.parameters())

@@ -116,6 +116,7 @@ def test_info(run):
     assert facts["vocab_size"] == len(run.vocab)
     assert facts["model_config"]["cell"] == run.cell
     assert facts["model_config"]["head"] == run.head
+    assert ("adaptive softmax head" in invoke("info", run.checkpoint).stdout) == (run.head == "adaptive")
 
 
 def test_top_k_one_and_top_p_near_zero_are_greedy(run):
