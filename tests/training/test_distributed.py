@@ -14,7 +14,7 @@ from charrnn.training.loop import fit
 from charrnn.training.policy import resume_run, start_run
 from tests.conftest import quiet
 
-MODEL = ModelConfig(hidden_size=16, num_layers=2, dropout=0.0)  # no dropout: its masks differ per process
+MODEL = ModelConfig(hidden_size=16, num_layers=2, dropout=0.0, weight_drop=0.0)  # no dropout: masks differ per process
 
 _TRAIN_ON_EACH_RANK = """
 import sys, torch
@@ -24,7 +24,7 @@ from charrnn.training.policy import resume_run, start_run
 text, out, resume_from = sys.argv[1], sys.argv[2], sys.argv[3]
 quiet = lambda message: None
 if resume_from == "-":
-    run = start_run(text, ModelConfig(hidden_size=16, num_layers=2, dropout=0.0),
+    run = start_run(text, ModelConfig(hidden_size=16, num_layers=2, dropout=0.0, weight_drop=0.0),
                     TrainConfig(batch_size=2, seq_len=8, max_steps=4, eval_every=2, save_every=2,
                                 lr_schedule="constant"),
                     out_dir=out, device="cpu", log=quiet)

@@ -70,7 +70,8 @@ def test_warm_up_takes_at_most_a_quarter_of_a_short_run(book_slice, tmp_path, ti
         run.train_step(seen[-1])
     # A quarter of the 12 steps ends the warm-up: the rate follows max(step / 100, done / 0.25).
     assert seen[:3] == pytest.approx([config.lr / 100, config.lr / 3, 2 * config.lr / 3])
-    assert seen[3] == pytest.approx(run.train_config.lr * 0.1 + 0.9 * config.lr * (1 + math.cos(math.pi / 4)) / 2)
+    floor = config.lr * config.min_lr_ratio
+    assert seen[3] == pytest.approx(floor + (config.lr - floor) * (1 + math.cos(math.pi / 4)) / 2)
 
 
 def test_a_time_budget_ends_the_warm_up_at_a_quarter_of_it():
