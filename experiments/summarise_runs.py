@@ -25,7 +25,6 @@ def summarise(run_dir: Path) -> dict[str, float]:
         chars_before = int(row["chars_seen"])
     return {
         "steps": int(rows[-1]["step"]),
-        "epochs": int(rows[-1]["epoch"]),
         "best_val_loss": min(float(row["val_loss"]) for row in rows),
         "chars_per_second": chars_before / seconds,
         "minutes": float(rows[-1]["elapsed_seconds"]) / 60,
@@ -38,7 +37,7 @@ def main() -> None:
         facts = summarise(Path(name))
         losses.append(facts["best_val_loss"])
         print(
-            f"{name}: {facts['steps']:,} steps ({facts['epochs']} epochs), best val {facts['best_val_loss']:.4f}, "
+            f"{name}: {facts['steps']:,} steps, best val {facts['best_val_loss']:.4f}, "
             f"{facts['chars_per_second']:,.0f} training chars/s, {facts['minutes']:.1f} min trained"
         )
     if len(losses) > 1:
