@@ -1,6 +1,6 @@
 """config.toml: a run's resolved options, written into its directory and read back by --config.
 
-    # charrnn 0.4.0: the options this run resolved to. Repeat it with
+    # charrnn 0.5.0: the options this run resolved to. Repeat it with
     #   charrnn train --config checkpoints/tinyshakespeare/config.toml --out NEW_DIR
     text = "/home/me/corpora/tinyshakespeare.txt"      (a list when the run read several sources)
     hidden_size = 256
