@@ -52,7 +52,7 @@ class ModelConfig:
         fixed_on_resume=True,
     )
     weight_drop: float = option(
-        0.2,
+        0.0,
         "Weight drop: DropConnect on each recurrent layer's hidden-to-hidden weights while training "
         "(one mask per window); regularises the recurrence (AWD-LSTM).",
         ("train",),
