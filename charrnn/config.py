@@ -185,7 +185,7 @@ class TrainConfig:
     warmup_steps: int = option(
         100, "Steps of linear warm-up before a decaying schedule (it ends by a quarter of the run).", TRAIN, low=0
     )
-    min_lr_ratio: float = option(0.01, "Where a decaying schedule ends, as a fraction of --lr.", TRAIN, low=0, high=1)
+    min_lr_ratio: float = option(0.1, "Where a decaying schedule ends, as a fraction of --lr.", TRAIN, low=0, high=1)
     patience: int | None = option(
         None, "Stop after this many validations in a row without a new best.", TRAIN, low=1, show_default="off"
     )

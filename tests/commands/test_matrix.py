@@ -101,6 +101,16 @@ def test_evaluate(run):
     assert scores["chars_scored"] > 100
 
 
+def test_dynamic_evaluation_adapts_through_either_head(run):
+    scores = {}
+    for lr in (0, 0.1):
+        result = invoke("evaluate", run.checkpoint, run.text, "--dynamic", "--dynamic-lr", lr, "--json")
+        assert_clean(result)
+        scores[lr] = json.loads(result.stdout)["dynamic"]["nats_per_char"]
+    assert math.isfinite(scores[0.1]) and scores[0.1] > 0
+    assert scores[0.1] != scores[0]  # gradients reached the weights: with lr 0 they stay as trained
+
+
 def test_explain(run):
     result = invoke("explain", run.text, "--checkpoint", run.checkpoint)
     assert_clean(result)
