@@ -27,7 +27,7 @@ MAX_SAMPLE_SEED = 2**64 - 1  # what torch.Generator.manual_seed takes; sample i 
 DEFAULT_ITEMS = 20  # items `charrnn generate` prints for a --line-items model
 NEWLINES = ("normalize", "keep")  # charrnn.core.data.NEWLINES (tests check they agree)
 # A run given neither --max-epochs nor --time-limit stops after this many passes; one given a time
-# budget trains until the budget is spent (docs/results.md: a 10-minute run gains from all of it).
+# budget trains until the budget is spent (the cap used to end a 10-minute run after 8 on a fast machine).
 DEFAULT_EPOCHS = 16
 
 # `charrnn finetune` starts from trained weights with a fresh Adam: a short warm-up, since only the
