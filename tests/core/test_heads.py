@@ -95,3 +95,12 @@ def test_int8_keeps_the_adaptive_head_in_float32_and_stays_close():
     expected, _ = Stepper(model).step(ids, model.init_state(4))
     logits, _ = stepper.step(ids, model.init_state(4))
     torch.testing.assert_close(logits, expected, rtol=0, atol=2e-3)
+
+
+def test_int8_with_an_adaptive_head_runs_eagerly_and_says_so():
+    from charrnn.generation.runtime import StepRuntime
+
+    notes = []
+    stepper = StepRuntime(adaptive_model(700), compile="on", quantize="int8", note=notes.append).stepper(1)
+    assert type(stepper) is Int8Stepper  # not the compiled int8 step, whose draw fuses a Linear head
+    assert notes == ["int8 steps with an adaptive head run eagerly (the float32 step compiles)"]
