@@ -71,13 +71,23 @@ class AdaptiveHead(nn.Module):
         order = torch.sort(-counts.double(), stable=True).indices  # rank -> id
         self.rank.copy_(torch.argsort(order))  # id -> rank
 
+    # Both run in the weights' own precision (float32) with autocast off: under bf16 / fp16 autocast
+    # PyTorch's module would mix half-precision scores with float32 log-softmaxes in one tensor (and
+    # return a half-precision loss).
+
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        """hidden (N, H) -> log-probabilities (N, V) in id order."""
-        return self.softmax.log_prob(hidden).index_select(1, self.rank)
+        """hidden (N, H) -> log-probabilities (N, V) in id order, in the weights' dtype."""
+        with torch.autocast(hidden.device.type, enabled=False):
+            return self.softmax.log_prob(hidden.to(self.weight_dtype)).index_select(1, self.rank)
 
     def loss(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean negative log-likelihood of ``targets`` (N,) ids: only the clusters they fall in are computed."""
-        return self.softmax(hidden, self.rank[targets]).loss
+        with torch.autocast(hidden.device.type, enabled=False):
+            return self.softmax(hidden.to(self.weight_dtype), self.rank[targets]).loss
+
+    @property
+    def weight_dtype(self) -> torch.dtype:
+        return self.softmax.head.weight.dtype
 
 
 def make_head(kind: str, hidden_size: int, vocab_size: int) -> nn.Module:

@@ -104,3 +104,14 @@ def test_int8_with_an_adaptive_head_runs_eagerly_and_says_so():
     stepper = StepRuntime(adaptive_model(700), compile="on", quantize="int8", note=notes.append).stepper(1)
     assert type(stepper) is Int8Stepper  # not the compiled int8 step, whose draw fuses a Linear head
     assert notes == ["int8 steps with an adaptive head run eagerly (the float32 step compiles)"]
+
+
+def test_under_bf16_autocast_the_adaptive_head_still_scores_in_float32():
+    model = adaptive_model(700)
+    ids = torch.randint(0, 700, (2, 5))
+    plain, _ = model(ids, targets=ids)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = model(ids, targets=ids)
+        logits, _ = model(ids)
+    assert loss.dtype == logits.dtype == torch.float32
+    torch.testing.assert_close(loss, plain, rtol=0, atol=0.05)  # only the LSTM ran in bf16
