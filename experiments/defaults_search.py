@@ -12,35 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import tempfile
 import time
 
 import torch
-import torch.nn.functional as F
 
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.generation.evaluate import loss_sum
 from charrnn.training.policy import start_run
 from charrnn.training.reporting import silent
 from charrnn.training.schedule import learning_rate
-
-
-def add_weight_drop(rnn: torch.nn.Module, p: float) -> None:
-    """DropConnect on the recurrent weights: one mask per window, shared by every stream and step."""
-    names = [f"weight_hh_l{layer}" for layer in range(rnn.num_layers)]
-    plain_forward = rnn.forward
-
-    def forward(inputs, hx=None):
-        if not rnn.training:
-            return plain_forward(inputs, hx)
-        dropped = {name: F.dropout(getattr(rnn, name), p, True) for name in names}
-        rnn.forward = plain_forward
-        try:
-            return torch.func.functional_call(rnn, dropped, (inputs, hx))
-        finally:
-            rnn.forward = forward
-
-    rnn.forward = forward
 
 
 def main() -> None:
@@ -59,9 +41,13 @@ def main() -> None:
     parser.add_argument("--seq", type=int, default=100)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--weight-decay", type=float, default=0.0)
+    parser.add_argument("--beta2", type=float, default=0.999, help="Adam's second-moment decay")
     parser.add_argument("--ema", type=float, nargs="*", default=[0, 0.998, 0.999, 0.9995])
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--label", default="")
+    parser.add_argument(
+        "--rotate", action="store_true", help="start the streams at a new random place in the text every epoch"
+    )
     args = parser.parse_args()
 
     config = TrainConfig(
@@ -78,17 +64,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as out:
         run = start_run(
             args.text,
-            ModelConfig(args.hidden, args.layers, args.dropout),
+            ModelConfig(args.hidden, args.layers, args.dropout, weight_drop=args.weight_drop),
             config,
             out_dir=f"{out}/run",
             device="cpu",
             log=silent,
         )
-        if args.weight_drop:
-            add_weight_drop(run.model.rnn, args.weight_drop)
-        if args.weight_decay:
-            for group in run.optimizer.param_groups:
-                group["weight_decay"] = args.weight_decay
+        for group in run.optimizer.param_groups:
+            group["weight_decay"] = args.weight_decay
+            group["betas"] = (group["betas"][0], args.beta2)
         params = list(run.model.parameters())
         # Bias-corrected EMAs start at zero; decay 0 stands for a tail average, weight 9 / (10 + step).
         averages = {decay: [torch.zeros_like(p) for p in params] for decay in args.ema}
@@ -96,6 +80,8 @@ def main() -> None:
         started = time.perf_counter()
         for step in range(args.steps):
             run.train_step(learning_rate(config, step, step / args.steps))
+            if args.rotate and run.progress.window == 0:
+                rotate_streams(run.train_batches, seed=args.seed * 1000 + run.progress.epoch)
             with torch.no_grad():
                 for decay, average in averages.items():
                     weight = 9 / (10 + step) if decay == 0 else 1 - decay
@@ -113,6 +99,20 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
         summary = {"label": args.label, **vars(args), "best": best}
         print(json.dumps(summary), flush=True)
+
+
+def rotate_streams(batches, seed: int) -> None:
+    """Lay the training split out again from a random place (wrapping round its end), so that the
+    next pass cuts its windows, and starts its streams, somewhere else. One process only."""
+    rows, length = batches.inputs.shape
+    flat = torch.cat([batches.inputs.reshape(-1), batches.targets[-1, -1:]])  # (B·n + 1,) the ids as laid out
+    if not hasattr(batches, "original"):
+        batches.original = flat
+    shift = random.Random(seed).randrange(len(batches.original) - 1)
+    rotated = torch.roll(batches.original[:-1], -shift)
+    rotated = torch.cat([rotated, rotated[:1]])  # the text wraps: its last character is followed by its first
+    batches.inputs = rotated[:-1].view(rows, length)
+    batches.targets = rotated[1:].view(rows, length)
 
 
 def score(run) -> float:

@@ -28,6 +28,7 @@ from charrnn.training.stopping import StopRules
 Log = Callable[[str], None]
 REFRESH_SECONDS = 0.5  # how often a terminal's bar shows the latest loss and speed
 PLAIN_LINE_SECONDS = 30.0  # how often a progress line is written when stderr is not a terminal
+OVERFIT_MARGIN = 0.02  # nats/char: validation this far above its best, training this far below its own
 
 
 def log_to_stdout(message: str) -> None:
@@ -167,9 +168,37 @@ class Reporter:
         last = run.out_dir / "last.pt"
         if signum:
             self.log(f"stopped by {signal.Signals(signum).name} at step {run.progress.step}; saved {last}")
+        note = overfitting_note(run.metrics)
+        if note:
+            self.log(note)
         best = "n/a" if run.best_val_loss is None else f"{run.best_val_loss:.4f} nats/char"
         self.log(f"step {run.progress.step}: best val loss {best}; checkpoints in {run.out_dir}")
         if signum:
             self.log(f"resume with: charrnn train --resume {last}")
         else:
             self.log(f'generate with: charrnn generate {run.out_dir / "best.pt"} --prime "..."')
+
+
+def overfitting_note(metrics: list[dict]) -> str | None:
+    """A line for a run whose validation loss climbed back up while its training loss kept falling.
+
+    Such a run learnt this text by heart after its best step: best.pt still holds that step, but
+    the time after it was wasted, and a user giving a longer budget gets no better model. The line
+    says so and what helps (measured in docs/results.md). None for any other run.
+    """
+    rows = [
+        row for row in metrics if isinstance(row.get("val_loss"), float) and isinstance(row.get("train_loss"), float)
+    ]
+    if len(rows) < 3:
+        return None
+    best = min(rows, key=lambda row: row["val_loss"])
+    last = rows[-1]
+    climbed = last["val_loss"] - best["val_loss"] >= OVERFIT_MARGIN
+    still_learning = best["train_loss"] - last["train_loss"] >= OVERFIT_MARGIN
+    if not (climbed and still_learning):
+        return None
+    return (
+        f"note: the model overfits: val loss rose from {best['val_loss']:.4f} (step {best['step']}, kept in "
+        f"best.pt) to {last['val_loss']:.4f} while train loss fell to {last['train_loss']:.4f}; for a run "
+        "this long add --weight-drop 0.3 --dropout 0.25, or give it more text (docs/training.md#overfitting)"
+    )

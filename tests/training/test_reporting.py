@@ -4,6 +4,7 @@ import dataclasses
 import fcntl
 import os
 import pty
+import random
 import struct
 import termios
 
@@ -11,10 +12,11 @@ import pytest
 import torch
 
 import charrnn
+from charrnn.formats.metrics import read_rows
 from charrnn.training import reporting
 from charrnn.training.loop import fit
 from charrnn.training.policy import start_run
-from tests.conftest import TINY, invoke, quiet, start_cli
+from tests.conftest import TINY, invoke, quiet, run_cli, start_cli
 
 
 def test_a_sample_is_printed_at_each_validation_and_at_the_end(book_slice, tmp_path):
@@ -141,3 +143,33 @@ def test_no_progress_shows_nothing_on_stderr(
     run = start_run(book_slice, tiny_model, tiny_train, out_dir=tmp_path / "run", device="cpu", log=quiet)
     fit(run, log=quiet, progress_bar=progress)
     assert (capsys.readouterr().err != "") == progress
+
+
+def test_a_run_that_learns_its_text_by_heart_says_so_at_the_end(tmp_path):
+    # Random letters: nothing in the training split predicts the validation split, so all the
+    # model can learn is the training text itself, and validation climbs while training falls.
+    letters = random.Random(3).choices("abcdefgh", k=3000)
+    text = tmp_path / "noise.txt"
+    text.write_text("".join(letters), encoding="utf-8")
+    out = tmp_path / "run"
+    options = ["--hidden-size", "128", "--batch-size", "4", "--seq-len", "32", "--lr", "0.01"]
+    result = run_cli(
+        "train", text, "--out", out, *options, "--lr-schedule", "constant", "--max-steps", 400,
+        "--eval-every", 40, "--no-sample", "--no-progress", "--device", "cpu",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stdout.splitlines() if line.startswith("note: the model overfits")]
+    assert len(notes) == 1, result.stdout
+    best = min(read_rows(out), key=lambda row: row["val_loss"])
+    assert f"from {best['val_loss']:.4f} (step {int(best['step'])}, kept in best.pt)" in notes[0]
+    assert "--weight-drop" in notes[0]
+
+
+def test_the_overfitting_note_needs_validation_up_and_training_down():
+    def rows(*pairs):
+        return [{"step": 100 * i, "train_loss": t, "val_loss": v} for i, (t, v) in enumerate(pairs, 1)]
+
+    assert reporting.overfitting_note(rows((2.0, 2.0), (1.5, 1.6), (1.2, 1.7))) is not None
+    assert reporting.overfitting_note(rows((2.0, 2.0), (1.5, 1.6), (1.2, 1.61))) is None  # val flat
+    assert reporting.overfitting_note(rows((2.0, 2.0), (1.5, 1.6), (1.6, 1.7))) is None  # both rose: not this
+    assert reporting.overfitting_note(rows((2.0, 2.0), (1.2, 1.7))) is None  # too few validations to say
