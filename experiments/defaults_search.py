@@ -105,9 +105,8 @@ def rotate_streams(batches, seed: int) -> None:
     """Lay the training split out again from a random place (wrapping round its end), so that the
     next pass cuts its windows, and starts its streams, somewhere else. One process only."""
     rows, length = batches.inputs.shape
-    flat = torch.cat([batches.inputs.reshape(-1), batches.targets[-1, -1:]])  # (B·n + 1,) the ids as laid out
-    if not hasattr(batches, "original"):
-        batches.original = flat
+    if not hasattr(batches, "original"):  # (B·n + 1,) the ids as first laid out
+        batches.original = torch.cat([batches.inputs.reshape(-1), batches.targets[-1, -1:]])
     shift = random.Random(seed).randrange(len(batches.original) - 1)
     rotated = torch.roll(batches.original[:-1], -shift)
     rotated = torch.cat([rotated, rotated[:1]])  # the text wraps: its last character is followed by its first

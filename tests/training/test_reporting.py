@@ -154,7 +154,7 @@ def test_a_run_that_learns_its_text_by_heart_says_so_at_the_end(tmp_path):
     out = tmp_path / "run"
     options = ["--hidden-size", "128", "--batch-size", "4", "--seq-len", "32", "--lr", "0.01"]
     result = run_cli(
-        "train", text, "--out", out, *options, "--lr-schedule", "constant", "--max-steps", 400,
+        "train", text, "--out", out, *options, "--lr-schedule", "constant", "--max-epochs", 16,
         "--eval-every", 40, "--no-sample", "--no-progress", "--device", "cpu",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -169,7 +169,9 @@ def test_the_overfitting_note_needs_validation_up_and_training_down():
     def rows(*pairs):
         return [{"step": 100 * i, "train_loss": t, "val_loss": v} for i, (t, v) in enumerate(pairs, 1)]
 
-    assert reporting.overfitting_note(rows((2.0, 2.0), (1.5, 1.6), (1.2, 1.7))) is not None
+    overfit = rows((2.0, 2.0), (1.5, 1.6), (1.2, 1.7))
+    assert "--weight-drop 0.3" in reporting.overfitting_note(overfit)
+    assert "--weight-drop" not in reporting.overfitting_note(overfit, finetuning=True)  # not a finetune option
     assert reporting.overfitting_note(rows((2.0, 2.0), (1.5, 1.6), (1.2, 1.61))) is None  # val flat
     assert reporting.overfitting_note(rows((2.0, 2.0), (1.5, 1.6), (1.6, 1.7))) is None  # both rose: not this
     assert reporting.overfitting_note(rows((2.0, 2.0), (1.2, 1.7))) is None  # too few validations to say
