@@ -61,15 +61,20 @@ def print_ratio(label: str, numerator: Series, denominator: Series, target: str 
     print(f"  ratio {label}: min {low:.2f}, median {mid:.2f}, max {high:.2f}{suffix}")
 
 
-def training_step(run, stream=None):
+def training_step(run, stream=None, threads=None):
     """charrnn's real training step with its bookkeeping (what ``fit`` runs each step), as a callable.
 
-    ``stream``: where progress would go (None: no progress display at all).
+    ``stream``: where progress would go (None: no progress display at all). ``threads``: the
+    ``--threads`` setting (None: the count torch has now, fixed, as the reference loops run on).
     """
+    import torch
+
+    from charrnn.threads import thread_tuner
     from charrnn.training.loop import train_one_step
     from charrnn.training.reporting import Reporter
     from charrnn.training.stopping import StopRules
 
     rules = StopRules(run)
     report = Reporter(run, rules, lambda message: None, progress=stream is not None, stream=stream)
-    return lambda: train_one_step(run, rules, report)
+    tuner = thread_tuner(torch.get_num_threads() if threads is None else threads)
+    return lambda: train_one_step(run, rules, report, tuner)

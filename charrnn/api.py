@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from charrnn.bundled import bundled_model
-from charrnn.config import FINETUNE_DEFAULTS, Acceleration, DynamicEvaluation, ModelConfig, SampleConfig, TrainConfig
+from charrnn.config import (
+    FINETUNE_DEFAULTS,
+    Acceleration,
+    DynamicEvaluation,
+    ModelConfig,
+    Placement,
+    SampleConfig,
+    TrainConfig,
+)
 from charrnn.core.corpus import ITEM_START
 from charrnn.core.devices import resolve_device
 from charrnn.core.model import CharRNN, count_parameters
@@ -30,6 +38,7 @@ from charrnn.generation.evaluate import Evaluation, evaluate_dynamic, evaluate_t
 from charrnn.generation.runtime import StepRuntime
 from charrnn.generation.sample import Sampling, collect, stream_samples
 from charrnn.options import build, declared
+from charrnn.threads import parse_threads
 from charrnn.training.loop import TrainResult, fit
 from charrnn.training.policy import Sources, finetune_run, start_run
 from charrnn.training.reporting import Log, log_to_stdout
@@ -184,7 +193,9 @@ class CharModel:
             batch_size, seq_len = batch_size or saved.batch_size, seq_len or saved.seq_len
         # int8 is scored through its step, a compiled one if it is cached (never built for this)
         stepper = self.runtime.stepper(batch_size, work=0) if self.runtime.quantize == "int8" else None
-        return evaluate_text(self.model, self.vocab, text, batch_size, seq_len, strict, stepper=stepper)
+        return evaluate_text(
+            self.model, self.vocab, text, batch_size, seq_len, strict, stepper=stepper, threads=self.runtime.threads
+        )
 
     def evaluate_dynamic(
         self,
@@ -208,19 +219,21 @@ def load(
     *,
     compile: str = Acceleration.compile,
     quantize: str = Acceleration.quantize,
+    threads: str | int = Placement.threads,
     note: Callable[[str], None] | None = None,
 ) -> CharModel:
     """Load a checkpoint for generation and evaluation, on ``device`` (auto: cuda, mps, cpu).
 
     Without ``path``, the Shakespeare model that ships with charrnn (docs/bundled-model.md);
     ``path`` may also be a directory written by `charrnn export`. ``compile`` (auto, on, off) and
-    ``quantize`` (none, int8) choose the generation step (docs/performance.md); ``note`` hears,
-    once each, why a faster step is not in use.
+    ``quantize`` (none, int8) choose the generation step (docs/performance.md); ``threads`` the
+    CPU threads (a number, or "auto": measured as it generates); ``note`` hears, once each, why a
+    faster step is not in use, and what the thread count became.
     """
     path = bundled_model() if path is None else path
     checkpoint = load_export(path) if is_export(path) else Checkpoint.load(path)
     model = checkpoint.model(resolve_device(device)).eval()
-    return CharModel(model, checkpoint, Path(path), StepRuntime(model, compile, quantize, note))
+    return CharModel(model, checkpoint, Path(path), StepRuntime(model, compile, quantize, note, threads))
 
 
 def train(
@@ -228,6 +241,7 @@ def train(
     *,
     out_dir: str | os.PathLike | None = None,
     device: str = "auto",
+    threads: str | int = Placement.threads,
     log: Log = log_to_stdout,
     progress_bar: bool = True,
     **options: Any,
@@ -237,11 +251,13 @@ def train(
     ``inspect.signature(charrnn.train)``), named as in Python.
 
     For example ``charrnn.train("book.txt", hidden_size=128, max_steps=500, out_dir="runs/a")``.
-    Ctrl-C stops it cleanly after the current step, with last.pt saved.
+    Ctrl-C stops it cleanly after the current step, with last.pt saved. ``threads``: CPU threads,
+    a number or "auto" (measured as training goes: docs/performance.md).
     """
     model_config, train_config = _configs(options, TRAIN_OPTIONS)
+    _check_threads(threads)  # refused before anything is written
     run = start_run(text, model_config, train_config, out_dir=out_dir, device=device, log=log)
-    return fit(run, log=log, progress_bar=progress_bar)
+    return fit(run, log=log, progress_bar=progress_bar, threads=threads)
 
 
 def finetune(
@@ -251,6 +267,7 @@ def finetune(
     extend_vocab: bool = False,
     out_dir: str | os.PathLike | None = None,
     device: str = "auto",
+    threads: str | int = Placement.threads,
     log: Log = log_to_stdout,
     progress_bar: bool = True,
     **options: Any,
@@ -266,10 +283,11 @@ def finetune(
     if dropout is None:
         options.pop("dropout", None)
     _, train_config = _configs(options, FINETUNE_OPTIONS)  # checks a given dropout too
+    _check_threads(threads)
     run = finetune_run(
         base, text, train_config, dropout=dropout, extend_vocab=extend_vocab, out_dir=out_dir, device=device, log=log
     )
-    return fit(run, log=log, progress_bar=progress_bar)
+    return fit(run, log=log, progress_bar=progress_bar, threads=threads)
 
 
 def _configs(options: dict[str, Any], allowed: list) -> tuple[ModelConfig, TrainConfig]:
@@ -279,6 +297,14 @@ def _configs(options: dict[str, Any], allowed: list) -> tuple[ModelConfig, Train
         raise TypeError(f"unknown training option(s): {', '.join(sorted(unknown))}")
     try:
         return build(ModelConfig, options), build(TrainConfig, options)
+    except ValueError as exc:
+        raise TypeError(str(exc)) from None
+
+
+def _check_threads(threads: str | int) -> None:
+    """A bad ``threads`` is a TypeError, as every other bad training option is."""
+    try:
+        parse_threads(threads)
     except ValueError as exc:
         raise TypeError(str(exc)) from None
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from charrnn.options import option
+from charrnn.threads import parse_threads
 
 TRAIN = ("train", "finetune")  # a fine-tuning run takes every run option a new one does
 READING = ("train", "finetune", "evaluate")  # the commands that read a corpus
@@ -298,6 +299,14 @@ class Placement:
         "Where to run: auto picks cuda, then mps, then cpu.",
         ("train", "finetune", "generate", "evaluate", "chat", "serve"),
         choices=DEVICES,
+    )
+    threads: str = option(
+        "auto",
+        "CPU threads: auto measures which count is fastest and looks again when the machine gets busy "
+        "or quiet (docs/performance.md); a number fixes it.",
+        ("train", "finetune", "generate", "evaluate", "chat", "serve"),
+        metavar="N|auto",
+        parse=parse_threads,
     )
 
 

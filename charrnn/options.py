@@ -14,6 +14,7 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,9 @@ class Spec:
     show_default: str | None = None  # shown instead of the default value (e.g. "off")
     fixed_on_resume: bool = False  # shapes the model or the data: a resume cannot change it
     negatable: bool = False  # a bool shown as --name/--no-name rather than a plain flag
+    # A str option with a form of its own (say "auto" or a number): raises ValueError, with the
+    # message a user sees, for a value it does not take.
+    parse: Callable[[str], Any] | None = None
 
 
 def option(default: Any, help: str, commands: tuple[str, ...], **spec: Any) -> Any:
@@ -63,6 +67,8 @@ class Option:
         if isinstance(value, bool) and self.type is not bool or not isinstance(value, expected):
             raise ValueError(f"{self.name} must be {self.type.__name__}, got {value!r}")
         spec = self.spec
+        if spec.parse is not None:
+            spec.parse(value)
         if spec.choices is not None and value not in spec.choices:
             raise ValueError(f"{self.name} must be one of {', '.join(spec.choices)}, got {value!r}")
         if self.type in (int, float):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import signal
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -64,6 +65,7 @@ def chat(
     top_p: float | None,
     seed: int | None,
     device: str,
+    threads: str,
     compile: str,
     quantize: str,
     history: Path | None,
@@ -75,9 +77,14 @@ def chat(
       charrnn chat
       charrnn chat checkpoints/tinyshakespeare/best.pt --temperature 0.6 --length 300
     """
-    model, name = load_model(checkpoint, device, compile, quantize)
+    model, name = load_model(checkpoint, device, compile, quantize, threads)
+    model.runtime.threads.log = lambda message: None  # a conversation is not a log: no lines amid the text
+    # Started from a background job or a non-interactive shell, a process inherits SIGINT ignored,
+    # and Python then never raises KeyboardInterrupt; in a terminal session Ctrl-C must stop the text.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     # A conversation has no known length: --compile auto uses a cached compiled step but builds none.
-    session = Session(model.model, model.vocab, seed, model.runtime.stepper(1, work=0))
+    session = Session(model.model, model.vocab, seed, model.runtime.stepper(1, work=0), model.runtime.threads)
     settings = Settings(Sampling(temperature, top_k, top_p), length)
     _use_readline(history or Path.home() / ".charrnn_history")
     click.echo(f"charrnn chat: {name} ({model.describe_size()}). /help for commands, Ctrl-D to quit.")

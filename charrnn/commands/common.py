@@ -49,6 +49,20 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
     return value
 
 
+def _parsed_by(parse: Callable[[str], Any]) -> Callable:
+    """A click callback that refuses what the declaration's ``parse`` refuses (exit 2), keeping the text."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse(value)
+            except ValueError as exc:
+                raise click.BadParameter(str(exc)) from None
+        return value
+
+    return callback
+
+
 def click_option(opt: Option, replace: tuple[Any, str] | None = None) -> Callable:
     """The click option for a declared option; ``replace`` = (default, shown default) for a command
     that takes the default from elsewhere."""
@@ -62,6 +76,9 @@ def click_option(opt: Option, replace: tuple[Any, str] | None = None) -> Callabl
         decls = [opt.flag, opt.name]
         if spec.choices is not None:
             extra["type"] = click.Choice(spec.choices)
+        elif spec.parse is not None:
+            extra["type"] = opt.type
+            extra["callback"] = _parsed_by(spec.parse)
         elif opt.type in (int, float):
             range_type = click.IntRange if opt.type is int else click.FloatRange
             extra["type"] = range_type(spec.low, spec.high, min_open=spec.low_open, max_open=spec.high_open)
@@ -122,14 +139,15 @@ def text_or_bundled_book(text_file: Path | None) -> Path:
 
 
 def load_model(
-    checkpoint: Path | None, device: str, compile: str = "off", quantize: str = "none"
+    checkpoint: Path | None, device: str, compile: str = "off", quantize: str = "none", threads: str = "auto"
 ) -> tuple[CharModel, str]:
     """The model in CHECKPOINT, or the bundled Shakespeare model; and a name for it.
 
     Says on stderr which model a command without CHECKPOINT uses, so that nobody mistakes it for
     theirs, and (once each) why generation is not running a faster step (``StepRuntime``).
     """
-    model = load(checkpoint, device, compile=compile, quantize=quantize, note=lambda line: click.echo(line, err=True))
+    note = lambda line: click.echo(line, err=True)
+    model = load(checkpoint, device, compile=compile, quantize=quantize, threads=threads, note=note)
     if checkpoint is None:
         loss = model.checkpoint.best_val_loss
         click.echo(

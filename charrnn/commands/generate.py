@@ -53,6 +53,7 @@ def generate(
     items: int | None,
     on_unknown: str,
     device: str,
+    threads: str,
     compile: str,
     quantize: str,
     **sampling: Any,
@@ -87,7 +88,7 @@ def generate(
         )
     if output is not None and output.exists():
         raise CharRNNError(f"{output} already exists: choose another --output (charrnn never overwrites it)")
-    model, name = load_model(checkpoint, device, compile, quantize)
+    model, name = load_model(checkpoint, device, compile, quantize, threads)
     if items is not None or model.line_items:
         _print_items(model, items or DEFAULT_ITEMS, prime, length, seed, sampling, output)
         return

@@ -45,6 +45,7 @@ def evaluate(
     newlines: str,
     decode_errors: str,
     device: str,
+    threads: str,
     quantize: str,
     **dynamic: Any,
 ) -> None:
@@ -67,14 +68,15 @@ def evaluate(
     printed after the static one and never mixed with it. --quantize int8 scores the int8 step
     that generation would run, beside the float32 figure and the change between them.
     """
-    model = load(checkpoint, device)
+    model = load(checkpoint, device, threads=threads)
     separator = DOCUMENT_SEPARATOR if DOCUMENT_SEPARATOR in model.vocab.chars else ""
     text_format = TextFormat(encoding, decode_errors, newlines)
     joined = read_joined(text, text_format, separator, warn=lambda line: click.echo(line, err=True))
     result = model.evaluate(joined, batch_size=batch_size, seq_len=seq_len, strict=strict)
     quantized = None
     if quantize == "int8":  # the int8 step beside the float32 figure, as generation would run it
-        int8_model = load(checkpoint, device, quantize="int8", note=lambda line: click.echo(line, err=True))
+        note = lambda line: click.echo(line, err=True)
+        int8_model = load(checkpoint, device, quantize="int8", threads=threads, note=note)
         quantized = int8_model.evaluate(joined, batch_size=batch_size, seq_len=seq_len, strict=strict)
         if int8_model.runtime.kind != "int8":  # unavailable here: the note said why
             quantized = None

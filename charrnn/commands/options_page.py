@@ -55,6 +55,7 @@ def _row(option: click.Option, context: click.Context) -> str:
         value = f"{option.metavar or kind} {_range(option.type)}"
     else:
         value = option.metavar or option.type.get_metavar(option, context) or option.type.name
+        value = value.replace("|", "\\|")  # say N|auto: a bar would end the table cell
     if isinstance(option.show_default, str):
         default = option.show_default
     elif not isinstance(option.default, (str, int, float)) or option.is_flag and not option.secondary_opts:

@@ -42,6 +42,7 @@ def serve(
     max_n: int,
     max_streams: int,
     device: str,
+    threads: str,
     compile: str,
     quantize: str,
 ) -> None:
@@ -66,7 +67,7 @@ def serve(
     except ImportError:
         raise CharRNNError(MISSING) from None
     _check_port_is_free(host, port)
-    model, name = load_model(checkpoint, device, compile, quantize)
+    model, name = load_model(checkpoint, device, compile, quantize, threads)
     server = Server(model, name, Limits(max_tokens=max_tokens, max_n=max_n), max_streams)
     http = uvicorn.Server(uvicorn.Config(create_app(server), host=host, port=port, log_level="warning"))
     # The HTTP side runs in a thread (it mostly waits); the engine's steps run on the main thread,

@@ -143,7 +143,9 @@ class Server:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.routes: dict[Stream, tuple[asyncio.Queue, int]] = {}  # a stream's request's queue, its choice index
         stepper = model.runtime.stepper(None)  # any number of streams, no end in sight: worth a build
-        self.engine = Engine(model.model, model.vocab, self._from_engine, max_streams=max_streams, stepper=stepper)
+        self.engine = Engine(
+            model.model, model.vocab, self._from_engine, max_streams, stepper, threads=model.runtime.threads
+        )
         self.created = int(time.time())
 
     def _from_engine(self, events: Events) -> None:

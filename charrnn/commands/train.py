@@ -93,6 +93,7 @@ def train(
     out: Path | None,
     resume_from: Path | None,
     device: str,
+    threads: str,
     progress: bool,
     no_sample: bool,
     **options: Any,
@@ -130,7 +131,7 @@ def train(
     else:
         model_config, train_config = build(ModelConfig, options), build(TrainConfig, options)
         run = start_run(sources or [text_or_bundled_book(None)], model_config, train_config, **common)
-    _fit(ctx, run, progress)
+    _fit(ctx, run, progress, threads)
 
 
 @click.command()
@@ -163,6 +164,7 @@ def finetune(
     out: Path | None,
     resume_from: Path | None,
     device: str,
+    threads: str,
     progress: bool,
     no_sample: bool,
     extend_vocab: bool,
@@ -194,7 +196,7 @@ def finetune(
         run = finetune_run(
             base, text, build(TrainConfig, options), dropout=dropout, extend_vocab=extend_vocab, **common
         )
-    _fit(ctx, run, progress)
+    _fit(ctx, run, progress, threads)
 
 
 def _given(ctx: click.Context, options: dict[str, Any], no_sample: bool) -> dict[str, Any]:
@@ -207,7 +209,7 @@ def _given(ctx: click.Context, options: dict[str, Any], no_sample: bool) -> dict
     return given
 
 
-def _fit(ctx: click.Context, run: TrainingRun, progress: bool) -> None:
-    result = fit(run, progress_bar=progress)
+def _fit(ctx: click.Context, run: TrainingRun, progress: bool, threads: str) -> None:
+    result = fit(run, progress_bar=progress, threads=threads)
     if result.stopped_by_signal is not None:
         ctx.exit(128 + result.stopped_by_signal)

@@ -14,7 +14,9 @@ from pathlib import Path
 from charrnn.errors import CharRNNError
 
 METRICS_FILE = "metrics.csv"
-COLUMNS = ("step", "elapsed_seconds", "chars_seen", "train_loss", "val_loss", "lr", "chars_per_second")
+REQUIRED = ("step", "elapsed_seconds", "chars_seen", "train_loss", "val_loss", "lr", "chars_per_second")
+# Added in 0.6.0 (CPU threads in use): a run resumed from an older release keeps its file's columns.
+COLUMNS = (*REQUIRED, "threads")
 
 
 def append_row(run_dir: Path, row: dict) -> None:
@@ -22,13 +24,21 @@ def append_row(run_dir: Path, row: dict) -> None:
     path = run_dir / METRICS_FILE
     new = not path.exists() or path.stat().st_size == 0
     try:
+        columns = COLUMNS if new else _header(path)
         with path.open("a", newline="", encoding="utf-8") as file:
-            writer = csv.DictWriter(file, fieldnames=COLUMNS, extrasaction="ignore")
+            writer = csv.DictWriter(file, fieldnames=columns, extrasaction="ignore")
             if new:
                 writer.writeheader()
-            writer.writerow({name: _format(row.get(name)) for name in COLUMNS})
+            writer.writerow({name: _format(row.get(name)) for name in columns})
     except OSError as exc:
         raise CharRNNError(f"cannot append to {path}: {exc.strerror or exc}") from None
+
+
+def _header(path: Path) -> tuple[str, ...]:
+    """The columns an existing file has (an older release's lack the newer ones)."""
+    with path.open(newline="", encoding="utf-8") as file:
+        header = next(csv.reader(file), [])
+    return tuple(name for name in COLUMNS if name in header) or COLUMNS
 
 
 def read_rows(run_dir: Path) -> list[dict[str, float | None]]:
@@ -37,10 +47,10 @@ def read_rows(run_dir: Path) -> list[dict[str, float | None]]:
     try:
         with path.open(newline="", encoding="utf-8") as file:
             reader = csv.DictReader(file)
-            missing = [name for name in COLUMNS if name not in (reader.fieldnames or ())]
+            missing = [name for name in REQUIRED if name not in (reader.fieldnames or ())]
             if missing:
                 raise CharRNNError(f"{path} is not a charrnn metrics file: it has no column {', '.join(missing)}")
-            rows = [{name: _number(row[name], path) for name in COLUMNS} for row in reader]
+            rows = [{name: _number(row.get(name), path) for name in COLUMNS} for row in reader]
     except FileNotFoundError:
         raise CharRNNError(
             f"{path} does not exist: `charrnn train` writes it in the run directory at each validation"

@@ -66,7 +66,7 @@ class UniformBlocks:
     """The numbers ``draw_uniforms`` would give, one (N,) row per ``take``, drawn a block at a time.
 
     Sixteen streams made sixteen ``torch.rand`` calls per character. On the CPU, one call for K
-    numbers gives exactly the K numbers that K calls for one would (tests/generation/test_draw.py),
+    numbers gives exactly the K numbers that K calls for one would (tests/generation/test_draw.py checks it),
     so a seed's text does not change. Only for CPU generators, and for callers that use up or
     throw away their generators: the numbers drawn ahead are gone from them.
     """

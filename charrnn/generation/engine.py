@@ -13,6 +13,7 @@ is woken a few hundred times a second, not once per step or per character.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from charrnn.core.vocab import Vocab
 from charrnn.generation.compiled import CompiledSteps
 from charrnn.generation.sample import Sampling, StopWatch, next_ids
 from charrnn.generation.stepper import Stepper
+from charrnn.threads import ThreadTuner
 
 
 @dataclass(eq=False)
@@ -64,10 +66,12 @@ class Engine:
         emit: Callable[[Events], None],
         max_streams: int = 64,
         stepper: Stepper | CompiledSteps | None = None,
+        threads: ThreadTuner | None = None,
     ):
         self.model = model.eval()
         self.vocab = vocab
         self.stepper = stepper or Stepper(model)  # compiled or int8: chosen by generation/runtime.py
+        self.threads = threads  # the CPU thread count, measured as the batch steps (charrnn/threads.py)
         self.emit = emit
         self.max_streams = max_streams
         self.device = model.device
@@ -183,6 +187,7 @@ class Engine:
             ids = ids[index]
             self._state = tuple(t.index_select(1, index) for t in self._state)
         if self.streams:
-            self._logits, self._state = self.stepper.step(ids, self._state)  # (N, V); (L, N, H) each
+            with self.threads.step(len(self.streams)) if self.threads else contextlib.nullcontext():
+                self._logits, self._state = self.stepper.step(ids, self._state)  # (N, V); (L, N, H) each
         else:
             self._logits = self._logits[:0]

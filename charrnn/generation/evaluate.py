@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from dataclasses import dataclass
@@ -16,15 +17,18 @@ from charrnn.core.vocab import UnknownCharactersError, Vocab
 from charrnn.errors import CharRNNError
 from charrnn.generation.compiled import CompiledSteps
 from charrnn.generation.stepper import Stepper
+from charrnn.threads import ThreadTuner
 
 
 @torch.inference_mode()
-def loss_sum(model: CharRNN, batches: StreamBatches) -> tuple[float, int]:
+def loss_sum(model: CharRNN, batches: StreamBatches, threads: ThreadTuner | None = None) -> tuple[float, int]:
     """Summed cross-entropy (nats) over every window of ``batches``, and the characters scored.
 
     The state is carried from window to window, as in training, so each character is scored
     with all of its stream's preceding text as context. Dropout is off while scoring.
+    ``threads``: time each window to choose the CPU thread count (charrnn/threads.py).
     """
+    timed = threads.step if threads is not None else lambda: contextlib.nullcontext()
     was_training = model.training
     model.eval()
     try:
@@ -32,7 +36,8 @@ def loss_sum(model: CharRNN, batches: StreamBatches) -> tuple[float, int]:
         window_sums = []  # kept on the device and read once at the end: no per-window GPU wait
         for index in range(batches.num_windows):
             x, y = batches.window(index)  # (B, T) each
-            logits, state = model(x, state)  # (B·T, V)
+            with timed():
+                logits, state = model(x, state)  # (B·T, V)
             window_sums.append(F.cross_entropy(logits.float(), y.reshape(-1), reduction="sum"))  # y: (B·T,)
     finally:
         model.train(was_training)
@@ -42,15 +47,19 @@ def loss_sum(model: CharRNN, batches: StreamBatches) -> tuple[float, int]:
 
 
 @torch.inference_mode()
-def loss_sum_stepwise(stepper: Stepper | CompiledSteps, batches: StreamBatches) -> tuple[float, int]:
+def loss_sum_stepwise(
+    stepper: Stepper | CompiledSteps, batches: StreamBatches, threads: ThreadTuner | None = None
+) -> tuple[float, int]:
     """``loss_sum`` through a generation step, one character at a time: what an int8 model
     generates with is what gets scored."""
+    timed = threads.step if threads is not None else lambda: contextlib.nullcontext()
     state = stepper.init_state(batches.batch_size)
     sums = []
     for index in range(batches.num_windows):
         x, y = batches.window(index)  # (B, T) each
         for t in range(x.shape[1]):
-            logits, state = stepper.step(x[:, t], state)  # (B, V)
+            with timed():
+                logits, state = stepper.step(x[:, t], state)  # (B, V)
             sums.append(F.cross_entropy(logits.float(), y[:, t].long(), reduction="sum"))
     total = torch.stack(sums).double().sum().item() if sums else 0.0
     return total, batches.num_chars
@@ -88,6 +97,7 @@ def evaluate_text(
     seq_len: int,
     strict: bool = False,
     stepper: Stepper | CompiledSteps | None = None,
+    threads: ThreadTuner | None = None,
 ) -> Evaluation:
     """Cross-entropy of ``model`` over all of ``text``, laid out as ``batch_size`` streams.
 
@@ -95,14 +105,15 @@ def evaluate_text(
     validation loss the trainer reports; ``batch_size=1`` scores every character with all of
     the text before it as context. Characters outside the vocabulary are counted and removed
     (or, with ``strict``, raise UnknownCharactersError). ``stepper``: score through it (say,
-    an ``Int8Stepper``) rather than the model's forward.
+    an ``Int8Stepper``) rather than the model's forward. ``threads``: see ``loss_sum``.
     """
     ids, unknown = _scored_ids(vocab, text, strict)
     streams = min(batch_size, len(ids) - 1)  # a short text gets fewer streams, never none
     batches = StreamBatches(ids, streams, seq_len, full_windows=False, device=model.device)
     if stepper is None:
-        return Evaluation(mean_loss(model, batches), batches.num_chars, streams, unknown)
-    total, count = loss_sum_stepwise(stepper, batches)
+        total, count = loss_sum(model, batches, threads)
+    else:
+        total, count = loss_sum_stepwise(stepper, batches, threads)
     return Evaluation(total / count, count, streams, unknown)
 
 

@@ -1,4 +1,5 @@
-"""Which generation step runs: the one owner of --compile and --quantize.
+"""Which generation step runs: the one owner of --compile and --quantize (and, through
+``charrnn.threads``, of the CPU threads generation runs on).
 
     eager float32 (Stepper)  ─ always works: the fallback for everything below
     compiled float32         ─ CPU, float32 models; built once per model shape, then cached
@@ -21,6 +22,7 @@ from charrnn.errors import CharRNNError
 from charrnn.generation.compiled import SPLIT, WIDE, CompiledStepper, CompiledSteps, StreamRange
 from charrnn.generation.compiled_int8 import Int8CompiledStepper
 from charrnn.generation.stepper import Int8Stepper, Stepper
+from charrnn.threads import thread_tuner
 
 # Building a compiled step took 13-14 s on a 2-core CPU and saved 130-160 us per character at one
 # stream (2 x 512 LSTM; benchmarks/sample_speed.py prints both): it pays from about 100,000
@@ -34,13 +36,24 @@ Note = Callable[[str], None]
 class StepRuntime:
     """Hands out the step for a job, and remembers what it built, loaded or gave up on."""
 
-    def __init__(self, model: CharRNN, compile: str = "auto", quantize: str = "none", note: Note | None = None):
+    def __init__(
+        self,
+        model: CharRNN,
+        compile: str = "auto",
+        quantize: str = "none",
+        note: Note | None = None,
+        threads: str | int = "auto",
+    ):
         if compile not in ("auto", "on", "off"):
             raise CharRNNError(f"compile must be auto, on or off, got {compile!r}")
         if quantize not in ("none", "int8"):
             raise CharRNNError(f"quantize must be none or int8, got {quantize!r}")
         self.model, self.compile, self.quantize = model, compile, quantize
         self.note = note or (lambda message: None)
+        try:  # before any step is built: the eager step splits its multiplies into one block per thread
+            self.threads = thread_tuner(threads, model.device.type, self.note, say_start=False)
+        except ValueError as exc:
+            raise CharRNNError(str(exc)) from None
         self._said: set[str] = set()
         self._stepper: Stepper | CompiledSteps | None = None
         self._tried: set[StreamRange] = set()  # ranges whose compiled step was loaded or given up on
@@ -73,17 +86,18 @@ class StepRuntime:
     def _first_stepper(self) -> Stepper | CompiledSteps:
         model = self.model
         device = model.device.type
+        parts = self.threads.cores  # one block per thread the step may run on, whatever the count now
         if self.quantize == "int8":
             if device != "cpu":
                 self.say(f"int8 runs on the CPU only: generating in float32 on {device}")
                 return Stepper(model)
             try:
-                eager: Stepper = Int8Stepper(model)
+                eager: Stepper = Int8Stepper(model, parts)
             except Exception as exc:  # no quantized engine in this torch build, or one that refuses
                 self.say(f"int8 is unavailable here ({_first_line(exc)}): generating in eager float32")
-                return Stepper(model)
+                return Stepper(model, parts)
         else:
-            eager = Stepper(model)
+            eager = Stepper(model, parts)
         if self.compile == "off":
             return eager
         if device != "cpu" or model.dtype != torch.float32:

@@ -9,6 +9,7 @@ the text shown so far.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Iterator
 
@@ -20,17 +21,24 @@ from charrnn.core.vocab import Vocab
 from charrnn.generation.compiled import CompiledSteps
 from charrnn.generation.sample import Sampling, next_ids
 from charrnn.generation.stepper import Stepper
+from charrnn.threads import ThreadTuner
 
 
 class Session:
     """A single stream: ``feed`` text into it, ``generate`` from it; ``reset`` forgets it all."""
 
     def __init__(
-        self, model: CharRNN, vocab: Vocab, seed: int | None = None, stepper: Stepper | CompiledSteps | None = None
+        self,
+        model: CharRNN,
+        vocab: Vocab,
+        seed: int | None = None,
+        stepper: Stepper | CompiledSteps | None = None,
+        threads: ThreadTuner | None = None,
     ):
         self.model = model.eval()
         self.vocab = vocab
         self.stepper = stepper or Stepper(model)  # compiled or int8: chosen by generation/runtime.py
+        self.threads = threads  # the CPU thread count, measured as it steps (charrnn/threads.py)
         self.generator = torch.Generator(device=model.device)
         self.seed(secrets.randbits(31) if seed is None else seed)
         self.reset()
@@ -76,7 +84,8 @@ class Session:
         if self.pending is None:
             return
         ids = torch.tensor([self.pending], device=self.model.device)
-        logits, state = self.stepper.step(ids, self.state)  # (1, V)
+        with self.threads.step() if self.threads else contextlib.nullcontext():
+            logits, state = self.stepper.step(ids, self.state)  # (1, V)
         self.state, self.logits = state, logits
         self.text += self.vocab.chars[self.pending]
         self.pending = None

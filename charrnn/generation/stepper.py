@@ -77,9 +77,13 @@ class Stepper:
 
     kind = "float32"
 
-    def __init__(self, model: CharRNN):
-        # Split into one block per CPU thread; a GPU multiply already uses the whole device.
-        parts = torch.get_num_threads() if model.device.type == "cpu" else 1
+    def __init__(self, model: CharRNN, parts: int | None = None):
+        # Split into one block per CPU thread (``parts``: the most threads the step will run on;
+        # default: torch's count now); a GPU multiply already uses the whole device.
+        if model.device.type != "cpu":
+            parts = 1
+        elif parts is None:
+            parts = torch.get_num_threads()
         self.cell = model.cell
         self.num_layers = model.config.num_layers
         self.weights = laid_out_weights(model, parts)
@@ -204,8 +208,8 @@ class Int8Stepper(Stepper):
     # Measured on the bundled model: +0.0004 nats/char against float32 (8-bit: +0.0001).
     REDUCE_RANGE = True
 
-    def __init__(self, model: CharRNN):
-        super().__init__(model)
+    def __init__(self, model: CharRNN, parts: int | None = None):
+        super().__init__(model, parts)
         names = [key[: -len(".weight")] for key in self.weights if key.endswith(".weight")]
         if model.vocab_size <= ONE_HOT_MAX_VOCAB or isinstance(model.head, AdaptiveHead):
             names = [name for name in names if name[0].isdigit()]  # the recurrent layers only

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from charrnn.threads import ThreadTuner, thread_tuner
 from charrnn.training.reporting import Log, Reporter, log_to_stdout, silent
 from charrnn.training.run import TrainingRun
 from charrnn.training.schedule import learning_rate
@@ -33,10 +34,13 @@ class TrainResult:
     stopped_by_signal: int | None = None  # SIGINT / SIGTERM number if interrupted
 
 
-def fit(run: TrainingRun, *, log: Log = log_to_stdout, progress_bar: bool = True) -> TrainResult:
+def fit(
+    run: TrainingRun, *, log: Log = log_to_stdout, progress_bar: bool = True, threads: str | int = "auto"
+) -> TrainResult:
     """Train ``run`` until a stopping rule fires; validate and save along the way and at the end.
 
     SIGINT / SIGTERM stop it after the current step with last.pt saved; the result says which.
+    ``threads``: a fixed CPU thread count, or "auto" (measured as it goes: charrnn/threads.py).
     """
     rules = StopRules(run)
     try:
@@ -44,22 +48,23 @@ def fit(run: TrainingRun, *, log: Log = log_to_stdout, progress_bar: bool = True
             (log if run.dist.is_main else silent)(reason)
             signum = 0
         else:
-            signum = _train(run, rules, log, progress_bar)
+            tuner = thread_tuner(threads, run.device.type, log if run.dist.is_main else silent)
+            signum = _train(run, rules, log, progress_bar, tuner)
     finally:
         run.dist.leave()  # under torchrun, every process leaves the process group it joined
     return TrainResult(run.out_dir, run.progress.step, run.best_val_loss, run.last_val_loss, signum or None)
 
 
-def _train(run: TrainingRun, rules: StopRules, log: Log, progress_bar: bool) -> int:
+def _train(run: TrainingRun, rules: StopRules, log: Log, progress_bar: bool, tuner: ThreadTuner) -> int:
     """The loop itself; returns the signal that stopped it, or 0."""
     config, progress = run.train_config, run.progress
     with Reporter(run, rules, log, progress_bar) as report, SignalStop(run, rules.agree_every) as signals:
         saved_at = None
         while not rules.at_end and not signals.agreed:
-            train_one_step(run, rules, report)
+            train_one_step(run, rules, report, tuner)
             with rules.finishing():
                 if rules.due(config.eval_every):
-                    report.validation(*run.validate())
+                    report.validation(*run.validate(), threads=tuner.threads)
                     rules.after_validation()
                 if rules.due(config.save_every):
                     run.save("last.pt")
@@ -74,10 +79,11 @@ def _train(run: TrainingRun, rules: StopRules, log: Log, progress_bar: bool) -> 
     return signum
 
 
-def train_one_step(run: TrainingRun, rules: StopRules, report: Reporter) -> None:
+def train_one_step(run: TrainingRun, rules: StopRules, report: Reporter, tuner: ThreadTuner) -> None:
     """One optimizer step at the scheduled rate, with its bookkeeping: the hot path of training
     (benchmarks/train_step.py times exactly this against a minimal hand-written loop)."""
     step_started = time.perf_counter()
-    loss = run.train_step(learning_rate(run.train_config, run.progress.step, rules.fraction_done()))
+    with tuner.step():
+        loss = run.train_step(learning_rate(run.train_config, run.progress.step, rules.fraction_done()))
     rules.after_step(step_started)  # the clock and the time budget
     report.step(loss)

@@ -112,8 +112,9 @@ class Reporter:
             self.bar.total = end_step
             self.bar.set_postfix_str(status, refresh=False)
 
-    def validation(self, val_loss: float, improved: bool) -> None:
-        """Record a validation: a metrics row (in the run and in metrics.csv) and a log line."""
+    def validation(self, val_loss: float, improved: bool, threads: int | None = None) -> None:
+        """Record a validation: a metrics row (in the run and in metrics.csv) and a log line;
+        ``threads``: the CPU threads the steps since the last one ran on (at the end of them)."""
         run, progress = self.run, self.run.progress
         seconds = self.rules.train_seconds - self._train_seconds_at_validation
         row = {
@@ -125,6 +126,7 @@ class Reporter:
             "val_loss": val_loss,
             "lr": run.optimizer.param_groups[0]["lr"],
             "chars_per_second": self.chars_per_step * self._loss_count / seconds if seconds > 0 else None,
+            "threads": threads,
         }
         run.metrics.append(row)
         if run.dist.is_main:

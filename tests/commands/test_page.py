@@ -1,47 +1,42 @@
 """The page `charrnn serve` shows (charrnn/commands/page.html), in a real headless Chromium.
 
 One server per module (the session's tiny model, up to 2,000 characters a request) and one
-browser, Debian's Chromium driven by Playwright. The page generates the text the API gives for
+browser, a Chromium driven by Playwright. The page generates the text the API gives for
 the same request, stops a stream mid-way (and the server frees it), and shows the server's
-message for a bad value. Playwright never downloads a browser here: it drives /usr/bin/chromium.
+message for a bad value. The browser is the one tests/browser.py finds (or installs).
 """
 
 import re
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from tests.browser import OFFLINE_ARGS, NoBrowser, chromium
 from tests.conftest import running_server
 
-CHROMIUM = Path("/usr/bin/chromium")
-# This machine's network is closed: without these Chromium keeps trying to reach Google.
-OFFLINE_CHROMIUM = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-quic",
-]
+pytestmark = pytest.mark.slow  # a server and a browser
 MAX_TOKENS = 2000
 PATIENCE_MS = 15_000  # for waits on generation, which a busy 2-core machine slows down
 
 
 @pytest.fixture(scope="module")
 def server(tiny_run):
-    with running_server(tiny_run.best, "--max-tokens", MAX_TOKENS, "--device", "cpu") as (url, _):
+    # The page does not depend on the step: the eager one starts at once (test_serve.py checks the compiled one).
+    options = ("--max-tokens", MAX_TOKENS, "--device", "cpu", "--compile", "off")
+    with running_server(tiny_run.best, *options) as (url, _):
         yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    assert CHROMIUM.exists(), f"no Chromium at {CHROMIUM}: install Debian's chromium package (.ci/run does)"
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=OFFLINE_CHROMIUM)
+        try:
+            executable = chromium(playwright)
+        except NoBrowser as exc:
+            pytest.fail(str(exc), pytrace=False)
+        browser = playwright.chromium.launch(executable_path=executable, args=OFFLINE_ARGS)
         yield browser
         browser.close()
 

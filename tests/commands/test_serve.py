@@ -253,6 +253,6 @@ def test_a_compiled_server_answers_with_the_same_text(server):
     request = {"prompt": "ROMEO:", "max_tokens": 120, "seed": 11, "n": 3, "temperature": 0.9}
     eager = [choice["text"] for choice in complete(url, **request).json()["choices"]]
     # --compile on: built once per model shape (or taken from the session's cache) before it listens
-    with running_server(run.best, "--device", "cpu", "--compile", "on") as (compiled_url, _):
+    with running_server(run.best, "--device", "cpu", "--compile", "on", patience=600) as (compiled_url, _):
         compiled = [choice["text"] for choice in complete(compiled_url, **request).json()["choices"]]
     assert compiled == eager and len(set(eager)) == 3

@@ -19,7 +19,7 @@ from charrnn.errors import CharRNNError
 from charrnn.formats.checkpoint import FORMAT_VERSION, Checkpoint
 from charrnn.training.loop import fit
 from charrnn.training.policy import resume_run, start_run
-from tests.conftest import invoke, quiet
+from tests.conftest import PINNED_THREADS, invoke, quiet
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -258,7 +258,7 @@ def test_a_0_1_0_checkpoint_generates_what_0_1_0_generated(release_0_1_0):
 def test_a_0_1_0_checkpoint_resumes_to_the_weights_0_1_0_reached(release_0_1_0, tmp_path):
     text = FIXTURES / "release-0.1.0.txt"
     run = resume_run(release_0_1_0, sources=text, overrides={"max_steps": 6}, device="cpu", log=quiet)
-    fit(run, log=quiet, progress_bar=False)
+    fit(run, log=quiet, progress_bar=False, threads=PINNED_THREADS)
     expected = torch.load(FIXTURES / "release-0.1.0-resumed-to-6-weights.pt", weights_only=True)
     # Bit for bit on the machine that wrote the fixture; another CPU's kernels may round the last
     # bits differently, so the comparison allows float32 rounding (a resume that lost state is off by far more).

@@ -12,7 +12,7 @@ from charrnn.config import ModelConfig, TrainConfig
 from charrnn.formats.checkpoint import Checkpoint
 from charrnn.training.loop import fit
 from charrnn.training.policy import resume_run, start_run
-from tests.conftest import quiet
+from tests.conftest import PINNED_THREADS, quiet
 
 MODEL = ModelConfig(hidden_size=16, num_layers=2, dropout=0.0, weight_drop=0.0)  # no dropout: masks differ per process
 
@@ -30,7 +30,7 @@ if resume_from == "-":
                     out_dir=out, device="cpu", log=quiet)
 else:
     run = resume_run(resume_from, out_dir=out, overrides={"max_steps": 8}, device="cpu", log=quiet)
-fit(run, log=quiet, progress_bar=False)
+fit(run, log=quiet, progress_bar=False, threads=1)  # pinned: compared bit for bit
 torch.save(run.model.state_dict(), f"{out}/rank{run.dist.rank}.pt")
 with open(f"{out}/val{run.dist.rank}.txt", "w") as file:  # a file each: two ranks' stdout can interleave
     file.write(repr(run.last_val_loss))
@@ -66,7 +66,7 @@ def single_process(text, out, max_steps):
         batch_size=4, seq_len=8, max_steps=max_steps, eval_every=2, save_every=2, lr_schedule="constant"
     )
     run = start_run(text, MODEL, config, out_dir=out, device="cpu", log=quiet)
-    fit(run, log=quiet, progress_bar=False)
+    fit(run, log=quiet, progress_bar=False, threads=PINNED_THREADS)
     return run
 
 
@@ -94,7 +94,7 @@ def test_two_processes_train_like_one_process_with_their_streams_together(book_s
     torch.testing.assert_close(checkpoint.hidden_state[0], reference.state[0], rtol=1e-5, atol=1e-6)
     resumed = resume_run(tmp_path / "ddp" / "last.pt", overrides={"max_steps": 6}, device="cpu", log=quiet)
     assert resumed.progress.step == 4 and resumed.train_batches.batch_size == 4
-    assert fit(resumed, log=quiet, progress_bar=False).step == 6
+    assert fit(resumed, log=quiet, progress_bar=False, threads=PINNED_THREADS).step == 6
 
 
 def test_a_ddp_run_resumes_a_single_process_checkpoint(book_slice, tmp_path):

@@ -13,7 +13,7 @@ from charrnn.formats.checkpoint import Checkpoint
 from charrnn.training.finetune import grow_vocabulary
 from charrnn.training.loop import fit
 from charrnn.training.policy import finetune_run, resume_run
-from tests.conftest import quiet
+from tests.conftest import PINNED_THREADS, quiet
 
 SETTINGS = TrainConfig(batch_size=4, seq_len=16, max_steps=4, eval_every=2, save_every=2, sample_every=0)
 TUNING = dataclasses.replace(SETTINGS, **FINETUNE_DEFAULTS)
@@ -48,7 +48,7 @@ def test_finetuning_starts_from_the_base_weights_and_records_the_base(tiny_run, 
         assert torch.equal(tensor, base.model_state[name]), name
     assert run.progress.step == 0 and not run.optimizer.state  # a fresh optimizer and schedule
     assert run.train_config.warmup_steps == FINETUNE_DEFAULTS["warmup_steps"] < TrainConfig.warmup_steps
-    fit(run, log=quiet, progress_bar=False)
+    fit(run, log=quiet, progress_bar=False, threads=PINNED_THREADS)
     saved = Checkpoint.load(tmp_path / "ft" / "last.pt")
     assert saved.base["path"] == str(tiny_run.last.resolve()) and len(saved.base["sha256"]) == 64
     assert saved.progress.step == 4
@@ -79,7 +79,7 @@ def test_new_characters_are_refused_by_name_unless_the_vocabulary_may_grow(tiny_
 def test_a_finetuning_run_resumes_exactly_like_any_run(tiny_run, book_slice, tmp_path):
     config = dataclasses.replace(TUNING, max_steps=6, lr_schedule="constant", warmup_steps=0)  # steps 1-3 alike
     straight = finetune_run(tiny_run.last, book_slice, config, out_dir=tmp_path / "a", device="cpu", log=quiet)
-    fit(straight, log=quiet, progress_bar=False)
+    fit(straight, log=quiet, progress_bar=False, threads=PINNED_THREADS)
     first = finetune_run(
         tiny_run.last,
         book_slice,
@@ -88,9 +88,9 @@ def test_a_finetuning_run_resumes_exactly_like_any_run(tiny_run, book_slice, tmp
         device="cpu",
         log=quiet,
     )
-    fit(first, log=quiet, progress_bar=False)
+    fit(first, log=quiet, progress_bar=False, threads=PINNED_THREADS)
     resumed = resume_run(tmp_path / "b" / "last.pt", overrides={"max_steps": 6}, device="cpu", log=quiet)
-    fit(resumed, log=quiet, progress_bar=False)
+    fit(resumed, log=quiet, progress_bar=False, threads=PINNED_THREADS)
     for name, tensor in straight.model.state_dict().items():
         assert torch.equal(tensor, resumed.model.state_dict()[name]), name
     assert Checkpoint.load(tmp_path / "b" / "last.pt").base == Checkpoint.load(tmp_path / "a" / "last.pt").base
@@ -106,7 +106,7 @@ def test_an_adaptive_model_fine_tunes_on_its_own_characters_and_refuses_new_ones
     same = finetune_run(run.last, run.text, TUNING, out_dir=tmp_path / "same", device="cpu", log=quiet)
     base = Checkpoint.load(run.last)
     assert torch.equal(same.model.head.rank, base.model().head.rank)  # the clusters the base was trained with
-    assert fit(same, log=quiet, progress_bar=False).step == SETTINGS.max_steps
+    assert fit(same, log=quiet, progress_bar=False, threads=PINNED_THREADS).step == SETTINGS.max_steps
     other = tmp_path / "other.txt"
     other.write_text(run.text.read_text(encoding="utf-8") + "\u00e9", encoding="utf-8")
     with pytest.raises(CharRNNError, match="adaptive head.*cannot take new characters"):

@@ -11,13 +11,13 @@ from charrnn.formats.checkpoint import Checkpoint
 from charrnn.formats.runconfig import read_run_config
 from charrnn.training.loop import fit
 from charrnn.training.policy import FIXED_ON_RESUME, resume_run, start_run
-from tests.conftest import quiet
+from tests.conftest import PINNED_THREADS, quiet
 
 
 def train(text_path, model_config, train_config, out_dir):
     """Train a new run to its end, quietly, on the CPU."""
     run = start_run(text_path, model_config, train_config, out_dir=out_dir, device="cpu", log=quiet)
-    return fit(run, log=quiet, progress_bar=False)
+    return fit(run, log=quiet, progress_bar=False, threads=PINNED_THREADS)
 
 
 def test_what_a_resume_may_not_change_is_every_model_option_and_the_data_layout():

@@ -10,7 +10,7 @@ from charrnn.formats.checkpoint import Checkpoint
 from charrnn.training.loop import fit
 from charrnn.training.policy import resume_run, start_run
 from charrnn.training.precision import cpu_runs_bf16_lstm, resolve_precision
-from tests.conftest import quiet
+from tests.conftest import PINNED_THREADS, quiet
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -50,8 +50,12 @@ def test_bf16_on_a_cpu_that_cannot_run_it_is_refused_before_anything_is_written(
         except RuntimeError:
             runs = False
     assert cpu_runs_bf16_lstm() == runs
-    if not runs:
-        config = dataclasses.replace(tiny_train, precision="bf16")
+    # Each CPU takes one branch (an AVX512 one the first, an AVX2-only one the second).
+    config = dataclasses.replace(tiny_train, precision="bf16")
+    if runs:
+        run = start_run(book_slice, tiny_model, config, out_dir=tmp_path / "run", device="cpu", log=quiet)
+        assert run.precision.name == "bf16"
+    else:
         with pytest.raises(CharRNNError, match="bf16 needs a CPU"):
             start_run(book_slice, tiny_model, config, out_dir=tmp_path / "run", device="cpu", log=quiet)
         assert not (tmp_path / "run").exists()
@@ -67,7 +71,7 @@ def test_bf16_autocast_trains_and_keeps_float32_weights_and_state(book_slice, tm
     seen = []
     run.model.head.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
     before = run.model.head.weight.detach().clone()
-    fit(run, log=quiet, progress_bar=False)
+    fit(run, log=quiet, progress_bar=False, threads=PINNED_THREADS)
     assert torch.bfloat16 in seen  # the matrix multiplies ran in bf16
     assert run.model.head.weight.dtype == torch.float32 and not torch.equal(run.model.head.weight, before)
     assert run.state[0].dtype == torch.float32
@@ -80,7 +84,7 @@ def test_bf16_autocast_trains_and_keeps_float32_weights_and_state(book_slice, tm
 def test_stop_and_resume_is_bit_identical_under_bf16(book_slice, tmp_path, tiny_model, tiny_train):
     config = dataclasses.replace(tiny_train, precision="bf16", max_steps=6, eval_every=3, save_every=3)
     straight = start_run(book_slice, tiny_model, config, out_dir=tmp_path / "a", device="cpu", log=quiet)
-    fit(straight, log=quiet, progress_bar=False)
+    fit(straight, log=quiet, progress_bar=False, threads=PINNED_THREADS)
     first = start_run(
         book_slice,
         tiny_model,
@@ -89,8 +93,8 @@ def test_stop_and_resume_is_bit_identical_under_bf16(book_slice, tmp_path, tiny_
         device="cpu",
         log=quiet,
     )
-    fit(first, log=quiet, progress_bar=False)
+    fit(first, log=quiet, progress_bar=False, threads=PINNED_THREADS)
     resumed = resume_run(tmp_path / "b" / "last.pt", overrides={"max_steps": 6}, device="cpu", log=quiet)
-    fit(resumed, log=quiet, progress_bar=False)
+    fit(resumed, log=quiet, progress_bar=False, threads=PINNED_THREADS)
     for name, value in straight.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[name]), name

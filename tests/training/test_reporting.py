@@ -16,7 +16,7 @@ from charrnn.formats.metrics import read_rows
 from charrnn.training import reporting
 from charrnn.training.loop import fit
 from charrnn.training.policy import start_run
-from tests.conftest import TINY, invoke, quiet, run_cli, start_cli
+from tests.conftest import PINNED_THREADS, TINY, invoke, quiet, run_cli, start_cli
 
 
 def test_a_sample_is_printed_at_each_validation_and_at_the_end(book_slice, tmp_path):
@@ -69,7 +69,7 @@ def test_sampling_while_training_changes_nothing_in_the_training(book_slice, tmp
     for sample_every in (0, 1):
         config = dataclasses.replace(tiny_train, max_steps=5, sample_every=sample_every, sample_length=30)
         run = start_run(book_slice, tiny_model, config, out_dir=tmp_path / str(sample_every), device="cpu", log=quiet)
-        fit(run, log=quiet, progress_bar=False)
+        fit(run, log=quiet, progress_bar=False, threads=PINNED_THREADS)
         weights[sample_every] = run.model.state_dict()
     for name, value in weights[0].items():
         assert torch.equal(value, weights[1][name]), name

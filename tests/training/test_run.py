@@ -13,13 +13,13 @@ from charrnn.errors import CharRNNError
 from charrnn.formats.checkpoint import Checkpoint
 from charrnn.training.loop import fit
 from charrnn.training.policy import resume_run, start_run
-from tests.conftest import quiet
+from tests.conftest import PINNED_THREADS, quiet
 
 
 def train(text_path, model_config, train_config, out_dir):
     """Train a new run to its end, quietly, on the CPU."""
     run = start_run(text_path, model_config, train_config, out_dir=out_dir, device="cpu", log=quiet)
-    return fit(run, log=quiet, progress_bar=False)
+    return fit(run, log=quiet, progress_bar=False, threads=PINNED_THREADS)
 
 
 def test_a_tiny_text_is_overfit_to_near_zero_loss(tmp_path):
@@ -54,7 +54,7 @@ def test_max_epochs_ends_the_run_after_whole_passes(book_slice, tmp_path, tiny_m
     config = dataclasses.replace(tiny_train, max_steps=None, max_epochs=2)
     run = start_run(short, tiny_model, config, out_dir=tmp_path / "run", device="cpu", log=quiet)
     windows = run.train_batches.num_windows
-    result = fit(run, log=quiet, progress_bar=False)
+    result = fit(run, log=quiet, progress_bar=False, threads=PINNED_THREADS)
     assert windows == (1350 - 1) // 4 // 16 and result.step == 2 * windows  # 1,350 training characters
     assert run.progress.epoch == 2 and run.progress.window == 0
 
@@ -100,7 +100,7 @@ def test_resume_continues_step_count_optimizer_and_position(book_slice, tmp_path
     adam = run.optimizer.state_dict()["state"][0]
     assert adam["step"].item() == 6
     assert torch.equal(adam["exp_avg"], saved.optimizer_state["state"][0]["exp_avg"])
-    result = fit(run, log=quiet, progress_bar=False)
+    result = fit(run, log=quiet, progress_bar=False, threads=PINNED_THREADS)
     assert result.step == 10
     assert run.optimizer.state_dict()["state"][0]["step"].item() == 10
 
@@ -108,12 +108,12 @@ def test_resume_continues_step_count_optimizer_and_position(book_slice, tmp_path
 def test_stop_and_resume_gives_bit_identical_weights(book_slice, tmp_path, tiny_model, tiny_train):
     config = dataclasses.replace(tiny_train, max_steps=10, eval_every=3, save_every=3)
     straight = start_run(book_slice, tiny_model, config, out_dir=tmp_path / "a", device="cpu", log=quiet)
-    fit(straight, log=quiet, progress_bar=False)
+    fit(straight, log=quiet, progress_bar=False, threads=PINNED_THREADS)
 
     train(book_slice, tiny_model, dataclasses.replace(config, max_steps=4), out_dir=tmp_path / "b")
     torch.manual_seed(999)  # whatever happens in between must not matter
     resumed = resume_run(tmp_path / "b" / "last.pt", overrides={"max_steps": 10}, device="cpu", log=quiet)
-    fit(resumed, log=quiet, progress_bar=False)
+    fit(resumed, log=quiet, progress_bar=False, threads=PINNED_THREADS)
 
     for name, value in straight.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[name]), name
@@ -129,7 +129,7 @@ def test_a_diverging_run_stops_without_writing_non_finite_weights(book_slice, tm
     with torch.no_grad():
         run.model.head.bias.fill_(math.inf)
     with pytest.raises(CharRNNError, match="diverged at step 2.*last good weights.*lower --lr"):
-        fit(run, log=quiet, progress_bar=False)
+        fit(run, log=quiet, progress_bar=False, threads=PINNED_THREADS)
     assert (out / "last.pt").read_bytes() == before
     assert run.progress.step == 1
 
@@ -142,10 +142,10 @@ def test_exact_resume_holds_on_the_large_vocabulary_path(tmp_path, tiny_model, t
     config = dataclasses.replace(tiny_train, max_steps=6, eval_every=3, save_every=3)
     straight = start_run(book, tiny_model, config, out_dir=tmp_path / "a", device="cpu", log=quiet)
     assert straight.model.input_path == "lookup"
-    fit(straight, log=quiet, progress_bar=False)
+    fit(straight, log=quiet, progress_bar=False, threads=PINNED_THREADS)
     train(book, tiny_model, dataclasses.replace(config, max_steps=3), out_dir=tmp_path / "b")
     resumed = resume_run(tmp_path / "b" / "last.pt", overrides={"max_steps": 6}, device="cpu", log=quiet)
-    fit(resumed, log=quiet, progress_bar=False)
+    fit(resumed, log=quiet, progress_bar=False, threads=PINNED_THREADS)
     for name, value in straight.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[name]), name
 
@@ -155,11 +155,11 @@ def test_other_cells_resume_bit_identically(book_slice, tmp_path, tiny_train, ce
     model_config = ModelConfig(hidden_size=32, num_layers=2, dropout=0.1, cell=cell)
     config = dataclasses.replace(tiny_train, max_steps=8, eval_every=3, save_every=3)
     straight = start_run(book_slice, model_config, config, out_dir=tmp_path / "a", device="cpu", log=quiet)
-    fit(straight, log=quiet, progress_bar=False)
+    fit(straight, log=quiet, progress_bar=False, threads=PINNED_THREADS)
     train(book_slice, model_config, dataclasses.replace(config, max_steps=3), out_dir=tmp_path / "b")
     resumed = resume_run(tmp_path / "b" / "last.pt", overrides={"max_steps": 8}, device="cpu", log=quiet)
     assert [tuple(t.shape) for t in resumed.state] == [(2, 4, 32)]  # h only: no cell state c
-    fit(resumed, log=quiet, progress_bar=False)
+    fit(resumed, log=quiet, progress_bar=False, threads=PINNED_THREADS)
     for name, value in straight.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[name]), name
     assert torch.equal(straight.state[0], resumed.state[0])

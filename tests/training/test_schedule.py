@@ -11,7 +11,7 @@ from charrnn.training.loop import fit
 from charrnn.training.policy import resume_run, start_run
 from charrnn.training.schedule import fraction_done, learning_rate
 from charrnn.training.stopping import StopRules
-from tests.conftest import quiet
+from tests.conftest import PINNED_THREADS, quiet
 
 
 def rate(schedule, step, done, lr=1e-2, warmup_steps=10, min_lr_ratio=0.1):
@@ -85,14 +85,14 @@ def test_stop_and_resume_is_bit_identical_with_the_schedule_on(book_slice, tmp_p
         tiny_train, max_steps=10, eval_every=3, save_every=3, lr_schedule="cosine", warmup_steps=3
     )
     straight = start_run(book_slice, tiny_model, config, out_dir=tmp_path / "a", device="cpu", log=quiet)
-    fit(straight, log=quiet, progress_bar=False)
+    fit(straight, log=quiet, progress_bar=False, threads=PINNED_THREADS)
     # Stopped after step 4 (as Ctrl-C would: last.pt saved), with the same horizon of 10 steps.
     first = start_run(book_slice, tiny_model, config, out_dir=tmp_path / "b", device="cpu", log=quiet)
     for _ in range(4):
         first.train_step(scheduled_rate(first))
     first.save("last.pt")
     resumed = resume_run(tmp_path / "b" / "last.pt", device="cpu", log=quiet)
-    fit(resumed, log=quiet, progress_bar=False)
+    fit(resumed, log=quiet, progress_bar=False, threads=PINNED_THREADS)
     for name, value in straight.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[name]), name
     assert resumed.optimizer.param_groups[0]["lr"] == straight.optimizer.param_groups[0]["lr"] < config.lr

@@ -1,0 +1,307 @@
+"""How many CPU threads torch runs on: the one owner of ``--threads``.
+
+Torch splits a CPU kernel's work among its threads, and they meet at the end of every parallel
+region. When another program holds one of the cores, the thread on it waits for its turn and the
+whole region waits for that thread: on a 2-core machine with one core busy, a 2-thread training
+step measured 6x slower than a 1-thread one (benchmarks/busy_machine.py). So under ``auto`` the
+count is measured, not assumed:
+
+- ``usable_cores`` is where it starts: the cores this process may run on (its CPU affinity),
+  capped by a container's CPU quota (cgroup ``cpu.max``, or v1's ``cpu.cfs_quota_us``) — not the
+  host's core count, which a container or ``taskset`` hides nothing of.
+- ``ThreadTuner`` times a few steps of a loop at each candidate count and keeps the fastest; it
+  looks again when the step time jumps or drops (the machine got busy, or quiet), and at growing
+  intervals in between, since one thread runs as fast on a busy machine as on a quiet one and so
+  cannot tell when the other cores come free.
+
+Thread counts change how a multiply is divided among cores. On the CPUs measured here a training
+step gave bit-identical weights with 1 and 2 threads, but that is the kernels' choice, not a
+promise: exact resume is bit-exact under a fixed ``--threads N`` (as it always was under torch's
+default) and equal to float rounding under ``auto``, whose counts follow the machine's load.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_SELF_CGROUP = Path("/proc/self/cgroup")
+
+
+def parse_threads(value: str | int) -> int | None:
+    """``--threads``: "auto" -> None (measured), a whole number >= 1 -> itself; ValueError otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().lower() == "auto":
+        return None
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    else:
+        raise ValueError(f"threads must be auto or a whole number >= 1, got {value!r}")
+    if number < 1:
+        raise ValueError(f"threads must be auto or a whole number >= 1, got {value!r}")
+    return number
+
+
+def usable_cores(cgroup_root: Path = CGROUP_ROOT, proc_self_cgroup: Path = PROC_SELF_CGROUP) -> int:
+    """The cores this process may use: its affinity, capped by its cgroup's CPU quota (rounded up)."""
+    if hasattr(os, "sched_getaffinity"):
+        cores = len(os.sched_getaffinity(0))
+    else:  # macOS, Windows: no affinity to read
+        cores = os.cpu_count() or 1
+    quota = cgroup_cpu_quota(cgroup_root, proc_self_cgroup)
+    if quota is not None:
+        cores = min(cores, max(1, math.ceil(quota - 1e-9)))
+    return max(1, cores)
+
+
+def cgroup_cpu_quota(cgroup_root: Path = CGROUP_ROOT, proc_self_cgroup: Path = PROC_SELF_CGROUP) -> float | None:
+    """The CPU quota in cores of this process's cgroup and its ancestors (the tightest), or None.
+
+    cgroup v2 writes "QUOTA PERIOD" (or "max PERIOD") to ``cpu.max``; v1 writes the two numbers
+    to ``cpu.cfs_quota_us`` (-1: none) and ``cpu.cfs_period_us``. Inside a container the root is
+    usually the container's own cgroup, so the root's files are read as well as the listed path's.
+    """
+    quotas = []
+    for directory in _cgroup_directories(cgroup_root, proc_self_cgroup):
+        quota = _read_quota(directory)
+        if quota is not None:
+            quotas.append(quota)
+    return min(quotas) if quotas else None
+
+
+def _cgroup_directories(root: Path, proc_self_cgroup: Path) -> list[Path]:
+    """The cgroup directories that may hold this process's CPU limits: its own, its ancestors, the root."""
+    relative: list[str] = []
+    try:
+        for line in proc_self_cgroup.read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if controllers == "" or "cpu" in controllers.split(","):  # v2's one line, or v1's cpu line
+                relative.append(path)
+    except (OSError, ValueError):
+        pass
+    bases = [root, root / "cpu", root / "cpu,cpuacct"]
+    directories: list[Path] = []
+    for base in bases:
+        for path in relative:
+            parts = [part for part in path.split("/") if part]
+            directories += [base.joinpath(*parts[:depth]) for depth in range(len(parts), 0, -1)]
+        directories.append(base)
+    return directories
+
+
+def _read_quota(directory: Path) -> float | None:
+    try:
+        quota, period = (directory / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int((directory / "cpu.cfs_quota_us").read_text())
+        period = int((directory / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def candidate_counts(cores: int) -> list[int]:
+    """The counts ``auto`` tries on ``cores`` cores, most first: all, all but one, halves, down to 1."""
+    counts = {cores, max(1, cores - 1), 1}
+    half = cores // 2
+    while half > 1:
+        counts.add(half)
+        half //= 2
+    return sorted(counts, reverse=True)
+
+
+@dataclass
+class ThreadTuner:
+    """Chooses the thread count for a loop of like steps from their measured times (see the module).
+
+    A loop wraps each step in ``with tuner.step(size):`` (``size``: anything that makes steps
+    unlike, such as the number of streams; only steps of one size are compared). ``fixed`` is a
+    count the user chose: it is applied once and never changed.
+    """
+
+    cores: int
+    fixed: int | None = None
+    log: Callable[[str], None] = lambda message: None
+    apply: Callable[[int], None] = torch.set_num_threads
+    clock: Callable[[], float] = time.perf_counter
+    probe_steps: int = 3  # timed steps per candidate (after one untimed warm-up step)
+    window: int = 5  # recent steps whose median is compared with the chosen count's time
+    jump: float = 1.5  # a change of this factor in the step time starts a new measurement
+    first_recheck: float = 30.0  # seconds until the first look again; doubles while nothing changes
+    last_recheck: float = 600.0
+    say_start: bool = True  # log the first choice too, not only later moves (a training log does)
+    threads: int = field(init=False)
+    changes: list[tuple[int, str]] = field(init=False, default_factory=list)  # (count, reason), in order
+
+    def __post_init__(self) -> None:
+        self.threads = self.fixed if self.fixed is not None else self.cores
+        self.apply(self.threads)
+        self._applied_in = threading.get_ident()
+        self._interval = self.first_recheck
+        self._reference: float | None = None  # the chosen count's median step time
+        self._size: object = None
+        self._recent: deque[float] = deque(maxlen=self.window)
+        self._probe: list[int] = []  # counts still to measure, the one being measured first
+        self._times: dict[int, list[float]] = {}
+        self._warm = False  # the current probe count has had its untimed step
+        self._next_check = math.inf
+        self._why = "start"
+        self._before = self.threads
+        if self.fixed is None and self.cores > 1:
+            self._start_probe("start")
+
+    @property
+    def measuring(self) -> bool:
+        return bool(self._probe)
+
+    @contextmanager
+    def step(self, size: object = None) -> Iterator[None]:
+        """Time the step inside; afterwards, maybe move to another count."""
+        if threading.get_ident() != self._applied_in:  # a count set in one thread does not hold in another
+            self._applied_in = threading.get_ident()
+            self.apply(self.threads)
+        started = self.clock()
+        yield
+        self.record(self.clock() - started, size)
+
+    def record(self, seconds: float, size: object = None) -> None:
+        """One step of ``size`` took ``seconds``: the decision logic, apart from any clock."""
+        if self.fixed is not None or self.cores == 1:
+            return
+        if size != self._size:  # unlike steps: measure afresh at this size
+            self._size, self._reference = size, None
+            self._recent.clear()
+            if self._probe:  # start the measurement again at this size, from the same count as before
+                before = self._before
+                self._start_probe(self._why)
+                self._before = before
+            return
+        if self._probe:
+            self._probe_step(seconds)
+            return
+        self._recent.append(seconds)
+        if len(self._recent) < self.window:
+            return
+        typical = statistics.median(self._recent)
+        if self._reference is None:
+            self._reference = typical
+        elif typical > self.jump * self._reference:
+            self._start_probe(f"steps got {typical / self._reference:.1f}x slower")
+        elif typical * self.jump < self._reference:
+            self._start_probe(f"steps got {self._reference / typical:.1f}x faster")
+        elif self.clock() >= self._next_check:
+            self._start_probe("a periodic look")
+
+    def _start_probe(self, why: str) -> None:
+        """Measure every candidate again. At the start they go from one thread up: a count that
+        includes a busy core is the one that costs 6-60x, and after a fast count has been timed,
+        one step shows it (``_probe_step``). Later the chosen count goes first, to time it afresh."""
+        fewest_first = candidate_counts(self.cores)[::-1]
+        if why == "start":
+            self._probe = fewest_first
+        else:
+            self._probe = [self.threads, *(count for count in fewest_first if count != self.threads)]
+        self._times, self._why, self._before = {}, why, self.threads
+        self._warm = False
+        self._recent.clear()
+        self._set(self._probe[0])
+
+    def _probe_step(self, seconds: float) -> None:
+        count = self._probe[0]
+        if not self._warm:  # the first step after a change pays for waking threads: not timed
+            self._warm = True
+            best = self._best()
+            if best is None or seconds < self.jump * 2 * best[1]:
+                return
+            self._times[count] = [seconds]  # far slower even allowing for the wake-up: no need to go on
+        else:
+            times = self._times.setdefault(count, [])
+            times.append(seconds)
+            best = self._best(excluding=count)
+            clearly_slower = best is not None and seconds > self.jump * best[1]
+            if len(times) < self.probe_steps and not clearly_slower:
+                return
+        self._probe.pop(0)
+        if self._probe:
+            self._set(self._probe[0])
+            self._warm = False
+            return
+        self._choose()
+
+    def _best(self, excluding: int | None = None) -> tuple[int, float] | None:
+        """The fastest count measured so far and its median step time."""
+        medians = {c: statistics.median(t) for c, t in self._times.items() if t and c != excluding}
+        if not medians:
+            return None
+        count = min(medians, key=lambda c: (medians[c], c))  # a tie goes to fewer threads
+        return count, medians[count]
+
+    def _choose(self) -> None:
+        best = self._best()
+        assert best is not None, "a probe times at least one step of each count"
+        count, seconds = best
+        self._set(count)
+        self._reference = seconds
+        if count != self._before or self._why == "start":
+            self._interval = self.first_recheck
+            measured = ", ".join(f"{c}: {statistics.median(t) * 1000:.1f} ms" for c, t in sorted(self._times.items()))
+            self.changes.append((count, self._why))
+            if self._why != "start" or self.say_start:
+                why = f"{self._why}; median step by thread count {measured}"
+                self.log(f"threads: {count} of {self.cores} cores ({why})")
+        else:  # the same count again: look less often
+            self._interval = min(self._interval * 2, self.last_recheck)
+        self._next_check = self.clock() + self._interval
+
+    def _set(self, count: int) -> None:
+        if count != self.threads:
+            self.threads = count
+            self.apply(count)
+            self._applied_in = threading.get_ident()
+
+
+def thread_tuner(
+    setting: str | int,
+    device_type: str = "cpu",
+    log: Callable[[str], None] = lambda message: None,
+    say_start: bool = True,
+) -> ThreadTuner:
+    """The tuner for a ``--threads`` setting (a fixed count, or ``auto``) on this machine.
+
+    Under torchrun, ``auto`` gives each of the node's processes an equal share of the cores. On a
+    GPU the CPU only feeds the device: ``auto`` keeps torch's count and measures nothing.
+    ``say_start``: log the first choice (a training log), or only later moves (generation, whose
+    stderr a person reads beside the text).
+    """
+    fixed = parse_threads(setting)
+    if fixed is None and device_type != "cpu":
+        fixed = torch.get_num_threads()
+    if fixed is not None:
+        return ThreadTuner(cores=fixed, fixed=fixed, log=log)
+    return ThreadTuner(cores=cores_for_this_process(), log=log, say_start=say_start)
+
+
+def cores_for_this_process() -> int:
+    """``usable_cores``, shared among torchrun's processes on this node; outside torchrun, capped by
+    an ``OMP_NUM_THREADS`` the user set (torchrun sets it to 1 for every process on its own)."""
+    cores = usable_cores()
+    processes_here = os.environ.get("LOCAL_WORLD_SIZE")  # set by torchrun
+    if processes_here and processes_here.isdigit() and int(processes_here) > 0:
+        return max(1, cores // int(processes_here))
+    cap = os.environ.get("OMP_NUM_THREADS", "")
+    return min(cores, int(cap)) if cap.isdigit() and int(cap) > 0 else cores
