@@ -27,7 +27,6 @@ import os
 import statistics
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -139,8 +138,10 @@ class ThreadTuner:
     log: Callable[[str], None] = lambda message: None
     apply: Callable[[int], None] = torch.set_num_threads
     clock: Callable[[], float] = time.perf_counter
-    probe_steps: int = 3  # timed steps per candidate (after one untimed warm-up step)
-    window: int = 5  # recent steps whose median is compared with the chosen count's time
+    probe_steps: int = 3  # timed steps per candidate (after one untimed warm-up step) ...
+    probe_seconds: float = 0.05  # ... and at least this much of them
+    window: int = 5  # recent steps whose median is compared with the chosen count's time ...
+    settle: float = 0.25  # ... and at least this many seconds of them
     jump: float = 1.5  # a change of this factor in the step time starts a new measurement
     first_recheck: float = 30.0  # seconds until the first look again; doubles while nothing changes
     last_recheck: float = 600.0
@@ -155,10 +156,11 @@ class ThreadTuner:
         self._interval = self.first_recheck
         self._reference: float | None = None  # the chosen count's median step time
         self._size: object = None
-        self._recent: deque[float] = deque(maxlen=self.window)
+        self._recent: list[float] = []  # steps since the last comparison with the reference
         self._probe: list[int] = []  # counts still to measure, the one being measured first
-        self._times: dict[int, list[float]] = {}
-        self._warm = False  # the current probe count has had its untimed step
+        self._times: list[float] = []  # the timed steps of the count being measured
+        self._medians: dict[int, float] = {}  # the counts measured so far in this probe
+        self._warm = False  # the count being measured has had its untimed step
         self._next_check = math.inf
         self._why = "start"
         self._before = self.threads
@@ -195,9 +197,13 @@ class ThreadTuner:
             self._probe_step(seconds)
             return
         self._recent.append(seconds)
-        if len(self._recent) < self.window:
+        # Compare at least ``window`` steps and a quarter of a second of them: a median over
+        # a few sub-millisecond generation steps is noise, not the machine.
+        needed = self.window if self._reference is None else max(self.window, self.settle / self._reference)
+        if len(self._recent) < needed:
             return
         typical = statistics.median(self._recent)
+        self._recent.clear()
         if self._reference is None:
             self._reference = typical
         elif typical > self.jump * self._reference:
@@ -216,50 +222,41 @@ class ThreadTuner:
             self._probe = fewest_first
         else:
             self._probe = [self.threads, *(count for count in fewest_first if count != self.threads)]
-        self._times, self._why, self._before = {}, why, self.threads
-        self._warm = False
+        self._why, self._before = why, self.threads
+        self._times, self._medians, self._warm = [], {}, False
         self._recent.clear()
         self._set(self._probe[0])
 
     def _probe_step(self, seconds: float) -> None:
-        count = self._probe[0]
+        """Time the count being measured, until ``probe_steps`` steps and ``probe_seconds`` of them
+        are timed, or it is clearly slower than the best so far."""
+        best = min(self._medians.values(), default=None)
         if not self._warm:  # the first step after a change pays for waking threads: not timed
             self._warm = True
-            best = self._best()
-            if best is None or seconds < self.jump * 2 * best[1]:
+            if best is None or seconds < 2 * self.jump * best:
                 return
-            self._times[count] = [seconds]  # far slower even allowing for the wake-up: no need to go on
+            self._times = [seconds]  # far slower even allowing for the wake-up: no need to go on
         else:
-            times = self._times.setdefault(count, [])
-            times.append(seconds)
-            best = self._best(excluding=count)
-            clearly_slower = best is not None and seconds > self.jump * best[1]
-            if len(times) < self.probe_steps and not clearly_slower:
+            self._times.append(seconds)
+            recent = statistics.median(self._times[-3:])
+            clearly_slower = best is not None and recent > self.jump * best
+            enough = len(self._times) >= self.probe_steps and sum(self._times) >= self.probe_seconds
+            if not (enough or clearly_slower):
                 return
-        self._probe.pop(0)
+        self._medians[self._probe.pop(0)] = statistics.median(self._times)
+        self._times, self._warm = [], False
         if self._probe:
             self._set(self._probe[0])
-            self._warm = False
-            return
-        self._choose()
-
-    def _best(self, excluding: int | None = None) -> tuple[int, float] | None:
-        """The fastest count measured so far and its median step time."""
-        medians = {c: statistics.median(t) for c, t in self._times.items() if t and c != excluding}
-        if not medians:
-            return None
-        count = min(medians, key=lambda c: (medians[c], c))  # a tie goes to fewer threads
-        return count, medians[count]
+        else:
+            self._choose()
 
     def _choose(self) -> None:
-        best = self._best()
-        assert best is not None, "a probe times at least one step of each count"
-        count, seconds = best
+        count = min(self._medians, key=lambda c: (self._medians[c], c))  # a tie goes to fewer threads
         self._set(count)
-        self._reference = seconds
+        self._reference = self._medians[count]
         if count != self._before or self._why == "start":
             self._interval = self.first_recheck
-            measured = ", ".join(f"{c}: {statistics.median(t) * 1000:.1f} ms" for c, t in sorted(self._times.items()))
+            measured = ", ".join(f"{c}: {seconds * 1000:.1f} ms" for c, seconds in sorted(self._medians.items()))
             self.changes.append((count, self._why))
             if self._why != "start" or self.say_start:
                 why = f"{self._why}; median step by thread count {measured}"

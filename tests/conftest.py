@@ -44,6 +44,17 @@ def compile_cache(tmp_path_factory) -> Iterator[Path]:
         os.environ["CHARRNN_CACHE"] = before
 
 
+@pytest.fixture(autouse=True)
+def torch_threads() -> Iterator[None]:
+    """Put torch's thread count back after each test: ``--threads auto`` moves it for the whole
+    process, and a later test's step would otherwise split its multiplies differently."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def book_slice(tmp_path: Path) -> Path:
     """The first 6,000 characters of the bundled book, as a file of its own."""
@@ -72,6 +83,12 @@ def tiny_train() -> TrainConfig:
         lr_schedule="constant",
         warmup_steps=0,
     )
+
+
+def step_notes(notes: list[str]) -> list[str]:
+    """The notes a runtime gave about its step, without ``--threads auto``'s (which follow the
+    machine's load, not the test)."""
+    return [note for note in notes if not note.startswith("threads: ")]
 
 
 def quiet(message: str) -> None:
@@ -156,7 +173,8 @@ def tiny_run(tmp_path_factory) -> TrainedRun:
     root = tmp_path_factory.mktemp("tiny_run")
     text = root / "slice.txt"
     text.write_text(BUNDLED_BOOK.read_text(encoding="utf-8")[:6000], encoding="utf-8")
-    result = invoke("train", text, "--out", root / "run", "--max-steps", 8, "--eval-every", 4, *TINY)
+    options = ["--max-steps", 8, "--eval-every", 4, "--threads", PINNED_THREADS]  # pinned: tests repeat it exactly
+    result = invoke("train", text, "--out", root / "run", *options, *TINY)
     assert result.exit_code == 0, result.output
     return TrainedRun(root / "run", text)
 

@@ -3,6 +3,8 @@
 import json
 import os
 
+import pytest
+
 import charrnn
 from charrnn.bundled import bundled_book, bundled_model
 from charrnn.formats.checkpoint import Checkpoint
@@ -23,6 +25,7 @@ def test_load_with_no_path_is_the_bundled_model():
     assert len(text) == 200 and set(text) <= set(model.vocab.chars)
 
 
+@pytest.mark.slow
 def test_generate_and_train_work_from_any_directory(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -51,6 +54,7 @@ def test_generate_and_train_work_from_any_directory(tmp_path):
     assert info["text_chars"] == 1_115_394 and os.path.samefile(info["text_path"], bundled_book())
 
 
+@pytest.mark.slow
 def test_the_bundled_model_cannot_be_resumed_and_says_why(tmp_path):
     result = run_cli("train", "--resume", bundled_model(), "--out", tmp_path / "run")
     assert result.returncode == 1 and "for generation only" in result.stderr and "Traceback" not in result.stderr

@@ -124,6 +124,19 @@ def test_steps_of_another_size_are_not_taken_for_a_busy_machine():
     assert tuner.changes == changes and tuner.threads == 2
 
 
+def test_jittery_sub_millisecond_steps_on_a_quiet_machine_do_not_make_it_flap():
+    import random
+
+    jitter = random.Random(0)
+    machine = Machine(work=0.0004, stall=0.002)  # generation: 0.2 ms a character at two threads
+    tuner = machine.tuner()
+    for _ in range(100_000):  # about 20 s of steps
+        taken = machine.seconds(tuner.threads) * jitter.choice([0.7, 1.0, 1.0, 1.3, 1.0, 3.0])
+        machine.now += taken
+        tuner.record(taken)
+    assert tuner.changes == [(2, "start")]
+
+
 def test_a_fixed_count_is_set_once_and_never_changed():
     machine = Machine(busy=1)
     tuner = machine.tuner(fixed=2)

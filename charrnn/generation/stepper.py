@@ -28,6 +28,7 @@ import torch
 from charrnn.core.cells import Cell, State
 from charrnn.core.heads import AdaptiveHead
 from charrnn.core.model import ONE_HOT_MAX_VOCAB, CharRNN, as_index
+from charrnn.threads import cores_for_this_process
 
 # From this many streams on, W xᵀ in W's own layout is the faster multiply; below it, the split
 # one (measured on a 2-core AVX2 CPU with benchmarks/sample_speed.py: 1.3x at 16 streams).
@@ -79,11 +80,11 @@ class Stepper:
 
     def __init__(self, model: CharRNN, parts: int | None = None):
         # Split into one block per CPU thread (``parts``: the most threads the step will run on;
-        # default: torch's count now); a GPU multiply already uses the whole device.
+        # default: the cores this process may use); a GPU multiply already uses the whole device.
         if model.device.type != "cpu":
             parts = 1
         elif parts is None:
-            parts = torch.get_num_threads()
+            parts = cores_for_this_process()
         self.cell = model.cell
         self.num_layers = model.config.num_layers
         self.weights = laid_out_weights(model, parts)

@@ -9,6 +9,8 @@ import charrnn
 from charrnn.generation.sample import Sampling
 from charrnn.generation.session import Session
 
+pytestmark = pytest.mark.slow  # every test drives a `charrnn chat` process in a pseudo-terminal
+
 PROMPT = "\r\n> "
 
 

@@ -78,6 +78,7 @@ def test_printed_shapes_are_the_real_shapes(book_slice, hidden, layers, batch, s
     assert f"LSTM layer {layers - 1}" in result.output and "Linear head" in result.output
 
 
+@pytest.mark.slow
 def test_explain_a_checkpoint_with_gate_traces(book_slice, tmp_path):
     run = tmp_path / "run"
     trained = invoke(

@@ -180,6 +180,7 @@ def test_stop_texts_understand_newlines_tabs_backslashes_and_hex_escapes():
     assert unescape(r"a\nb\tc\\n\x1cd\x4A\xZZ") == "a\nb\tc\\n\x1cdJ\\xZZ"
 
 
+@pytest.mark.slow
 def test_generate_imports_nothing_it_does_not_need():
     # Cold start (docs/performance.md): the plot, server, export and compiler stacks stay unloaded.
     code = (

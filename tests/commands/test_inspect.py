@@ -27,6 +27,7 @@ def test_evaluate_prints_the_figures_as_text_and_as_json(tiny_run):
     assert one_stream["streams"] == 1 and one_stream["chars_scored"] == len(tiny_run.text.read_text()) - 1
 
 
+@pytest.mark.slow
 def test_evaluate_dynamic_reports_a_second_figure_beside_the_static_one(tiny_run):
     options = ["--dynamic", "--dynamic-lr", "0.5", "--dynamic-seq-len", "10", "--device", "cpu"]
     result = invoke("evaluate", tiny_run.last, tiny_run.text, "--json", *options)

@@ -101,6 +101,7 @@ def test_evaluate(run):
     assert scores["chars_scored"] > 100
 
 
+@pytest.mark.slow
 def test_dynamic_evaluation_adapts_through_either_head(run):
     scores = {}
     for lr in (0, 0.1):

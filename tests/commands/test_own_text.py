@@ -111,6 +111,7 @@ def test_finetune_on_something_that_is_not_a_model_loses_nothing(tiny_run, tmp_p
     assert usage.exit_code == 2 and "give the base checkpoint and the text" in usage.output
 
 
+@pytest.mark.slow
 def test_line_items_generate_whole_items_and_say_how_many_are_new(tmp_path):
     names = sorted({word.lower() for word in re.findall(r"[A-Za-z]{4,}", BUNDLED_BOOK.read_text()[:40000])})
     text = tmp_path / "words.txt"

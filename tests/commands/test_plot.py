@@ -3,6 +3,7 @@
 import sys
 
 import numpy as np
+import pytest
 
 from charrnn.commands.plot import TRAIN_COLOR, VAL_COLOR
 from charrnn.formats.metrics import append_row
@@ -34,6 +35,7 @@ def pixels_of(image: np.ndarray, color: str) -> int:
     return int((np.abs(image[..., :3] - target).max(axis=-1) < 0.05).sum())
 
 
+@pytest.mark.slow
 def test_plot_writes_a_png_of_both_curves(tmp_path):
     import matplotlib.image as image_module  # the [plot] extra: the README's test command installs it
 

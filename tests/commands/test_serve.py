@@ -16,6 +16,8 @@ import pytest
 import charrnn
 from tests.conftest import running_server
 
+pytestmark = pytest.mark.slow  # every test talks to a `charrnn serve` process
+
 
 @pytest.fixture(scope="module")
 def server(tiny_run):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from charrnn.formats.checkpoint import Checkpoint
-from tests.conftest import TINY, invoke, run_cli, start_cli
+from tests.conftest import PINNED_THREADS, TINY, invoke, run_cli, start_cli
 
 
 def step_of(path) -> int:
@@ -142,6 +142,7 @@ def test_resume_refuses_to_change_the_model_or_the_data_layout(own_run, option, 
     assert own_run.last.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_a_second_ctrl_c_quits_at_once_and_the_saved_checkpoint_survives(book_slice, tmp_path):
     out = tmp_path / "run"
     never = 10**6
@@ -160,15 +161,18 @@ def test_a_second_ctrl_c_quits_at_once_and_the_saved_checkpoint_survives(book_sl
     assert sorted(p.name for p in out.iterdir()) == ["config.toml", "last.pt"]
 
 
+@pytest.mark.slow
 def test_exact_resume_across_processes_with_dropout(book_slice, tmp_path):
     # A constant rate: the resume moves --max-steps, and with it a decaying schedule's end. The
     # first two runs share this process; the resume is a process of its own, as after a reboot.
-    options = [*TINY, "--dropout", "0.3", "--eval-every", 3, "--save-every", 3, "--lr-schedule", "constant"]
+    # Bit-exact under a fixed thread count (--threads auto follows the machine's load).
+    pinned = ["--threads", PINNED_THREADS]
+    options = [*TINY, *pinned, "--dropout", "0.3", "--eval-every", 3, "--save-every", 3, "--lr-schedule", "constant"]
     straight = invoke("train", book_slice, "--out", tmp_path / "a", "--max-steps", 20, *options)
     assert straight.exit_code == 0, straight.output
     first = invoke("train", book_slice, "--out", tmp_path / "b", "--max-steps", 10, *options)
     assert first.exit_code == 0, first.output
-    second = run_cli("train", "--resume", tmp_path / "b" / "last.pt", "--max-steps", 20, "--no-progress")
+    second = run_cli("train", "--resume", tmp_path / "b" / "last.pt", "--max-steps", 20, "--no-progress", *pinned)
     assert second.returncode == 0, second.stderr
     a = Checkpoint.load(tmp_path / "a" / "last.pt")
     b = Checkpoint.load(tmp_path / "b" / "last.pt")
@@ -178,6 +182,7 @@ def test_exact_resume_across_processes_with_dropout(book_slice, tmp_path):
         assert torch.equal(tensor, b.model_state[name]), name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum, exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_stops_training_saves_and_resume_continues(book_slice, tmp_path, signum, exit_code):
     out = tmp_path / "run"
@@ -202,7 +207,8 @@ def test_a_signal_stops_training_saves_and_resume_continues(book_slice, tmp_path
 def test_config_toml_repeats_a_run_exactly(tiny_run, tmp_path):
     config = tiny_run.dir / "config.toml"
     assert f'text = "{tiny_run.text.resolve()}"' in config.read_text()
-    again = invoke("train", "--config", config, "--out", tmp_path / "again", "--no-progress", "--device", "cpu")
+    options = ["--no-progress", "--device", "cpu", "--threads", PINNED_THREADS]  # as tiny_run was trained
+    again = invoke("train", "--config", config, "--out", tmp_path / "again", *options)
     assert again.exit_code == 0, again.output
     first, second = Checkpoint.load(tiny_run.last), Checkpoint.load(tmp_path / "again" / "last.pt")
     assert second.saved_train_config == first.saved_train_config and second.model_config == first.model_config

@@ -209,6 +209,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 def test_a_process_killed_mid_save_never_leaves_a_half_written_checkpoint(tmp_path):
     path = tmp_path / "last.pt"
     for delay in (0.0, 0.017, 0.041):

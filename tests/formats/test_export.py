@@ -29,6 +29,7 @@ def charrnn_logits(checkpoint, ids: np.ndarray, streams: int = 1) -> np.ndarray:
     return logits.view(streams, len(ids), -1).transpose(0, 1).numpy()
 
 
+@pytest.mark.slow
 def test_export_writes_the_four_files_and_says_so(exported, tiny_run):
     assert sorted(p.name for p in exported.iterdir()) == [
         "config.json",
@@ -49,6 +50,7 @@ def test_export_writes_the_four_files_and_says_so(exported, tiny_run):
     assert config["gates"] == ["input", "forget", "cell", "output"] and config["state"] == ["h", "c"]
 
 
+@pytest.mark.slow
 def test_the_safetensors_file_alone_reproduces_charrnns_logits(exported, tiny_run):
     from safetensors.numpy import load_file
 
@@ -79,6 +81,7 @@ def test_the_safetensors_file_alone_reproduces_charrnns_logits(exported, tiny_ru
     np.testing.assert_allclose(np.stack(computed), charrnn_logits(tiny_run.best, ids)[:, 0], atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("streams", [1, 5])
 def test_onnxruntime_reproduces_charrnns_logits_over_200_steps(exported, tiny_run, streams):
     import onnxruntime
@@ -95,6 +98,7 @@ def test_onnxruntime_reproduces_charrnns_logits_over_200_steps(exported, tiny_ru
         np.testing.assert_allclose(logits, expected[t], rtol=0, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_generate_reads_an_export_back(exported, tiny_run):
     from_export = run_cli("generate", exported, "--length", 120, "--seed", 4, "--prime", "TH", "--device", "cpu")
     from_checkpoint = run_cli(
@@ -104,6 +108,7 @@ def test_generate_reads_an_export_back(exported, tiny_run):
     assert from_export.stdout == from_checkpoint.stdout and len(from_export.stdout) > 120
 
 
+@pytest.mark.slow
 def test_an_existing_outdir_is_refused_and_left_alone(exported, tiny_run):
     before = {p.name: p.read_bytes() for p in exported.iterdir()}
     result = invoke("export", tiny_run.best, exported)
@@ -128,6 +133,7 @@ def test_without_the_export_extra_it_says_which_pip_install_fixes_it(tiny_run, t
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_a_directory_that_is_not_an_export_is_one_clear_line(tmp_path):
     (tmp_path / "config.json").write_text('{"format": "something else"}')
     result = run_cli("generate", tmp_path, "--length", 5)
@@ -135,6 +141,7 @@ def test_a_directory_that_is_not_an_export_is_one_clear_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_the_numpy_and_onnxruntime_sampler_in_the_docs_runs_on_an_export(exported, tmp_path):
     import subprocess
 
@@ -148,6 +155,7 @@ def test_the_numpy_and_onnxruntime_sampler_in_the_docs_runs_on_an_export(exporte
     assert result.stdout.startswith("ROMEO:") and len(result.stdout) > 300
 
 
+@pytest.mark.slow
 def test_an_adaptive_head_exports_and_onnxruntime_reproduces_its_log_probabilities(matrix_runs, tmp_path):
     import onnxruntime
 

@@ -17,7 +17,7 @@ from charrnn.generation.compiled import SPLIT, WIDE, CompiledStepper, StreamRang
 from charrnn.generation.runtime import StepRuntime
 from charrnn.generation.sample import Sampling, collect, stream_samples
 from charrnn.generation.stepper import WIDE_BATCH, Stepper
-from tests.conftest import run_cli
+from tests.conftest import run_cli, step_notes
 
 VOCAB = Vocab.from_text("abcdefghijklmnopqrstuvwxyz ,.\n")
 
@@ -44,6 +44,7 @@ def texts(model, runtime=None, sampling=Sampling(), stop=(), num_samples=1, leng
     return collect(pieces, num_samples)
 
 
+@pytest.mark.slow
 def test_the_compiled_step_computes_what_the_eager_step_does(built):
     eager = Stepper(make_model())
     for streams in (1, 3, WIDE_BATCH - 1):  # one build serves every count in its range
@@ -55,6 +56,7 @@ def test_the_compiled_step_computes_what_the_eager_step_does(built):
         torch.testing.assert_close(new_state, expected_state, rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "sampling, stop",
     [
@@ -72,6 +74,7 @@ def test_a_seed_gives_the_same_text_compiled_and_eager(built, sampling, stop):
     assert compiled_runtime.kind == "compiled float32"
 
 
+@pytest.mark.slow
 def test_an_adaptive_head_compiles_and_computes_what_the_eager_step_does(compile_cache):
     torch.manual_seed(4)
     model = CharRNN(len(VOCAB), ModelConfig(hidden_size=24, num_layers=2, dropout=0.0, head="adaptive")).eval()
@@ -87,6 +90,7 @@ def test_an_adaptive_head_compiles_and_computes_what_the_eager_step_does(compile
     torch.testing.assert_close(new_state, expected_state, rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_more_streams_than_a_compiled_step_takes_run_eagerly(built, monkeypatch):
     monkeypatch.setattr(compiled, "MAX_STREAMS", 2)  # the real bound, 4096, lies past a range not built here
     eager = Stepper(make_model())
@@ -95,6 +99,7 @@ def test_more_streams_than_a_compiled_step_takes_run_eagerly(built, monkeypatch)
     torch.testing.assert_close(built.step(ids, state), eager.step(ids, state), rtol=0, atol=0)  # eager, exactly
 
 
+@pytest.mark.slow
 def test_a_second_runtime_loads_the_cached_build_instead_of_building(built, monkeypatch):
     def no_build(*args):
         raise AssertionError("built again")
@@ -102,9 +107,10 @@ def test_a_second_runtime_loads_the_cached_build_instead_of_building(built, monk
     monkeypatch.setattr(CompiledStepper, "build", no_build)
     notes = []
     stepper = StepRuntime(make_model(seed=9), compile="auto", note=notes.append).stepper(2, work=10)
-    assert stepper.serves(2) and notes == []  # other weights, same shape: the same build, silently
+    assert stepper.serves(2) and step_notes(notes) == []  # other weights, same shape: the same build, silently
 
 
+@pytest.mark.slow
 def test_a_different_shape_has_a_different_cache_file(built):
     same_shape, wider = Stepper(make_model(seed=4)), Stepper(make_model(hidden=32))
     assert compiled.package_path(same_shape, SPLIT) == compiled.package_path(built.eager, SPLIT)
@@ -120,7 +126,7 @@ def test_auto_builds_only_when_the_job_is_long_enough(monkeypatch, tmp_path):
     notes = []
     auto = StepRuntime(make_model(), compile="auto", note=notes.append)
     assert not auto.stepper(1, work=runtime.BREAK_EVEN_CHARS - 1).serves(1)
-    assert built_for == [] and "pays from" in notes[0]
+    assert built_for == [] and "pays from" in step_notes(notes)[0]
     auto.stepper(1, work=runtime.BREAK_EVEN_CHARS)
     assert built_for == [SPLIT]
 
@@ -136,6 +142,7 @@ def test_a_failed_build_says_why_once_and_generates_eagerly(monkeypatch, tmp_pat
     model = make_model()
     failing = StepRuntime(model, compile="on", note=notes.append)
     assert texts(model, failing) == texts(model) and texts(model, failing, seed=6) == texts(model, seed=6)
+    notes = step_notes(notes)
     assert len(notes) == 2 and notes[0].startswith("compiling the float32 generation step for 1-15 streams")
     assert notes[1] == "could not compile the generation step (no working C++ compiler): generating with the eager step"
 
@@ -148,16 +155,17 @@ def test_a_damaged_cache_file_is_removed_and_generation_goes_on(monkeypatch, tmp
     notes = []
     model = make_model()
     assert texts(model, StepRuntime(model, note=notes.append)) == texts(model)
-    assert not path.exists() and "could not load the compiled step" in notes[0]
+    assert not path.exists() and "could not load the compiled step" in step_notes(notes)[0]
 
 
 def test_compile_off_and_non_float32_models_run_the_eager_step():
     notes = []
     assert type(StepRuntime(make_model(), compile="off").stepper(1)) is Stepper
     double = StepRuntime(make_model().double(), compile="on", note=notes.append).stepper(1)
-    assert type(double) is Stepper and "float32 models on the CPU" in notes[0]
+    assert type(double) is Stepper and "float32 models on the CPU" in step_notes(notes)[0]
 
 
+@pytest.mark.slow
 def test_generate_compile_on_in_a_process_prints_the_same_text_as_compile_off(tiny_run):
     common = ["generate", tiny_run.best, "--prime", "ROMEO:", "--length", 200, "--seed", 3, "--device", "cpu"]
     eager = run_cli(*common, "--compile", "off")

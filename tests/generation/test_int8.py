@@ -14,7 +14,7 @@ from charrnn.generation.compiled_int8 import Int8CompiledStepper
 from charrnn.generation.draw import draw_with_uniforms
 from charrnn.generation.runtime import StepRuntime
 from charrnn.generation.stepper import Int8Stepper, Stepper
-from tests.conftest import BUNDLED_BOOK, invoke
+from tests.conftest import BUNDLED_BOOK, invoke, step_notes
 
 V, H = 40, 64
 
@@ -51,6 +51,7 @@ def shakespeare_val(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_int8_changes_the_bundled_models_loss_by_at_most_five_thousandths(shakespeare_val):
     result = invoke("evaluate", charrnn.load().path, shakespeare_val, "--quantize", "int8", "--json", "--device", "cpu")
     assert result.exit_code == 0, result.output
@@ -60,6 +61,7 @@ def test_int8_changes_the_bundled_models_loss_by_at_most_five_thousandths(shakes
     assert facts["int8"]["nats_per_char"] == pytest.approx(facts["nats_per_char"] + change)
 
 
+@pytest.mark.slow
 def test_evaluate_prints_the_int8_figure_beside_float32(shakespeare_val):
     result = invoke("evaluate", charrnn.load().path, shakespeare_val, "--quantize", "int8", "--device", "cpu")
     assert result.exit_code == 0, result.output
@@ -76,19 +78,20 @@ def test_generate_quantize_int8_through_the_cli_and_the_api(tiny_run):
 
 
 def test_int8_unavailable_says_why_once_and_generates_in_float32(monkeypatch):
-    def refuse(self, model):
+    def refuse(self, model, parts=None):
         raise RuntimeError("Didn't find engine for operation quantized::linear_prepack NoQEngine")
 
     monkeypatch.setattr(runtime.Int8Stepper, "__init__", refuse)
     notes = []
     chosen = StepRuntime(make_model("lstm"), quantize="int8", note=notes.append)
     assert type(chosen.stepper(1)) is Stepper and type(chosen.stepper(4)) is Stepper
-    assert notes == [
+    assert step_notes(notes) == [
         "int8 is unavailable here (Didn't find engine for operation quantized::linear_prepack NoQEngine): "
         "generating in eager float32"
     ]
 
 
+@pytest.mark.slow
 def test_a_compiled_int8_step_computes_what_the_eager_int8_step_does():
     model = make_model("lstm")
     notes = []
@@ -113,4 +116,4 @@ def test_an_int8_gru_runs_eagerly_and_says_so_when_compiling_was_asked():
     notes = []
     chosen = StepRuntime(make_model("gru"), compile="on", quantize="int8", note=notes.append).stepper(1)
     assert type(chosen) is Int8Stepper
-    assert notes == ["int8 GRU steps run eagerly (only LSTM and RNN int8 steps are compiled)"]
+    assert step_notes(notes) == ["int8 GRU steps run eagerly (only LSTM and RNN int8 steps are compiled)"]

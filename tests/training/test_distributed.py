@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from charrnn.config import ModelConfig, TrainConfig
@@ -13,6 +14,8 @@ from charrnn.formats.checkpoint import Checkpoint
 from charrnn.training.loop import fit
 from charrnn.training.policy import resume_run, start_run
 from tests.conftest import PINNED_THREADS, quiet
+
+pytestmark = pytest.mark.slow  # every test starts torchrun
 
 MODEL = ModelConfig(hidden_size=16, num_layers=2, dropout=0.0, weight_drop=0.0)  # no dropout: masks differ per process
 

@@ -101,6 +101,7 @@ def test_without_a_terminal_progress_is_a_plain_line_now_and_then(
     assert lines[-1].startswith("step 12/12 ")
 
 
+@pytest.mark.slow
 def test_on_a_terminal_progress_is_a_bar_redrawn_in_place(book_slice, tmp_path):
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
@@ -145,6 +146,7 @@ def test_no_progress_shows_nothing_on_stderr(
     assert (capsys.readouterr().err != "") == progress
 
 
+@pytest.mark.slow
 def test_a_run_that_learns_its_text_by_heart_says_so_at_the_end(tmp_path):
     # Random letters: nothing in the training split predicts the validation split, so all the
     # model can learn is the training text itself, and validation climbs while training falls.

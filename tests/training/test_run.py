@@ -48,6 +48,7 @@ def test_run_writes_last_and_best_and_counts_steps(book_slice, tmp_path, tiny_mo
     assert best.progress.step == min(last.metrics, key=lambda m: m["val_loss"])["step"]
 
 
+@pytest.mark.slow
 def test_max_epochs_ends_the_run_after_whole_passes(book_slice, tmp_path, tiny_model, tiny_train):
     short = tmp_path / "short.txt"
     short.write_text(book_slice.read_text()[:1500])
@@ -59,6 +60,7 @@ def test_max_epochs_ends_the_run_after_whole_passes(book_slice, tmp_path, tiny_m
     assert run.progress.epoch == 2 and run.progress.window == 0
 
 
+@pytest.mark.slow
 def test_without_max_epochs_a_time_limit_alone_ends_the_run(book_slice, tmp_path, tiny_model, tiny_train):
     short = tmp_path / "short.txt"
     short.write_text(book_slice.read_text()[:200])  # two windows per pass: many passes in a second

@@ -4,6 +4,8 @@ import dataclasses
 import os
 import signal
 
+import pytest
+
 from charrnn.formats.checkpoint import Checkpoint
 from charrnn.training.loop import fit
 from charrnn.training.policy import resume_run, start_run
@@ -11,6 +13,7 @@ from charrnn.training.stopping import validations_since_best
 from tests.conftest import quiet
 
 
+@pytest.mark.slow
 def test_a_time_limit_stops_the_run_with_a_final_validation_and_save(book_slice, tmp_path, tiny_model, tiny_train):
     config = dataclasses.replace(
         tiny_train,
