@@ -114,6 +114,45 @@ def _read_quota(directory: Path) -> float | None:
     return quota / period if quota > 0 and period > 0 else None
 
 
+class OtherLoad:
+    """How many of this process's cores other programs kept busy since the last call (Linux).
+
+    The busy time of the CPUs this process may run on (``/proc/stat``) less this process's own
+    CPU time, over the wall time between calls: 1.0 means another program held one core the whole
+    time. None where that cannot be read (another system, an unreadable file, a first call).
+    """
+
+    def __init__(self, cpus: set[int] | None = None, stat: Path = Path("/proc/stat")):
+        if cpus is None and hasattr(os, "sched_getaffinity"):
+            cpus = set(os.sched_getaffinity(0))
+        self.cpus, self.stat = cpus, stat
+        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self._last = self._read()
+
+    def _read(self) -> tuple[float, float, float] | None:
+        """(wall seconds, busy seconds of our CPUs, this process's CPU seconds), or None."""
+        if not self.cpus:
+            return None
+        try:
+            lines = self.stat.read_text().splitlines()
+        except OSError:
+            return None
+        busy = 0
+        for line in lines:
+            name, *fields = line.split()
+            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in self.cpus:
+                numbers = [int(field) for field in fields[:8]]  # user nice system idle iowait irq softirq steal
+                busy += sum(numbers) - numbers[3] - numbers[4]
+        return time.perf_counter(), busy / self.tick, time.process_time()
+
+    def __call__(self) -> float | None:
+        now, last = self._read(), self._last
+        self._last = now
+        if now is None or last is None or now[0] - last[0] < 0.05:
+            return None
+        return max(0.0, ((now[1] - last[1]) - (now[2] - last[2])) / (now[0] - last[0]))
+
+
 def candidate_counts(cores: int) -> list[int]:
     """The counts ``auto`` tries on ``cores`` cores, most first: all, all but one, halves, down to 1."""
     counts = {cores, max(1, cores - 1), 1}
@@ -138,8 +177,12 @@ class ThreadTuner:
     log: Callable[[str], None] = lambda message: None
     apply: Callable[[int], None] = torch.set_num_threads
     clock: Callable[[], float] = time.perf_counter
+    # Cores other programs kept busy since the last call (``OtherLoad``; None: unknown): counts
+    # that would need more cores than are free are not tried, since one step on a core another
+    # program holds costs 6-60 steps' time (benchmarks/busy_machine.py).
+    others: Callable[[], float | None] = lambda: None
     probe_steps: int = 3  # timed steps per candidate (after one untimed warm-up step) ...
-    probe_seconds: float = 0.05  # ... and at least this much of them
+    probe_seconds: float = 0.3  # ... and at least this much of them
     window: int = 5  # recent steps whose median is compared with the chosen count's time ...
     settle: float = 0.25  # ... and at least this many seconds of them
     jump: float = 1.5  # a change of this factor in the step time starts a new measurement
@@ -164,6 +207,7 @@ class ThreadTuner:
         self._next_check = math.inf
         self._why = "start"
         self._before = self.threads
+        self._load: float | None = None  # cores other programs kept busy, at the last look (None: unknown)
         if self.fixed is None and self.cores > 1:
             self._start_probe("start")
 
@@ -204,21 +248,40 @@ class ThreadTuner:
             return
         typical = statistics.median(self._recent)
         self._recent.clear()
+        self._load = self.others()
         if self._reference is None:
             self._reference = typical
         elif typical > self.jump * self._reference:
-            self._start_probe(f"steps got {typical / self._reference:.1f}x slower")
+            self._look_again(f"steps got {typical / self._reference:.1f}x slower", typical)
         elif typical * self.jump < self._reference:
-            self._start_probe(f"steps got {self._reference / typical:.1f}x faster")
+            self._look_again(f"steps got {self._reference / typical:.1f}x faster", typical)
         elif self.clock() >= self._next_check:
-            self._start_probe("a periodic look")
+            self._look_again("a periodic look", typical)
+
+    def _free_counts(self) -> list[int]:
+        """The candidate counts, fewest first, that fit in the cores other programs leave free."""
+        counts = candidate_counts(self.cores)[::-1]
+        if self._load is None:
+            return counts
+        room = max(1, round(self.cores - self._load))
+        return [count for count in counts if count <= room]
+
+    def _look_again(self, why: str, typical: float) -> None:
+        """Measure the counts again, unless no other count fits in the free cores: then the new
+        step time is the one to compare with, and the next look comes later."""
+        if self._free_counts() == [self.threads]:
+            self._reference = typical
+            self._interval = min(self._interval * 2, self.last_recheck)
+            self._next_check = self.clock() + self._interval
+            return
+        self._start_probe(why)
 
     def _start_probe(self, why: str) -> None:
         """Measure every candidate again. At the start they go from one thread up: a count that
         includes a busy core is the one that costs 6-60x, and after a fast count has been timed,
         one step shows it (``_probe_step``). Later the chosen count goes first, to time it afresh."""
-        fewest_first = candidate_counts(self.cores)[::-1]
-        if why == "start":
+        fewest_first = self._free_counts()
+        if why == "start" or self.threads not in fewest_first:  # not the current count: it has no room
             self._probe = fewest_first
         else:
             self._probe = [self.threads, *(count for count in fewest_first if count != self.threads)]
@@ -233,6 +296,9 @@ class ThreadTuner:
         best = min(self._medians.values(), default=None)
         if not self._warm:  # the first step after a change pays for waking threads: not timed
             self._warm = True
+            if self._why == "start" and best is None:  # the first look at the machine: prune what has no room
+                self._load = self.others()
+                self._probe = [self._probe[0], *(c for c in self._probe[1:] if c in self._free_counts())]
             if best is None or seconds < 2 * self.jump * best:
                 return
             self._times = [seconds]  # far slower even allowing for the wake-up: no need to go on
@@ -290,7 +356,7 @@ def thread_tuner(
         fixed = torch.get_num_threads()
     if fixed is not None:
         return ThreadTuner(cores=fixed, fixed=fixed, log=log)
-    return ThreadTuner(cores=cores_for_this_process(), log=log, say_start=say_start)
+    return ThreadTuner(cores=cores_for_this_process(), log=log, others=OtherLoad(), say_start=say_start)
 
 
 def cores_for_this_process() -> int:

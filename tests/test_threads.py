@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from charrnn.threads import (
+    OtherLoad,
     ThreadTuner,
     candidate_counts,
     cgroup_cpu_quota,
@@ -137,6 +138,16 @@ def test_jittery_sub_millisecond_steps_on_a_quiet_machine_do_not_make_it_flap():
     assert tuner.changes == [(2, "start")]
 
 
+def test_counts_that_need_cores_other_programs_hold_are_never_tried():
+    machine = Machine(cores=4, busy=3)  # one core left: every count above one would stall
+    tuner = machine.tuner(others=lambda: float(machine.busy), first_recheck=10.0)
+    counts = machine.run(tuner, 200)  # 200 s, with several looks again
+    assert counts == [1] * 200 and tuner.threads == 1
+    machine.busy = 0
+    machine.run(tuner, 200)
+    assert tuner.threads == 4 and tuner.changes[-1][0] == 4
+
+
 def test_a_fixed_count_is_set_once_and_never_changed():
     machine = Machine(busy=1)
     tuner = machine.tuner(fixed=2)
@@ -159,6 +170,24 @@ def test_a_count_set_in_one_thread_is_set_again_in_the_thread_that_steps():
     worker.start()
     worker.join()
     assert machine.applied == [2, 2]  # once here, once in the worker, where its steps run
+
+
+def test_other_programs_load_is_the_busy_time_of_our_cpus_less_our_own(tmp_path, monkeypatch):
+    stat = tmp_path / "stat"
+    clock = iter([0.0, 1.0])
+    own = iter([0.0, 0.5])
+    monkeypatch.setattr("time.perf_counter", lambda: next(clock))
+    monkeypatch.setattr("time.process_time", lambda: next(own))
+    monkeypatch.setattr("os.sysconf", lambda name: 100)
+    # user nice system idle iowait irq softirq steal; cpu2 is not ours and is ignored
+    stat.write_text("cpu  0 0 0 0 0 0 0 0\ncpu0 100 0 0 900 0 0 0 0\ncpu1 100 0 0 900 0 0 0 0\ncpu2 0 0 0 0 0 0 0 0\n")
+    load = OtherLoad({0, 1}, stat)
+    stat.write_text(
+        "cpu  0 0 0 0 0 0 0 0\ncpu0 200 0 0 900 0 0 0 0\ncpu1 150 0 0 950 0 0 0 0\ncpu2 999 0 0 0 0 0 0 0\n"
+    )
+    # 1.5 s of busy time on our two CPUs in 1 s of wall time, 0.5 s of it ours: one core's worth of others
+    assert load() == pytest.approx(1.0)
+    assert OtherLoad({0}, tmp_path / "missing")() is None
 
 
 def test_quota_from_cgroup_v2_and_v1_files(tmp_path):
@@ -229,11 +258,17 @@ def test_training_says_what_it_chose_and_why_and_metrics_record_it(tiny_run, tmp
         "--out",
         out,
         "--max-steps",
-        24,
+        400,  # tiny steps: the first measurement takes a third of a second of them at each count
         "--eval-every",
-        12,
+        200,
         "--hidden-size",
         16,
+        "--batch-size",
+        4,
+        "--seq-len",
+        16,
+        "--max-epochs",
+        1000,
         "--no-sample",
         "--no-progress",
     )

@@ -4,12 +4,12 @@ import sys
 
 import pexpect
 import pytest
+from click.testing import CliRunner
 
 import charrnn
+from charrnn.commands.chat import chat as chat_command
 from charrnn.generation.sample import Sampling
 from charrnn.generation.session import Session
-
-pytestmark = pytest.mark.slow  # every test drives a `charrnn chat` process in a pseudo-terminal
 
 PROMPT = "\r\n> "
 
@@ -50,6 +50,7 @@ def reply(child, line: str) -> str:
     return child.before.split("\r\n", 1)[1] if "\r\n" in child.before else ""
 
 
+@pytest.mark.slow  # a `charrnn chat` process in a pseudo-terminal
 def test_each_continuation_goes_on_from_the_last_and_new_starts_afresh(chat, tiny_run):
     model = charrnn.load(tiny_run.best, "cpu")
     session = Session(model.model, model.vocab, seed=1)
@@ -64,6 +65,7 @@ def test_each_continuation_goes_on_from_the_last_and_new_starts_afresh(chat, tin
     assert reply(chat, "ROMEO:").replace("\r\n", "\n") == first  # afresh, with the same seed
 
 
+@pytest.mark.slow  # a `charrnn chat` process in a pseudo-terminal
 def test_settings_change_and_bad_values_are_one_line(chat):
     assert "temperature 0.5" in reply(chat, "/temp 0.5")
     assert "top-k 3" in reply(chat, "/top-k 3")
@@ -77,6 +79,7 @@ def test_settings_change_and_bad_values_are_one_line(chat):
     assert len(reply(chat, "ROMEO:").strip("\r\n")) == 12
 
 
+@pytest.mark.slow  # a `charrnn chat` process in a pseudo-terminal
 def test_ctrl_c_stops_a_continuation_but_not_the_session_and_ctrl_d_quits(chat):
     reply(chat, "/length 1000000")
     chat.sendline("ROMEO:")
@@ -92,8 +95,27 @@ def test_ctrl_c_stops_a_continuation_but_not_the_session_and_ctrl_d_quits(chat):
     assert chat.exitstatus == 0
 
 
+@pytest.mark.slow  # a `charrnn chat` process in a pseudo-terminal
 def test_quit_ends_the_session_with_status_0(chat):
     chat.sendline("/quit")
     chat.expect(pexpect.EOF)
     chat.close()
     assert chat.exitstatus == 0
+
+
+def test_in_process_a_session_reads_commands_and_lines_until_quit(tiny_run, tmp_path):
+    typed = "/temp 0.5\n/length 15\nROMEO:\n/more 5\n/fly\n/quit\n"
+    result = CliRunner().invoke(
+        chat_command,
+        [str(tiny_run.best), "--seed", "2", "--device", "cpu", "--history", str(tmp_path / "history")],
+        input=typed,
+    )
+    assert result.exit_code == 0, result.output
+    model = charrnn.load(tiny_run.best, "cpu")
+    session = Session(model.model, model.vocab, seed=2)
+    session.feed("ROMEO:")
+    first = "".join(session.generate(15, Sampling(temperature=0.5)))
+    more = "".join(session.generate(5, Sampling(temperature=0.5)))
+    assert "temperature 0.5" in result.output and "length 15" in result.output
+    assert first + "\n" in result.output and more + "\n" in result.output
+    assert "unknown command /fly" in result.output
