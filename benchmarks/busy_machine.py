@@ -1,6 +1,7 @@
 """Speed on a machine that is not ours alone: --threads auto against every fixed count.
 
-Usage: python benchmarks/busy_machine.py [--rounds 3] [--seconds 20] [--quick]
+Usage: python benchmarks/busy_machine.py [--rounds 3] [--seconds 20] [--quick] [--load quiet|one|all]
+       [--job train|"generate x1"|"generate x16"]
 
 Three jobs, each in a fresh process as a user runs it, for a fixed stretch of wall time:
 
@@ -83,6 +84,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=20.0, help="wall time of each run")
     parser.add_argument("--quick", action="store_true", help="one round of 8 s (a smoke test, not figures)")
+    parser.add_argument("--load", choices=("quiet", "one", "all"), action="append", help="only these loads")
+    parser.add_argument("--job", choices=JOBS, action="append", help="only these jobs")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -99,6 +102,10 @@ def main() -> None:
     cores = usable_cores()
     settings = ["auto", *(str(count) for count in range(1, cores + 1))]
     loads = {"quiet": 0, "one core busy": 1, f"all {cores} cores busy": cores}
+    if args.load:
+        keys = dict(zip(("quiet", "one", "all"), loads, strict=True))
+        loads = {keys[key]: loads[keys[key]] for key in args.load}
+    jobs = args.job or JOBS
     print(f"torch {torch.__version__}, {cores} usable cores, {os.cpu_count()} CPUs")
     print(f"{args.rounds} rounds of {args.seconds:g} s per run")
     results: dict[tuple[str, str, str], list[float]] = {}
@@ -107,7 +114,7 @@ def main() -> None:
         try:
             time.sleep(1)
             for _ in range(args.rounds):
-                for job in JOBS:
+                for job in jobs:
                     for setting in settings:
                         results.setdefault((load, job, setting), []).append(measure(job, setting, args.seconds))
         finally:
@@ -122,7 +129,7 @@ def main() -> None:
     print()
     print("auto / the best fixed count (the one with the highest median), per round:")
     for load in loads:
-        for job in JOBS:
+        for job in jobs:
             fixed = {s: results[load, job, s] for s in settings if s != "auto"}
             best = max(fixed, key=lambda s: statistics.median(fixed[s]))
             per_round = [a / b for a, b in zip(results[load, job, "auto"], fixed[best], strict=True)]
