@@ -22,6 +22,7 @@ default) and equal to float rounding under ``auto``, whose counts follow the mac
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import statistics
@@ -336,6 +337,11 @@ class ThreadTuner:
             self.threads = count
             self.apply(count)
             self._applied_in = threading.get_ident()
+
+
+def timed_step(tuner: ThreadTuner | None, size: object = None) -> contextlib.AbstractContextManager:
+    """``tuner.step(size)``, or nothing to time when a loop runs without a tuner."""
+    return tuner.step(size) if tuner is not None else contextlib.nullcontext()
 
 
 def thread_tuner(

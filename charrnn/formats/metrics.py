@@ -15,7 +15,7 @@ from charrnn.errors import CharRNNError
 
 METRICS_FILE = "metrics.csv"
 REQUIRED = ("step", "elapsed_seconds", "chars_seen", "train_loss", "val_loss", "lr", "chars_per_second")
-# Added in 0.6.0 (CPU threads in use): a run resumed from an older release keeps its file's columns.
+# Added with --threads (the CPU threads in use): a run resumed from an older release keeps its file's columns.
 COLUMNS = (*REQUIRED, "threads")
 
 

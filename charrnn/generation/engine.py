@@ -13,7 +13,6 @@ is woken a few hundred times a second, not once per step or per character.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from charrnn.core.vocab import Vocab
 from charrnn.generation.compiled import CompiledSteps
 from charrnn.generation.sample import Sampling, StopWatch, next_ids
 from charrnn.generation.stepper import Stepper
-from charrnn.threads import ThreadTuner
+from charrnn.threads import ThreadTuner, timed_step
 
 
 @dataclass(eq=False)
@@ -187,7 +186,7 @@ class Engine:
             ids = ids[index]
             self._state = tuple(t.index_select(1, index) for t in self._state)
         if self.streams:
-            with self.threads.step(len(self.streams)) if self.threads else contextlib.nullcontext():
+            with timed_step(self.threads, len(self.streams)):
                 self._logits, self._state = self.stepper.step(ids, self._state)  # (N, V); (L, N, H) each
         else:
             self._logits = self._logits[:0]

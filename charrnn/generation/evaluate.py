@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from charrnn.core.vocab import UnknownCharactersError, Vocab
 from charrnn.errors import CharRNNError
 from charrnn.generation.compiled import CompiledSteps
 from charrnn.generation.stepper import Stepper
-from charrnn.threads import ThreadTuner
+from charrnn.threads import ThreadTuner, timed_step
 
 
 @torch.inference_mode()
@@ -28,7 +27,6 @@ def loss_sum(model: CharRNN, batches: StreamBatches, threads: ThreadTuner | None
     with all of its stream's preceding text as context. Dropout is off while scoring.
     ``threads``: time each window to choose the CPU thread count (charrnn/threads.py).
     """
-    timed = threads.step if threads is not None else lambda: contextlib.nullcontext()
     was_training = model.training
     model.eval()
     try:
@@ -36,7 +34,7 @@ def loss_sum(model: CharRNN, batches: StreamBatches, threads: ThreadTuner | None
         window_sums = []  # kept on the device and read once at the end: no per-window GPU wait
         for index in range(batches.num_windows):
             x, y = batches.window(index)  # (B, T) each
-            with timed():
+            with timed_step(threads):
                 logits, state = model(x, state)  # (B·T, V)
             window_sums.append(F.cross_entropy(logits.float(), y.reshape(-1), reduction="sum"))  # y: (B·T,)
     finally:
@@ -52,13 +50,12 @@ def loss_sum_stepwise(
 ) -> tuple[float, int]:
     """``loss_sum`` through a generation step, one character at a time: what an int8 model
     generates with is what gets scored."""
-    timed = threads.step if threads is not None else lambda: contextlib.nullcontext()
     state = stepper.init_state(batches.batch_size)
     sums = []
     for index in range(batches.num_windows):
         x, y = batches.window(index)  # (B, T) each
         for t in range(x.shape[1]):
-            with timed():
+            with timed_step(threads):
                 logits, state = stepper.step(x[:, t], state)  # (B, V)
             sums.append(F.cross_entropy(logits.float(), y[:, t].long(), reduction="sum"))
     total = torch.stack(sums).double().sum().item() if sums else 0.0

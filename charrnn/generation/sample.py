@@ -12,7 +12,6 @@ can flip a draw that lands on a probability boundary).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import secrets
 from collections.abc import Iterator, Sequence
@@ -30,7 +29,7 @@ from charrnn.generation.compiled import CompiledSteps
 from charrnn.generation.draw import UniformBlocks, draw_uniforms, draw_with_uniforms
 from charrnn.generation.runtime import StepRuntime
 from charrnn.generation.stepper import Stepper
-from charrnn.threads import ThreadTuner
+from charrnn.threads import ThreadTuner, timed_step
 
 AnyStepper = Stepper | CompiledSteps
 
@@ -206,7 +205,6 @@ def _steps(
     threads: ThreadTuner | None,
 ) -> Iterator[list[tuple[int, str]]]:
     num_samples = len(generators)
-    timed = threads.step if threads is not None else lambda size: contextlib.nullcontext()
     was_training = model.training
     model.eval()
     try:
@@ -242,7 +240,7 @@ def _steps(
                     return
             if position + 1 == length:  # the last character needs no prediction after it
                 break
-            with timed(num_samples):  # the thread count that steps fastest (charrnn/threads.py)
+            with timed_step(threads, num_samples):  # the thread count that steps fastest (charrnn/threads.py)
                 if fused:
                     ids, logits, state = stepper.step_and_draw(ids, state, uniforms.take(), sampling.temperature)
                 else:

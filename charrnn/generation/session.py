@@ -9,7 +9,6 @@ the text shown so far.
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 from collections.abc import Iterator
 
@@ -21,7 +20,7 @@ from charrnn.core.vocab import Vocab
 from charrnn.generation.compiled import CompiledSteps
 from charrnn.generation.sample import Sampling, next_ids
 from charrnn.generation.stepper import Stepper
-from charrnn.threads import ThreadTuner
+from charrnn.threads import ThreadTuner, timed_step
 
 
 class Session:
@@ -84,7 +83,7 @@ class Session:
         if self.pending is None:
             return
         ids = torch.tensor([self.pending], device=self.model.device)
-        with self.threads.step() if self.threads else contextlib.nullcontext():
+        with timed_step(self.threads):
             logits, state = self.stepper.step(ids, self.state)  # (1, V)
         self.state, self.logits = state, logits
         self.text += self.vocab.chars[self.pending]
