@@ -195,8 +195,8 @@ class ThreadTuner:
 
     def __post_init__(self) -> None:
         self.threads = self.fixed if self.fixed is not None else self.cores
-        self.apply(self.threads)
-        self._applied_in = threading.get_ident()
+        # Set in the thread that steps, at its first step: a loaded model changes nothing until it runs.
+        self._applied_in: int | None = None
         self._interval = self.first_recheck
         self._reference: float | None = None  # the chosen count's median step time
         self._size: object = None
@@ -219,7 +219,7 @@ class ThreadTuner:
     @contextmanager
     def step(self, size: object = None) -> Iterator[None]:
         """Time the step inside; afterwards, maybe move to another count."""
-        if threading.get_ident() != self._applied_in:  # a count set in one thread does not hold in another
+        if threading.get_ident() != self._applied_in:  # new, or set in another thread, where it does not hold
             self._applied_in = threading.get_ident()
             self.apply(self.threads)
         started = self.clock()
@@ -333,10 +333,10 @@ class ThreadTuner:
         self._next_check = self.clock() + self._interval
 
     def _set(self, count: int) -> None:
+        """Use ``count`` from the next step on (``step`` sets it, in the thread that steps)."""
         if count != self.threads:
             self.threads = count
-            self.apply(count)
-            self._applied_in = threading.get_ident()
+            self._applied_in = None
 
 
 def timed_step(tuner: ThreadTuner | None, size: object = None) -> contextlib.AbstractContextManager:

@@ -42,13 +42,12 @@ class Machine:
         return ThreadTuner(cores=self.cores, apply=self.applied.append, clock=lambda: self.now, **options)
 
     def run(self, tuner: ThreadTuner, steps: int, size: object = None) -> list[int]:
-        """Run ``steps`` steps; the count each ran on."""
+        """Run ``steps`` steps; the count each ran on (the one last applied)."""
         counts = []
         for _ in range(steps):
-            counts.append(tuner.threads)
-            taken = self.seconds(tuner.threads)
-            self.now += taken
-            tuner.record(taken, size)
+            with tuner.step(size):  # the clock is ``now``: the step takes what the machine says
+                counts.append(self.applied[-1])
+                self.now += self.seconds(self.applied[-1])
         return counts
 
 
@@ -166,7 +165,9 @@ def test_a_count_set_in_one_thread_is_set_again_in_the_thread_that_steps():
 
     machine = Machine()
     tuner = machine.tuner(fixed=2)
-    worker = threading.Thread(target=lambda: [tuner.step().__enter__() for _ in range(1)])
+    assert machine.applied == []  # nothing changes until a step runs
+    machine.run(tuner, 3)
+    worker = threading.Thread(target=lambda: machine.run(tuner, 3))
     worker.start()
     worker.join()
     assert machine.applied == [2, 2]  # once here, once in the worker, where its steps run
@@ -236,7 +237,9 @@ def test_under_torchrun_each_process_gets_its_share_and_outside_it_omp_num_threa
         monkeypatch.delenv("OMP_NUM_THREADS")
         assert thread_tuner("auto").cores == 8
         assert thread_tuner("auto", device_type="cuda").changes == []  # a GPU: torch's count, unmeasured
-        assert thread_tuner("3").threads == 3 and torch.get_num_threads() == 3
+        fixed = thread_tuner("3")
+        with fixed.step():
+            assert fixed.threads == 3 and torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
 
