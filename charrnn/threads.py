@@ -212,10 +212,6 @@ class ThreadTuner:
         if self.fixed is None and self.cores > 1:
             self._start_probe("start")
 
-    @property
-    def measuring(self) -> bool:
-        return bool(self._probe)
-
     @contextmanager
     def step(self, size: object = None) -> Iterator[None]:
         """Time the step inside; afterwards, maybe move to another count."""
