@@ -97,7 +97,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     import torch
 
-    from charrnn.threads import usable_cores
+    from charrnn.cores import usable_cores
 
     cores = usable_cores()
     settings = ["auto", *(str(count) for count in range(1, cores + 1))]

@@ -6,37 +6,36 @@ whole region waits for that thread: on a 2-core machine with one core busy, a 2-
 step measured 6x slower than a 1-thread one (benchmarks/busy_machine.py). So under ``auto`` the
 count is measured, not assumed:
 
-- ``usable_cores`` is where it starts: the cores this process may run on (its CPU affinity),
-  capped by a container's CPU quota (cgroup ``cpu.max``, or v1's ``cpu.cfs_quota_us``) — not the
-  host's core count, which a container or ``taskset`` hides nothing of.
+- It starts from the cores this process may run on (``charrnn.cores``: its CPU affinity, capped
+  by a container's CPU quota) — not the host's core count.
 - ``ThreadTuner`` times a few steps of a loop at each candidate count and keeps the fastest; it
   looks again when the step time jumps or drops (the machine got busy, or quiet), and at growing
   intervals in between, since one thread runs as fast on a busy machine as on a quiet one and so
   cannot tell when the other cores come free.
 
-Thread counts change how a multiply is divided among cores. On the CPUs measured here a training
-step gave bit-identical weights with 1 and 2 threads, but that is the kernels' choice, not a
-promise: exact resume is bit-exact under a fixed ``--threads N`` (as it always was under torch's
-default) and equal to float rounding under ``auto``, whose counts follow the machine's load.
+- It never tries a count that needs a core other programs hold (``charrnn.cores.OtherLoad``):
+  one step there costs 6-60 steps' time.
+
+Thread counts change how a multiply is divided among cores. On this project's CPU the default
+model's training step gave bit-identical weights with 1 and 2 threads and tiny models' did not:
+that is the kernels' choice, not a promise. Exact resume is bit-exact under a fixed
+``--threads N`` (as it always was under torch's default) and equal to float rounding under
+``auto``, whose counts follow the machine's load.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import os
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-PROC_SELF_CGROUP = Path("/proc/self/cgroup")
+from charrnn.cores import OtherLoad, cores_for_this_process
 
 
 def parse_threads(value: str | int) -> int | None:
@@ -52,106 +51,6 @@ def parse_threads(value: str | int) -> int | None:
     if number < 1:
         raise ValueError(f"threads must be auto or a whole number >= 1, got {value!r}")
     return number
-
-
-def usable_cores(cgroup_root: Path = CGROUP_ROOT, proc_self_cgroup: Path = PROC_SELF_CGROUP) -> int:
-    """The cores this process may use: its affinity, capped by its cgroup's CPU quota (rounded up)."""
-    if hasattr(os, "sched_getaffinity"):
-        cores = len(os.sched_getaffinity(0))
-    else:  # macOS, Windows: no affinity to read
-        cores = os.cpu_count() or 1
-    quota = cgroup_cpu_quota(cgroup_root, proc_self_cgroup)
-    if quota is not None:
-        cores = min(cores, max(1, math.ceil(quota - 1e-9)))
-    return max(1, cores)
-
-
-def cgroup_cpu_quota(cgroup_root: Path = CGROUP_ROOT, proc_self_cgroup: Path = PROC_SELF_CGROUP) -> float | None:
-    """The CPU quota in cores of this process's cgroup and its ancestors (the tightest), or None.
-
-    cgroup v2 writes "QUOTA PERIOD" (or "max PERIOD") to ``cpu.max``; v1 writes the two numbers
-    to ``cpu.cfs_quota_us`` (-1: none) and ``cpu.cfs_period_us``. Inside a container the root is
-    usually the container's own cgroup, so the root's files are read as well as the listed path's.
-    """
-    quotas = []
-    for directory in _cgroup_directories(cgroup_root, proc_self_cgroup):
-        quota = _read_quota(directory)
-        if quota is not None:
-            quotas.append(quota)
-    return min(quotas) if quotas else None
-
-
-def _cgroup_directories(root: Path, proc_self_cgroup: Path) -> list[Path]:
-    """The cgroup directories that may hold this process's CPU limits: its own, its ancestors, the root."""
-    relative: list[str] = []
-    try:
-        for line in proc_self_cgroup.read_text().splitlines():
-            _, controllers, path = line.split(":", 2)
-            if controllers == "" or "cpu" in controllers.split(","):  # v2's one line, or v1's cpu line
-                relative.append(path)
-    except (OSError, ValueError):
-        pass
-    bases = [root, root / "cpu", root / "cpu,cpuacct"]
-    directories: list[Path] = []
-    for base in bases:
-        for path in relative:
-            parts = [part for part in path.split("/") if part]
-            directories += [base.joinpath(*parts[:depth]) for depth in range(len(parts), 0, -1)]
-        directories.append(base)
-    return directories
-
-
-def _read_quota(directory: Path) -> float | None:
-    try:
-        quota, period = (directory / "cpu.max").read_text().split()[:2]
-        return None if quota == "max" else int(quota) / int(period)
-    except (OSError, ValueError):
-        pass
-    try:
-        quota = int((directory / "cpu.cfs_quota_us").read_text())
-        period = int((directory / "cpu.cfs_period_us").read_text())
-    except (OSError, ValueError):
-        return None
-    return quota / period if quota > 0 and period > 0 else None
-
-
-class OtherLoad:
-    """How many of this process's cores other programs kept busy since the last call (Linux).
-
-    The busy time of the CPUs this process may run on (``/proc/stat``) less this process's own
-    CPU time, over the wall time between calls: 1.0 means another program held one core the whole
-    time. None where that cannot be read (another system, an unreadable file, a first call).
-    """
-
-    def __init__(self, cpus: set[int] | None = None, stat: Path = Path("/proc/stat")):
-        if cpus is None and hasattr(os, "sched_getaffinity"):
-            cpus = set(os.sched_getaffinity(0))
-        self.cpus, self.stat = cpus, stat
-        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-        self._last = self._read()
-
-    def _read(self) -> tuple[float, float, float] | None:
-        """(wall seconds, busy seconds of our CPUs, this process's CPU seconds), or None."""
-        if not self.cpus:
-            return None
-        try:
-            lines = self.stat.read_text().splitlines()
-        except OSError:
-            return None
-        busy = 0
-        for line in lines:
-            name, *fields = line.split()
-            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in self.cpus:
-                numbers = [int(field) for field in fields[:8]]  # user nice system idle iowait irq softirq steal
-                busy += sum(numbers) - numbers[3] - numbers[4]
-        return time.perf_counter(), busy / self.tick, time.process_time()
-
-    def __call__(self) -> float | None:
-        now, last = self._read(), self._last
-        self._last = now
-        if now is None or last is None or now[0] - last[0] < 0.05:
-            return None
-        return max(0.0, ((now[1] - last[1]) - (now[2] - last[2])) / (now[0] - last[0]))
 
 
 def candidate_counts(cores: int) -> list[int]:
@@ -197,12 +96,15 @@ class ThreadTuner:
         self.threads = self.fixed if self.fixed is not None else self.cores
         # Set in the thread that steps, at its first step: a loaded model changes nothing until it runs.
         self._applied_in: int | None = None
+        self._step_size: object = None  # the step being timed: its size and when it started
+        self._step_started = 0.0
         self._interval = self.first_recheck
         self._reference: float | None = None  # the chosen count's median step time
         self._size: object = None
         self._recent: list[float] = []  # steps since the last comparison with the reference
         self._probe: list[int] = []  # counts still to measure, the one being measured first
-        self._times: list[float] = []  # the timed steps of the count being measured
+        self._times: list[float] = []  # the timed steps of the count being measured ...
+        self._timed = 0.0  # ... and their sum
         self._medians: dict[int, float] = {}  # the counts measured so far in this probe
         self._warm = False  # the count being measured has had its untimed step
         self._next_check = math.inf
@@ -212,15 +114,21 @@ class ThreadTuner:
         if self.fixed is None and self.cores > 1:
             self._start_probe("start")
 
-    @contextmanager
-    def step(self, size: object = None) -> Iterator[None]:
-        """Time the step inside; afterwards, maybe move to another count."""
+    def step(self, size: object = None) -> ThreadTuner:
+        """``with tuner.step(size):`` times the step inside; afterwards, maybe moves to another count.
+        (The tuner is its own context manager: no generator per step on the sampling hot path.)"""
+        self._step_size = size
+        return self
+
+    def __enter__(self) -> None:
         if threading.get_ident() != self._applied_in:  # new, or set in another thread, where it does not hold
             self._applied_in = threading.get_ident()
             self.apply(self.threads)
-        started = self.clock()
-        yield
-        self.record(self.clock() - started, size)
+        self._step_started = self.clock()
+
+    def __exit__(self, kind: type | None, *exc_info: object) -> None:
+        if kind is None:  # a step that raised (Ctrl-C, an error) says nothing about the machine
+            self.record(self.clock() - self._step_started, self._step_size)
 
     def record(self, seconds: float, size: object = None) -> None:
         """One step of ``size`` took ``seconds``: the decision logic, apart from any clock."""
@@ -283,7 +191,7 @@ class ThreadTuner:
         else:
             self._probe = [self.threads, *(count for count in fewest_first if count != self.threads)]
         self._why, self._before = why, self.threads
-        self._times, self._medians, self._warm = [], {}, False
+        self._times, self._timed, self._medians, self._warm = [], 0.0, {}, False
         self._recent.clear()
         self._set(self._probe[0])
 
@@ -298,16 +206,17 @@ class ThreadTuner:
                 self._probe = [self._probe[0], *(c for c in self._probe[1:] if c in self._free_counts())]
             if best is None or seconds < 2 * self.jump * best:
                 return
-            self._times = [seconds]  # far slower even allowing for the wake-up: no need to go on
+            self._times, self._timed = [seconds], seconds  # far slower even allowing for the wake-up: done
         else:
             self._times.append(seconds)
+            self._timed += seconds
             recent = statistics.median(self._times[-3:])
             clearly_slower = best is not None and recent > self.jump * best
-            enough = len(self._times) >= self.probe_steps and sum(self._times) >= self.probe_seconds
+            enough = len(self._times) >= self.probe_steps and self._timed >= self.probe_seconds
             if not (enough or clearly_slower):
                 return
         self._medians[self._probe.pop(0)] = statistics.median(self._times)
-        self._times, self._warm = [], False
+        self._times, self._timed, self._warm = [], 0.0, False
         if self._probe:
             self._set(self._probe[0])
         else:
@@ -359,14 +268,3 @@ def thread_tuner(
     if fixed is not None:
         return ThreadTuner(cores=fixed, fixed=fixed, log=log)
     return ThreadTuner(cores=cores_for_this_process(), log=log, others=OtherLoad(), say_start=say_start)
-
-
-def cores_for_this_process() -> int:
-    """``usable_cores``, shared among torchrun's processes on this node; outside torchrun, capped by
-    an ``OMP_NUM_THREADS`` the user set (torchrun sets it to 1 for every process on its own)."""
-    cores = usable_cores()
-    processes_here = os.environ.get("LOCAL_WORLD_SIZE")  # set by torchrun
-    if processes_here and processes_here.isdigit() and int(processes_here) > 0:
-        return max(1, cores // int(processes_here))
-    cap = os.environ.get("OMP_NUM_THREADS", "")
-    return min(cores, int(cap)) if cap.isdigit() and int(cap) > 0 else cores

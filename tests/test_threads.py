@@ -1,5 +1,6 @@
 """The thread policy (charrnn/threads.py): which count it picks from measured step times, and the
-cores it starts from (affinity and a container's quota, read from fake cgroup files).
+cores it starts from (charrnn/cores.py: affinity, a container's quota and other programs' load,
+read from fake cgroup and /proc/stat files).
 
 A simulated machine stands in for the clock: ``Machine.seconds(count)`` is what a step takes at a
 thread count, and changing ``busy`` is another program taking cores. No test times anything.
@@ -10,15 +11,8 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
-from charrnn.threads import (
-    OtherLoad,
-    ThreadTuner,
-    candidate_counts,
-    cgroup_cpu_quota,
-    parse_threads,
-    thread_tuner,
-    usable_cores,
-)
+from charrnn.cores import OtherLoad, cgroup_cpu_quota, usable_cores
+from charrnn.threads import ThreadTuner, candidate_counts, parse_threads, thread_tuner
 from tests.conftest import invoke
 
 
@@ -225,7 +219,7 @@ def test_usable_cores_is_the_affinity_capped_by_the_quota_rounded_up(tmp_path, m
 
 
 def test_under_torchrun_each_process_gets_its_share_and_outside_it_omp_num_threads_caps(monkeypatch):
-    monkeypatch.setattr("charrnn.threads.usable_cores", lambda: 8)
+    monkeypatch.setattr("charrnn.cores.usable_cores", lambda: 8)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # torchrun's own setting: not the user's cap
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
     before = torch.get_num_threads()

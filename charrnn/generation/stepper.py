@@ -28,7 +28,7 @@ import torch
 from charrnn.core.cells import Cell, State
 from charrnn.core.heads import AdaptiveHead
 from charrnn.core.model import ONE_HOT_MAX_VOCAB, CharRNN, as_index
-from charrnn.threads import cores_for_this_process
+from charrnn.cores import cores_for_this_process
 
 # From this many streams on, W xᵀ in W's own layout is the faster multiply; below it, the split
 # one (measured on a 2-core AVX2 CPU with benchmarks/sample_speed.py: 1.3x at 16 streams).
