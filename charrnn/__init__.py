@@ -6,11 +6,12 @@ model = charrnn.load("runs/book/best.pt")
 print(model.generate("Once upon a time", 300, temperature=0.8, seed=1))
 """
 
-from charrnn.api import CharModel, describe, finetune, load, train
+from charrnn.api import CharModel, load
 from charrnn.config import ModelConfig, SampleConfig, TrainConfig
 from charrnn.errors import CharRNNError
 from charrnn.formats.checkpoint import Checkpoint
 from charrnn.generation.evaluate import Evaluation
+from charrnn.runs import describe, finetune, train
 from charrnn.training.loop import TrainResult, fit
 from charrnn.training.policy import finetune_run, resume_run, start_run
 from charrnn.training.run import TrainingRun

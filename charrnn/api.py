@@ -1,5 +1,5 @@
-"""The Python API: ``charrnn.load``, ``charrnn.train``, ``charrnn.finetune`` and ``charrnn.describe``.
-The CLI is a thin layer over these.
+"""The Python API for a trained model: ``charrnn.load`` and the ``CharModel`` it returns
+(training runs: charrnn/runs.py). The CLI's generate, chat, serve and evaluate are thin layers over these.
 
 model = charrnn.load("checkpoints/tinyshakespeare/best.pt")
 print(model.generate("ROMEO:", 200, temperature=0.8, seed=1))
@@ -8,8 +8,6 @@ print(model.evaluate(open("play.txt").read()).bits_per_char)
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import os
 import secrets
 from collections.abc import Callable, Iterator, Sequence
@@ -18,15 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from charrnn.bundled import bundled_model
-from charrnn.config import (
-    FINETUNE_DEFAULTS,
-    Acceleration,
-    DynamicEvaluation,
-    ModelConfig,
-    Placement,
-    SampleConfig,
-    TrainConfig,
-)
+from charrnn.config import Acceleration, DynamicEvaluation, ModelConfig, Placement, SampleConfig
 from charrnn.core.corpus import ITEM_START
 from charrnn.core.devices import resolve_device
 from charrnn.core.model import CharRNN, count_parameters
@@ -34,14 +24,15 @@ from charrnn.core.vocab import Vocab
 from charrnn.errors import CharRNNError
 from charrnn.formats.checkpoint import Checkpoint
 from charrnn.formats.export import is_export, load_export
+from charrnn.generation.decoder import Beam, Decoder, Piece
+from charrnn.generation.engine import Engine, Events
 from charrnn.generation.evaluate import Evaluation, evaluate_dynamic, evaluate_text
 from charrnn.generation.runtime import StepRuntime
-from charrnn.generation.sample import Sampling, collect, stream_samples
-from charrnn.options import build, declared
-from charrnn.threads import parse_threads
-from charrnn.training.loop import TrainResult, fit
-from charrnn.training.policy import Sources, finetune_run, start_run
-from charrnn.training.reporting import Log, log_to_stdout
+from charrnn.generation.sample import collect, most_likely, stream_pieces
+from charrnn.generation.session import Session
+from charrnn.options import list_as_keywords
+from charrnn.sampling import OPTIONS as SAMPLING_OPTIONS
+from charrnn.sampling import Sampling
 
 
 @dataclass(frozen=True)
@@ -79,6 +70,15 @@ class CharModel:
             f"{count_parameters(self.model):,} parameters, {len(self.vocab)} characters"
         )
 
+    @property
+    def config(self) -> ModelConfig:
+        """The architecture: layers, hidden size, cell, head."""
+        return self.model.config
+
+    @property
+    def parameters(self) -> int:
+        return count_parameters(self.model)
+
     def stream(
         self,
         prime: str = SampleConfig.prime,
@@ -89,19 +89,42 @@ class CharModel:
         stop: str | Sequence[str] = (),
         **sampling: Any,
     ) -> Iterator[tuple[int, str]]:
-        """(sample index, text piece) as the samples grow. ``sampling`` takes the ``Sampling``
-        fields (temperature, top_k, top_p, greedy); see ``generate`` for all the options."""
-        if seed is None:  # drawn here, not in stream_samples, so that it can be kept in last_seed
+        """(sample index, text piece) as the samples grow; see ``generate`` for the options."""
+        return (
+            (piece.row.tag, piece.text)
+            for piece in self.stream_scored(
+                prime, length, seed=seed, num_samples=num_samples, stop=stop, logprobs=None, **sampling
+            )
+            if piece.text
+        )
+
+    def stream_scored(
+        self,
+        prime: str = SampleConfig.prime,
+        length: int = SampleConfig.length,
+        *,
+        seed: int | None = SampleConfig.seed,
+        num_samples: int = SampleConfig.num_samples,
+        stop: str | Sequence[str] = (),
+        logprobs: int | None = 0,
+        **sampling: Any,
+    ) -> Iterator[Piece]:
+        """The decoder's pieces as the samples grow: ``piece.row.tag`` is the sample index,
+        ``piece.text`` the text, ``piece.scores`` a ``CharScore`` per character of it (its
+        log-probability under the model, before temperature and filters, and the ``logprobs``
+        most likely alternatives, up to 20), ``piece.finish`` "length" or "stop" at the end."""
+        if seed is None:  # drawn here, so that it can be kept in last_seed
             seed = secrets.randbits(31)  # short enough to type back
-        pieces = stream_samples(
+        pieces = stream_pieces(
             self.model,
             self.vocab,
             prime,
             length,
-            Sampling(**sampling),
+            self._sampling(sampling),
             seed=seed,
             num_samples=num_samples,
             stop=stop,
+            logprobs=logprobs,
             runtime=self.runtime,
         )
         self.last_seed = seed  # only once the arguments passed the checks
@@ -112,38 +135,57 @@ class CharModel:
         prime: str = SampleConfig.prime,
         length: int = SampleConfig.length,
         *,
-        temperature: float = SampleConfig.temperature,
-        top_k: int | None = SampleConfig.top_k,
-        top_p: float | None = SampleConfig.top_p,
-        greedy: bool = SampleConfig.greedy,
         seed: int | None = SampleConfig.seed,
         num_samples: int | None = None,
         stop: str | Sequence[str] = (),
+        **sampling: Any,
     ) -> str | list[str]:
         """Text that continues ``prime`` (the prime itself not included).
 
-        ``temperature`` divides the logits; ``top_k`` / ``top_p`` restrict the draw to the k most
-        likely characters / the smallest set reaching probability p (combinable); ``greedy``
-        always takes the most likely one. A sample ends after ``length`` characters or just
-        before the leftmost place where a ``stop`` text (one str, or several) occurs in it; only
-        the generated text is searched, not the prime. ``num_samples=N`` returns a list of N
+        ``sampling`` takes the settings of ``charrnn.sampling.Sampling`` (the same as `charrnn
+        generate`'s flags; see its signature): ``temperature`` divides the logits; ``top_k`` /
+        ``top_p`` / ``min_p`` restrict the draw; ``greedy`` always takes the most likely one;
+        ``frequency_penalty``, ``presence_penalty``, ``repetition_penalty`` (with
+        ``repetition_window``) discourage repeats. A sample ends after ``length`` characters or
+        just before the leftmost place where a ``stop`` text (one str, or several) occurs in it;
+        only the generated text is searched, not the prime. ``num_samples=N`` returns a list of N
         samples drawn as one batch, sample i with seed ``seed + i`` (all in 0 .. 2**64 - 1);
         without it, one string. ``seed=None`` draws a seed and keeps it in ``last_seed``.
         """
         count = 1 if num_samples is None else num_samples  # 0 is refused, not taken for 1
-        pieces = self.stream(
-            prime,
-            length,
-            seed=seed,
-            num_samples=count,
-            stop=stop,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            greedy=greedy,
-        )
-        texts = collect(pieces, count)
+        texts = collect(self.stream(prime, length, seed=seed, num_samples=count, stop=stop, **sampling), count)
         return texts if num_samples is not None else texts[0]
+
+    def most_likely(
+        self, prime: str = SampleConfig.prime, length: int = SampleConfig.length, *, beam: int = 4, stop=()
+    ) -> Beam:
+        """Beam search: the continuation of ``prime`` with the highest total log-probability that
+        ``beam`` hypotheses find (``.text``, ``.logprob`` in nats, ``.ended_by``), ``length``
+        characters long or ending before a ``stop`` text. Deterministic; never less likely than
+        greedy decoding (``beam=1``)."""
+        return most_likely(self.model, self.vocab, prime, length, beam, stop=stop, runtime=self.runtime)
+
+    def session(self, seed: int | None = None, **sampling: Any) -> Session:
+        """One stream that lives on between calls (what `charrnn chat` runs): ``feed`` text,
+        ``generate`` from where it is, ``reset``. Steps through a cached compiled step if there
+        is one, but builds none (a conversation has no known length); the thread count changes
+        silently (a conversation is not a log)."""
+        self.runtime.threads.log = lambda message: None
+        decoder = Decoder(self.model, self.vocab, self.runtime.stepper(1, work=0), self.runtime.threads)
+        return Session(decoder, seed, self._sampling(sampling))
+
+    def engine(self, emit: Callable[[Events], None], max_streams: int = 64) -> Engine:
+        """Many streams stepped together as they come and go (what `charrnn serve` runs): the
+        compiled step for any number of streams is built (once per shape, cached) when it pays."""
+        decoder = Decoder(self.model, self.vocab, self.runtime.stepper(None), self.runtime.threads)
+        return Engine(decoder, emit, max_streams)
+
+    @staticmethod
+    def _sampling(settings: dict[str, Any]) -> Sampling:
+        unknown = set(settings) - {opt.name for opt in SAMPLING_OPTIONS}
+        if unknown:
+            raise TypeError(f"unknown sampling setting(s): {', '.join(sorted(unknown))}")
+        return Sampling(**settings)
 
     @property
     def line_items(self) -> bool:
@@ -236,126 +278,11 @@ def load(
     return CharModel(model, checkpoint, Path(path), StepRuntime(model, compile, quantize, note, threads))
 
 
-def train(
-    text: Sources,
-    *,
-    out_dir: str | os.PathLike | None = None,
-    device: str = "auto",
-    threads: str | int = Placement.threads,
-    log: Log = log_to_stdout,
-    progress_bar: bool = True,
-    **options: Any,
-) -> TrainResult:
-    """Train a new model on ``text`` (a file, a directory, a glob pattern, or a list of them) to the end.
-    ``options`` are the options of ``charrnn train`` (see docs/options.md, or
-    ``inspect.signature(charrnn.train)``), named as in Python.
-
-    For example ``charrnn.train("book.txt", hidden_size=128, max_steps=500, out_dir="runs/a")``.
-    Ctrl-C stops it cleanly after the current step, with last.pt saved. ``threads``: CPU threads,
-    a number or "auto" (measured as training goes: docs/performance.md).
-    """
-    model_config, train_config = _configs(options, TRAIN_OPTIONS)
-    _check_threads(threads)  # refused before anything is written
-    run = start_run(text, model_config, train_config, out_dir=out_dir, device=device, log=log)
-    return fit(run, log=log, progress_bar=progress_bar, threads=threads)
-
-
-def finetune(
-    base: str | os.PathLike,
-    text: Sources,
-    *,
-    extend_vocab: bool = False,
-    out_dir: str | os.PathLike | None = None,
-    device: str = "auto",
-    threads: str | int = Placement.threads,
-    log: Log = log_to_stdout,
-    progress_bar: bool = True,
-    **options: Any,
-) -> TrainResult:
-    """Fine-tune the model in ``base`` on ``text`` with a fresh optimizer and schedule, to the end.
-
-    ``options`` are those of ``charrnn finetune``: ``FINETUNE_DEFAULTS`` replace a few of train's
-    defaults (a shorter warm-up), and the dropout defaults to the base model's.
-    ``extend_vocab=True`` adds the text's new characters to the model instead of refusing them.
-    """
-    options = {**FINETUNE_DEFAULTS, **options}
-    dropout = options.get("dropout")  # None: the base model's
-    if dropout is None:
-        options.pop("dropout", None)
-    _, train_config = _configs(options, FINETUNE_OPTIONS)  # checks a given dropout too
-    _check_threads(threads)
-    run = finetune_run(
-        base, text, train_config, dropout=dropout, extend_vocab=extend_vocab, out_dir=out_dir, device=device, log=log
-    )
-    return fit(run, log=log, progress_bar=progress_bar, threads=threads)
-
-
-def _configs(options: dict[str, Any], allowed: list) -> tuple[ModelConfig, TrainConfig]:
-    """The configs for a training call's keyword options; TypeError names any it does not take."""
-    unknown = set(options) - {opt.name for opt in allowed}
-    if unknown:
-        raise TypeError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-    try:
-        return build(ModelConfig, options), build(TrainConfig, options)
-    except ValueError as exc:
-        raise TypeError(str(exc)) from None
-
-
-def _check_threads(threads: str | int) -> None:
-    """A bad ``threads`` is a TypeError, as every other bad training option is."""
-    try:
-        parse_threads(threads)
-    except ValueError as exc:
-        raise TypeError(str(exc)) from None
-
-
-def _with_options(function: Any, command: str) -> list:
-    """Give ``function`` a signature listing the options of ``command`` as keyword arguments
-    (help(), IDEs and the options test read it); return those options."""
-    options = [opt for cls in (ModelConfig, TrainConfig) for opt in declared(cls) if command in opt.spec.commands]
-    defaults = {**FINETUNE_DEFAULTS, "dropout": None} if command == "finetune" else {}
-    own = [p for p in inspect.signature(function).parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-    function.__signature__ = inspect.signature(function).replace(
-        parameters=[
-            *own,
-            *(
-                inspect.Parameter(opt.name, inspect.Parameter.KEYWORD_ONLY, default=defaults.get(opt.name, opt.default))
-                for opt in options
-            ),
-        ]
-    )
-    return options
-
-
-TRAIN_OPTIONS = _with_options(train, "train")
-FINETUNE_OPTIONS = _with_options(finetune, "finetune")
-
-
-def describe(path: str | os.PathLike) -> dict[str, Any]:
-    """What a checkpoint holds and how it was made, as plain JSON-ready values (``charrnn info``)."""
-    path = Path(path)
-    checkpoint = Checkpoint.load(path)
-    model = checkpoint.model()
-    return {
-        "path": str(path),
-        "file_bytes": path.stat().st_size,
-        "model_config": dataclasses.asdict(model.config),
-        "parameters": count_parameters(model),
-        "input_path": model.input_path,
-        "vocab_size": len(checkpoint.vocab),
-        "vocab": list(checkpoint.vocab.chars),
-        "text_path": checkpoint.corpus.path,
-        "text_chars": checkpoint.corpus.chars,
-        "documents": [dataclasses.asdict(d) for d in checkpoint.corpus.documents],
-        "val_document": None if checkpoint.corpus.val_document is None else checkpoint.corpus.val_document.path,
-        "line_items": None if checkpoint.corpus.item_digests is None else len(checkpoint.corpus.item_digests),
-        "base": checkpoint.base,
-        "train_config": checkpoint.saved_train_config,
-        **dataclasses.asdict(checkpoint.progress),
-        "best_val_loss": checkpoint.best_val_loss,
-        "last_val_loss": checkpoint.last_val_loss,
-        "torch_version": checkpoint.torch_version,
-        "charrnn_version": checkpoint.charrnn_version,
-        "format_version": checkpoint.format_version,
-        "resumable": checkpoint.resumable,
-    }
+for _method in (
+    CharModel.stream,
+    CharModel.stream_scored,
+    CharModel.generate,
+    CharModel.generate_items,
+    CharModel.session,
+):
+    list_as_keywords(_method, SAMPLING_OPTIONS)

@@ -212,34 +212,13 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class SampleConfig:
-    """How text is generated (``charrnn generate``, ``CharModel.generate``)."""
+    """What is generated (``charrnn generate``, ``CharModel.generate``); how each character is
+    drawn is ``charrnn.sampling.Sampling``."""
 
     prime: str = option(
         "", "Text to start from; the sample continues it. Empty: start from the zero state.", ("generate",)
     )
     length: int = option(500, "Characters to generate after the prime (at most, with --stop).", SAMPLING, low=0)
-    temperature: float = option(
-        0.8,
-        "Divides the logits: below 1 is safer and more repetitive, above 1 wilder.",
-        SAMPLING,
-        low=0,
-        low_open=True,
-    )
-    top_k: int | None = option(
-        None, "Draw only among the K most likely characters.", SAMPLING, low=1, show_default="off"
-    )
-    top_p: float | None = option(
-        None,
-        "Draw only among the most likely characters whose probabilities add up to P (nucleus).",
-        SAMPLING,
-        low=0,
-        high=1,
-        low_open=True,
-        show_default="off",
-    )
-    greedy: bool = option(
-        False, "Always take the most likely character: deterministic, often repetitive.", ("generate",)
-    )
     num_samples: int = option(
         1, "Independent samples, drawn side by side as one batch; sample i uses seed + i.", ("generate",), low=1
     )
@@ -257,6 +236,24 @@ class SampleConfig:
         ("generate",),
         low=1,
         show_default=f"{DEFAULT_ITEMS} for a --line-items model",
+    )
+    logprobs: int | None = option(
+        None,
+        "Write JSON lines instead of text: one per character drawn, with its log-probability under the "
+        "model and the K most likely alternatives (0-20).",
+        ("generate",),
+        low=0,
+        high=20,
+        show_default="off",
+    )
+    beam: int | None = option(
+        None,
+        "Beam search with N hypotheses: the most likely continuation of --length characters (or up to a "
+        "--stop), deterministic; never less likely than --greedy.",
+        ("generate",),
+        low=1,
+        high=64,
+        show_default="off",
     )
     on_unknown: str = option(
         "error",

@@ -11,6 +11,7 @@ them disagree. This module has no click in it: the library never needs the CLI t
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import types
 import typing
@@ -60,24 +61,55 @@ class Option:
         return "--" + self.name.replace("_", "-")
 
     def check(self, value: Any) -> None:
-        """Raise ValueError if ``value`` is not allowed (what the CLI's types check, for the API)."""
+        """Raise ValueError, naming the option, if ``value`` is not allowed (the API's check)."""
+        problem = self.problem(value)
+        if problem is not None:
+            raise ValueError(f"{self.name} {problem}")
+
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with ``value`` ("must be >= 1, got 0"), or None: the one message every
+        front-end (a CLI flag, a chat command, an HTTP field, an API argument) shows, under its own name."""
         if value is None and self.optional:
-            return
+            return None
         expected = (int, float) if self.type is float else self.type
         if isinstance(value, bool) and self.type is not bool or not isinstance(value, expected):
-            raise ValueError(f"{self.name} must be {self.type.__name__}, got {value!r}")
+            return f"must be {'a number' if self.type is float else self.type.__name__}, got {value!r}"
         spec = self.spec
         if spec.parse is not None:
-            spec.parse(value)
+            try:
+                spec.parse(value)
+            except ValueError as exc:
+                return str(exc)
         if spec.choices is not None and value not in spec.choices:
-            raise ValueError(f"{self.name} must be one of {', '.join(spec.choices)}, got {value!r}")
+            return f"must be one of {', '.join(spec.choices)}, got {value!r}"
         if self.type in (int, float):
             if not math.isfinite(value):
-                raise ValueError(f"{self.name} must be a finite number, got {value!r}")
+                return f"must be a finite number, got {value!r}"
             if spec.low is not None and (value < spec.low or spec.low_open and value == spec.low):
-                raise ValueError(f"{self.name} must be {'>' if spec.low_open else '>='} {spec.low:g}, got {value!r}")
+                return f"must be {'>' if spec.low_open else '>='} {spec.low:g}, got {value!r}"
             if spec.high is not None and (value > spec.high or spec.high_open and value == spec.high):
-                raise ValueError(f"{self.name} must be {'<' if spec.high_open else '<='} {spec.high:g}, got {value!r}")
+                return f"must be {'<' if spec.high_open else '<='} {spec.high:g}, got {value!r}"
+        return None
+
+    def from_text(self, text: str) -> Any:
+        """The value a person typed (a chat command): a number, on/off for a flag, off for an
+        optional setting's None; ValueError with the declaration's message otherwise."""
+        word = text.strip().lower()
+        if self.type is bool:
+            if word not in ("on", "off"):
+                raise ValueError(f"takes on or off, got {text.strip()!r}")
+            return word == "on"
+        if self.optional and word in ("off", "none"):
+            return None
+        try:
+            value = self.type(text.strip())
+        except ValueError:
+            kind = "an integer" if self.type is int else "a number"
+            raise ValueError(f"must be {kind}, got {text.strip()!r}") from None
+        problem = self.problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
 
 def declared(config_cls: type) -> list[Option]:
@@ -115,3 +147,16 @@ def build(config_cls: type, values: dict[str, Any]) -> Any:
         if name in by_name:
             by_name[name].check(value)
     return config_cls(**chosen)
+
+
+def list_as_keywords(function: Callable, options: list[Option], defaults: dict[str, Any] | None = None) -> None:
+    """Give ``function`` (which takes them as ``**kwargs``) a signature listing ``options`` as
+    keyword arguments, so that help(), IDEs and the options test see them; ``defaults`` overrides some."""
+    defaults = defaults or {}
+    signature = inspect.signature(function)
+    own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    listed = [
+        inspect.Parameter(opt.name, inspect.Parameter.KEYWORD_ONLY, default=defaults.get(opt.name, opt.default))
+        for opt in options
+    ]
+    function.__signature__ = signature.replace(parameters=[*own, *listed])  # type: ignore[attr-defined]

@@ -9,10 +9,11 @@ from charrnn.commands import options_page
 from charrnn.commands.cli import main
 from charrnn.config import Acceleration, DynamicEvaluation, ModelConfig, Placement, SampleConfig, TrainConfig
 from charrnn.options import declared
+from charrnn.sampling import Sampling
 
 DECLARED = [
     opt
-    for cls in (ModelConfig, TrainConfig, SampleConfig, DynamicEvaluation, Placement, Acceleration)
+    for cls in (ModelConfig, TrainConfig, SampleConfig, Sampling, DynamicEvaluation, Placement, Acceleration)
     for opt in declared(cls)
 ]
 OPTIONS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "options.md"

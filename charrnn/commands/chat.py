@@ -12,7 +12,7 @@ import atexit
 import contextlib
 import signal
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,35 +21,28 @@ import click
 from charrnn.commands.common import EXISTING_FILE, declared_options, load_model, unescape
 from charrnn.config import Acceleration, Placement, SampleConfig
 from charrnn.core.vocab import UnknownCharactersError
-from charrnn.generation.sample import Sampling
 from charrnn.generation.session import Session
+from charrnn.options import declared
+from charrnn.sampling import BY_NAME as SAMPLING_BY_NAME
+from charrnn.sampling import OPTIONS as SAMPLING_OPTIONS
+from charrnn.sampling import Sampling, changed
 
 HELP = """commands (anything else is a prime for the model to continue; \\n in it is a line break,
 and an empty line lets the model go on):
   /more [N]        continue from where the text stopped (N characters, default --length)
   /new             forget the text so far: the next prime starts from the zero state
-  /temp T          temperature (> 0)          /top-k K | off     /top-p P | off
-  /length N        characters per continuation /seed S            /greedy on | off
-  /settings        show the settings          /help              /quit (or Ctrl-D)
+  /length N        characters per continuation     /seed S
+  /settings        show the settings               /help              /quit (or Ctrl-D)
+sampling (each as its --flag; an optional one takes off):
+{sampling}
 Ctrl-C stops a continuation; the text so far stays, so /more goes on from it."""
-
-
-@dataclass
-class Settings:
-    sampling: Sampling
-    length: int
-
-    def show(self, seed: int) -> str:
-        s = self.sampling
-        return (
-            f"temperature {s.temperature:g}, top-k {s.top_k or 'off'}, top-p {s.top_p or 'off'}, "
-            f"greedy {'on' if s.greedy else 'off'}, length {self.length}, seed {seed}"
-        )
+# Short names a person types, beside each setting's own (/top-k, /repetition-penalty, ...).
+ALIASES = {"temp": "temperature"}
 
 
 @click.command()
 @click.argument("checkpoint", type=EXISTING_FILE, required=False)
-@declared_options("chat", SampleConfig, Placement, Acceleration)
+@declared_options("chat", SampleConfig, Sampling, Placement, Acceleration)
 @click.option(
     "--history",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -60,15 +53,13 @@ class Settings:
 def chat(
     checkpoint: Path | None,
     length: int,
-    temperature: float,
-    top_k: int | None,
-    top_p: float | None,
     seed: int | None,
     device: str,
     threads: str,
     compile: str,
     quantize: str,
     history: Path | None,
+    **sampling: Any,
 ) -> None:
     """Talk to CHECKPOINT (default: the bundled Shakespeare model) in the terminal.
 
@@ -76,19 +67,18 @@ def chat(
     Examples:
       charrnn chat
       charrnn chat checkpoints/tinyshakespeare/best.pt --temperature 0.6 --length 300
+      charrnn chat --repetition-penalty 1.2 --min-p 0.05
     """
     model, name = load_model(checkpoint, device, compile, quantize, threads)
-    model.runtime.threads.log = lambda message: None  # a conversation is not a log: no lines amid the text
     # Started from a background job or a non-interactive shell, a process inherits SIGINT ignored,
     # and Python then never raises KeyboardInterrupt; in a terminal session Ctrl-C must stop the text.
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    # A conversation has no known length: --compile auto uses a cached compiled step but builds none.
-    session = Session(model.model, model.vocab, seed, model.runtime.stepper(1, work=0), model.runtime.threads)
-    settings = Settings(Sampling(temperature, top_k, top_p), length)
+    session = model.session(seed, **sampling)
+    chat_state = Chat(session, length)
     _use_readline(history or Path.home() / ".charrnn_history")
     click.echo(f"charrnn chat: {name} ({model.describe_size()}). /help for commands, Ctrl-D to quit.")
-    click.echo(settings.show(session.last_seed))
+    click.echo(chat_state.show())
     while True:
         try:
             line = input("> ")
@@ -99,7 +89,7 @@ def chat(
             click.echo()
             continue
         if line.startswith("/"):
-            if _command(line, session, settings) == "quit":
+            if chat_state.command(line) == "quit":
                 return
             continue
         try:
@@ -107,80 +97,71 @@ def chat(
         except UnknownCharactersError as exc:
             click.echo(f"error: {exc}; try again without them", err=True)
             continue
-        _continue(session, settings, settings.length)
+        chat_state.continue_text(chat_state.length)
 
 
-def _continue(session: Session, settings: Settings, length: int) -> None:
-    """Stream a continuation to the terminal; Ctrl-C ends it early (the session stays usable)."""
-    try:
-        for piece in session.generate(length, settings.sampling):
-            sys.stdout.write(piece)
-            sys.stdout.flush()
-    except KeyboardInterrupt:
-        sys.stdout.write("\n[stopped]")
-    sys.stdout.write("\n")
-    sys.stdout.flush()
+@dataclass
+class Chat:
+    """The conversation: its session and the length of each continuation."""
+
+    session: Session
+    length: int
+
+    def show(self) -> str:
+        return f"{self.session.sampling.describe()}, length {self.length}, seed {self.session.last_seed}"
+
+    def continue_text(self, length: int) -> None:
+        """Stream a continuation to the terminal; Ctrl-C ends it early (the session stays usable)."""
+        try:
+            for piece in self.session.generate(length):
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            sys.stdout.write("\n[stopped]")
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+
+    def command(self, line: str) -> str | None:
+        """Carry out one /command; returns "quit" for /quit."""
+        name, _, argument = line[1:].strip().partition(" ")
+        name = ALIASES.get(name, name).replace("-", "_")
+        session = self.session
+        try:
+            if name in ("quit", "exit", "q"):
+                return "quit"
+            if name == "help":
+                click.echo(HELP.format(sampling=_sampling_help()))
+            elif name == "new":
+                session.reset()
+                click.echo("(the text is forgotten: the next prime starts afresh)")
+            elif name == "more":
+                self.continue_text(_declared(SampleConfig, "length", argument) if argument else self.length)
+            elif name == "settings":
+                click.echo(self.show())
+            elif name == "seed":
+                session.seed(_declared(SampleConfig, "seed", argument))
+                click.echo(self.show())
+            elif name == "length":
+                self.length = _declared(SampleConfig, "length", argument)
+                click.echo(self.show())
+            elif name in SAMPLING_BY_NAME:
+                session.sampling = changed(session.sampling, name, SAMPLING_BY_NAME[name].from_text(argument))
+                click.echo(self.show())
+            else:
+                click.echo(f"unknown command /{line[1:].split()[0]}: /help lists them", err=True)
+        except ValueError as exc:
+            click.echo(f"error: /{name.replace('_', '-')} {exc}", err=True)
+        return None
 
 
-def _command(line: str, session: Session, settings: Settings) -> str | None:
-    """Carry out one /command; returns "quit" for /quit."""
-    name, _, argument = line[1:].strip().partition(" ")
-    argument = argument.strip()
-    try:
-        if name in ("quit", "exit", "q"):
-            return "quit"
-        if name == "help":
-            click.echo(HELP)
-        elif name == "new":
-            session.reset()
-            click.echo("(the text is forgotten: the next prime starts afresh)")
-        elif name == "more":
-            _continue(session, settings, _number(argument, int, 1) if argument else settings.length)
-        elif name == "settings":
-            click.echo(settings.show(session.last_seed))
-        elif name == "seed":
-            session.seed(_number(argument, int, 0))
-            click.echo(settings.show(session.last_seed))
-        elif name == "length":
-            settings.length = _number(argument, int, 1)
-            click.echo(settings.show(session.last_seed))
-        elif name in ("temp", "temperature", "top-k", "top-p", "greedy"):
-            settings.sampling = _changed(settings.sampling, name, argument)
-            click.echo(settings.show(session.last_seed))
-        else:
-            click.echo(f"unknown command /{name}: /help lists them", err=True)
-    except ValueError as exc:
-        click.echo(f"error: {exc}", err=True)
-    return None
+def _declared(owner: type, name: str, text: str) -> Any:
+    """A /command's value, parsed and checked by the option's declaration (as its --flag is)."""
+    return next(opt for opt in declared(owner) if opt.name == name).from_text(text)
 
 
-def _changed(sampling: Sampling, name: str, argument: str) -> Sampling:
-    off = argument.lower() in ("off", "none", "0")
-    if name in ("temp", "temperature"):
-        changed = replace(sampling, temperature=_number(argument, float, None))
-    elif name == "top-k":
-        changed = replace(sampling, top_k=None if off else _number(argument, int, 1))
-    elif name == "top-p":
-        changed = replace(sampling, top_p=None if off else _number(argument, float, None))
-    else:
-        if argument.lower() not in ("on", "off"):
-            raise ValueError("/greedy takes on or off")
-        changed = replace(sampling, greedy=argument.lower() == "on")
-    try:
-        changed.check()
-    except Exception as exc:  # CharRNNError: said as a ValueError here, on one line
-        raise ValueError(str(exc)) from None
-    return changed
-
-
-def _number(text: str, kind: type, low: Any) -> Any:
-    try:
-        value = kind(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
-    if low is not None and value < low:
-        raise ValueError(f"{value} is below {low}")
-    return value
+def _sampling_help() -> str:
+    rows = [f"  /{opt.name.replace('_', '-')} {'off|' if opt.optional else ''}VALUE" for opt in SAMPLING_OPTIONS]
+    return "\n".join(rows)
 
 
 def _use_readline(history: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +14,14 @@ from charrnn.api import CharModel
 from charrnn.commands.common import EXISTING_FILE, MODEL_PATH, declared_options, load_model, read_utf8, unescape
 from charrnn.config import DEFAULT_ITEMS, Acceleration, Placement, SampleConfig
 from charrnn.errors import CharRNNError
+from charrnn.generation.decoder import Piece
 from charrnn.generation.sample import collect
+from charrnn.sampling import Sampling
 
 
 @click.command()
 @click.argument("checkpoint", type=MODEL_PATH, required=False)
-@declared_options("generate", SampleConfig, Placement, Acceleration)
+@declared_options("generate", SampleConfig, Sampling, Placement, Acceleration)
 @click.option(
     "--prime-file",
     type=EXISTING_FILE,
@@ -51,6 +55,8 @@ def generate(
     output: Path | None,
     no_header: bool,
     items: int | None,
+    logprobs: int | None,
+    beam: int | None,
     on_unknown: str,
     device: str,
     threads: str,
@@ -71,6 +77,9 @@ def generate(
       charrnn generate names/best.pt --items 50 --prime "Mar"
       charrnn generate run/best.pt --length 100000 --compile on --output long.txt
       charrnn generate run/best.pt --quantize int8
+      charrnn generate --prime "ROMEO:" --repetition-penalty 1.3 --min-p 0.05
+      charrnn generate --prime "ROMEO:" --length 60 --logprobs 3
+      charrnn generate --prime "ROMEO:" --length 80 --beam 8
 
     A model trained with --line-items prints whole items, one per line (--items of them), and
     then, on stderr, how many are new: not a line of the text it was trained on.
@@ -88,7 +97,12 @@ def generate(
         )
     if output is not None and output.exists():
         raise CharRNNError(f"{output} already exists: choose another --output (charrnn never overwrites it)")
+    if beam is not None and (num_samples > 1 or logprobs is not None or items is not None):
+        raise click.UsageError("--beam gives the one most likely text: not with --num-samples, --logprobs or --items")
     model, name = load_model(checkpoint, device, compile, quantize, threads)
+    if beam is not None:
+        _print_beam(model, prime, length, beam, [unescape(text) for text in stop], output)
+        return
     if items is not None or model.line_items:
         _print_items(model, items or DEFAULT_ITEMS, prime, length, seed, sampling, output)
         return
@@ -98,6 +112,12 @@ def generate(
             shown = " ".join(repr(c) for c in dropped)
             click.echo(f"warning: dropped prime character(s) outside the vocabulary: {shown}", err=True)
     stops = [unescape(text) for text in stop]
+    if logprobs is not None:
+        scored = model.stream_scored(
+            prime, length, seed=seed, num_samples=num_samples, stop=stops, logprobs=logprobs, **sampling
+        )
+        _print_scores(scored, output)
+        return
     pieces = model.stream(prime, length, **sampling, seed=seed, num_samples=num_samples, stop=stops)
     seed = model.last_seed  # the one drawn when --seed was not given, for the separators and header
 
@@ -153,6 +173,41 @@ def _print_items(
     )
 
 
+def _print_scores(pieces: Iterator[Piece], output: Path | None) -> None:
+    """--logprobs: one JSON line per character drawn (stdout, or a new --output file)."""
+    offsets: dict[int, int] = {}
+    lines = []
+    for piece in pieces:
+        for score in piece.scores:
+            offset = offsets.get(piece.row.tag, 0)
+            offsets[piece.row.tag] = offset + 1
+            record = {"sample": piece.row.tag, "offset": offset, "char": score.char, "logprob": score.logprob}
+            record["top_logprobs"] = [{"char": char, "logprob": value} for char, value in score.top]
+            line = json.dumps(record, ensure_ascii=False)
+            if output is None:
+                click.echo(line)
+            else:
+                lines.append(line + "\n")
+    if output is not None:
+        _write_new_file(output, "".join(lines))
+        click.echo(f"wrote {len(lines)} character(s) with their log-probabilities to {output}", err=True)
+
+
+def _print_beam(model: CharModel, prime: str, length: int, beam: int, stops: list[str], output: Path | None) -> None:
+    """--beam: the most likely continuation, then its log-probability on stderr."""
+    found = model.most_likely(prime, length, beam=beam, stop=stops)
+    if output is None:
+        click.echo(prime + found.text)
+    else:
+        _write_new_file(output, prime + found.text + "\n")
+    per_char = found.logprob / max(len(found.text), 1)
+    click.echo(
+        f"beam {beam}: {len(found.text)} characters, ended by {found.ended_by}; log-probability "
+        f"{found.logprob:.2f} nats ({per_char:.3f} per character)",
+        err=True,
+    )
+
+
 def _write_new_file(output: Path, text: str) -> None:
     try:
         with open(output, "x", encoding="utf-8") as file:
@@ -164,13 +219,11 @@ def _write_new_file(output: Path, text: str) -> None:
 def _sample_header(
     checkpoint: str, prime: str, length: int, seed: int, num_samples: int, stops: list[str], sampling: dict[str, Any]
 ) -> str:
-    off = "off"
     lines = [
         "charrnn generate",
         f"checkpoint: {checkpoint}",
         f"prime: {prime!r}",
-        f"temperature: {sampling['temperature']:g}  top-k: {sampling['top_k'] or off}  "
-        f"top-p: {sampling['top_p'] or off}  greedy: {'yes' if sampling['greedy'] else 'no'}",
+        Sampling(**sampling).describe(),
         f"length: {length}  samples: {num_samples}  seed: {seed}"
         + (" (sample i: seed + i)" if num_samples > 1 else ""),
         f"stop: {', '.join(repr(s) for s in stops) or 'none'}",

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from charrnn.api import describe, load
+from charrnn.api import load
 from charrnn.commands.common import EXISTING_FILE, declared_options, read_utf8, text_or_bundled_book
 from charrnn.commands.explain import explain_text, render
 from charrnn.commands.plot import plot_run
@@ -19,6 +19,7 @@ from charrnn.core.corpus import DOCUMENT_SEPARATOR, TextFormat, read_joined
 from charrnn.errors import CharRNNError
 from charrnn.generation.evaluate import Evaluation
 from charrnn.options import build
+from charrnn.runs import describe
 
 
 @click.command()

@@ -4,7 +4,9 @@
     GET  /v1/models        the loaded model, with charrnn's own facts under "charrnn"
     GET  /stats            the engine's counts: active streams, steps, characters, largest batch
     POST /v1/completions   OpenAI's legacy completions: prompt, max_tokens (characters here),
-                           temperature, top_p, n, stop, seed, stream, echo; top_k as an extra
+                           temperature, top_p, frequency_penalty, presence_penalty, n, stop, seed,
+                           stream, echo; every other setting of charrnn/sampling.py (top_k,
+                           min_p, greedy, repetition_penalty, repetition_window) as an extra
 
 Every choice of every request is one ``Stream`` of the shared ``Engine``, which steps all active
 streams together. Bad requests get a 4xx JSON ``{"error": {...}}`` in OpenAI's shape; a client
@@ -17,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import secrets
 import time
 from dataclasses import dataclass
@@ -31,9 +32,10 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from charrnn.api import CharModel
-from charrnn.core.model import count_parameters
-from charrnn.generation.engine import Engine, Events, Stream
-from charrnn.generation.sample import Sampling
+from charrnn.config import MAX_SAMPLE_SEED
+from charrnn.generation.engine import Events, Stream
+from charrnn.sampling import OPTIONS as SAMPLING_OPTIONS
+from charrnn.sampling import Sampling
 
 MAX_BODY_BYTES = 1 << 20
 MAX_STOPS = 4  # as OpenAI's API
@@ -82,6 +84,26 @@ def _field(body: dict, name: str, kinds: tuple[type, ...], default: Any) -> Any:
     return value
 
 
+# OpenAI's defaults where its API has the field (temperature 1, top_p 1: no nucleus), the
+# declaration's elsewhere; "top_p": 1 and "top_k": null mean off.
+HTTP_DEFAULTS = {"temperature": 1.0, "top_p": 1.0}
+
+
+def _sampling(body: dict) -> Sampling:
+    """The request's sampling fields, each checked by its declaration (charrnn/sampling.py)."""
+    values = {}
+    for opt in SAMPLING_OPTIONS:
+        kinds = (bool,) if opt.type is bool else (int,) if opt.type is int else (int, float)
+        value = _field(body, opt.name, kinds, HTTP_DEFAULTS.get(opt.name, opt.default))
+        problem = opt.problem(value)
+        if problem is not None:
+            raise BadRequest(f"'{opt.name}' {problem}", opt.name)
+        values[opt.name] = float(value) if opt.type is float and value is not None else value
+    if values["top_p"] == 1:
+        values["top_p"] = None
+    return Sampling(**values)
+
+
 def parse_completion(body: Any, model: CharModel, limits: Limits) -> Completion:
     """The request's fields, checked against OpenAI's meaning and this model; BadRequest if any is wrong."""
     if not isinstance(body, dict):
@@ -102,15 +124,7 @@ def parse_completion(body: Any, model: CharModel, limits: Limits) -> Completion:
         raise BadRequest(
             f"'max_tokens' must be from 0 to {limits.max_tokens} (characters), got {max_tokens}", "max_tokens"
         )
-    temperature = _field(body, "temperature", (int, float), 1.0)
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise BadRequest(f"'temperature' must be above 0, got {temperature}", "temperature")
-    top_p = _field(body, "top_p", (int, float), 1.0)
-    if not (math.isfinite(top_p) and 0 < top_p <= 1):
-        raise BadRequest(f"'top_p' must be in (0, 1], got {top_p}", "top_p")
-    top_k = _field(body, "top_k", (int,), None)
-    if top_k is not None and top_k < 1:
-        raise BadRequest(f"'top_k' must be 1 or more, got {top_k}", "top_k")
+    sampling = _sampling(body)
     n = _field(body, "n", (int,), 1)
     if not 1 <= n <= limits.max_n:
         raise BadRequest(f"'n' must be from 1 to {limits.max_n}, got {n}", "n")
@@ -121,12 +135,13 @@ def parse_completion(body: Any, model: CharModel, limits: Limits) -> Completion:
     if len(stops) > MAX_STOPS or not all(isinstance(s, str) for s in stops):
         raise BadRequest(f"'stop' must be a string or a list of at most {MAX_STOPS} strings", "stop")
     seed = _field(body, "seed", (int,), None)
-    if seed is not None and not 0 <= seed <= 2**63 - 1 - limits.max_n:
-        raise BadRequest("'seed' must be from 0 to 2**63 - 1", "seed")
+    max_seed = MAX_SAMPLE_SEED + 1 - len(prompts) * n  # choice i uses seed + i, as `charrnn generate`
+    if seed is not None and not 0 <= seed <= max_seed:
+        raise BadRequest(f"'seed' must be from 0 to {max_seed} for {len(prompts) * n} choice(s), got {seed}", "seed")
     return Completion(
         prompts=prompts,
         max_tokens=max_tokens,
-        sampling=Sampling(temperature=float(temperature), top_k=top_k, top_p=None if top_p == 1 else float(top_p)),
+        sampling=sampling,
         n=n,
         stops=stops,
         seed=secrets.randbits(31) if seed is None else seed,
@@ -142,10 +157,7 @@ class Server:
         self.model, self.name, self.limits = model, name, limits
         self.loop: asyncio.AbstractEventLoop | None = None
         self.routes: dict[Stream, tuple[asyncio.Queue, int]] = {}  # a stream's request's queue, its choice index
-        stepper = model.runtime.stepper(None)  # any number of streams, no end in sight: worth a build
-        self.engine = Engine(
-            model.model, model.vocab, self._from_engine, max_streams, stepper, threads=model.runtime.threads
-        )
+        self.engine = model.engine(self._from_engine, max_streams)
         self.created = int(time.time())
 
     def _from_engine(self, events: Events) -> None:
@@ -154,11 +166,11 @@ class Server:
             self.loop.call_soon_threadsafe(self._deliver, events)
 
     def _deliver(self, events: Events) -> None:
-        for stream, piece, finish in events:
-            route = self.routes.get(stream)
+        for piece in events:
+            route = self.routes.get(piece.row)
             if route is not None:
                 queue, index = route
-                queue.put_nowait((index, piece, finish))
+                queue.put_nowait((index, piece.text, piece.finish))
 
     def start_streams(self, request: Completion) -> tuple[list[Stream], asyncio.Queue]:
         """One stream per choice, all reporting to one queue as (choice index, text, finish reason)."""
@@ -178,7 +190,7 @@ class Server:
             self.routes.pop(stream, None)
 
     def model_card(self) -> dict[str, Any]:
-        checkpoint, config = self.model.checkpoint, self.model.model.config
+        checkpoint, config = self.model.checkpoint, self.model.config
         return {
             "id": self.name,
             "object": "model",
@@ -188,13 +200,24 @@ class Server:
                 "cell": config.cell,
                 "layers": config.num_layers,
                 "hidden_size": config.hidden_size,
-                "parameters": count_parameters(self.model.model),
+                "parameters": self.model.parameters,
                 "vocab_size": len(self.model.vocab),
                 "vocab": "".join(self.model.vocab.chars),
                 "best_val_loss": checkpoint.best_val_loss,
                 "step": checkpoint.progress.step,
                 "max_tokens": self.limits.max_tokens,
                 "max_n": self.limits.max_n,
+                "sampling": [
+                    {
+                        "name": opt.name,
+                        "type": opt.type.__name__,
+                        "default": opt.default,
+                        "low": opt.spec.low,
+                        "high": opt.spec.high,
+                        "help": opt.spec.help,
+                    }
+                    for opt in SAMPLING_OPTIONS
+                ],
             },
         }
 

@@ -66,7 +66,7 @@ class StepGraph(nn.Module):
     def forward(
         self, ids: torch.Tensor, uniforms: torch.Tensor, temperature: torch.Tensor, state: State, weights: tuple
     ) -> tuple[torch.Tensor, ...]:
-        """ids (N,), uniforms (N,), temperature (), state (L, N, H) each, weights in ``names`` order
+        """ids (N,), uniforms (N,), temperature (N,), state (L, N, H) each, weights in ``names`` order
         -> drawn ids (N,), logits (N, V), then the new state's tensors (L, N, H) each.
 
         Every argument is a tensor or a tuple of them, in a fixed order, so that a call can hand
@@ -157,7 +157,6 @@ class CompiledSteps:
     def __init__(self, eager: Stepper):
         self.eager = eager
         self.runners: dict[StreamRange, dict[str, object]] = {}
-        self._temperatures: dict[float, torch.Tensor] = {}  # one tensor per temperature, not one per call
 
     @property
     def graphs(self) -> tuple[str, ...]:
@@ -183,22 +182,18 @@ class CompiledSteps:
     def init_state(self, streams: int) -> State:
         return self.eager.init_state(streams)
 
-    def temperature(self, value: float) -> torch.Tensor:
-        if value not in self._temperatures:
-            self._temperatures[value] = torch.tensor(float(value))
-        return self._temperatures[value]
-
     def step_and_draw(
-        self, ids: torch.Tensor, state: State, uniforms: torch.Tensor, temperature: float
+        self, ids: torch.Tensor, state: State, uniforms: torch.Tensor, temperature: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, State]:
-        """ids (N,) -> the next ids drawn with ``uniforms`` at ``temperature`` (N,), logits (N, V), state."""
+        """ids (N,) -> the next ids drawn with ``uniforms`` (N,) at each row's ``temperature`` (N,;
+        clamped: draw.py), logits (N, V), state."""
         raise NotImplementedError
 
     def step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """As ``Stepper.step``."""
+        """As ``Stepper.step`` (the draw the graph makes anyway is thrown away)."""
         if not self.serves(len(ids)):
             return self.eager.step(ids, state)
-        _, logits, state = self.step_and_draw(ids, state, torch.zeros(len(ids)), 1.0)
+        _, logits, state = self.step_and_draw(ids, state, torch.zeros(len(ids)), torch.ones(len(ids)))
         return logits, state
 
 
@@ -218,19 +213,19 @@ class CompiledStepper(CompiledSteps):
         inputs = (
             torch.zeros(example, dtype=torch.long),
             torch.rand(example),
-            torch.tensor(1.0),
+            torch.ones(example),
             state,
             tuple(self.weights),
         )
-        shapes = ({0: dim}, {0: dim}, None, tuple({1: dim} for _ in state), tuple(None for _ in self.weights))
+        shapes = ({0: dim}, {0: dim}, {0: dim}, tuple({1: dim} for _ in state), tuple(None for _ in self.weights))
         graph = StepGraph(eager.cell, eager.num_layers, sorted(eager.weights))
         compile_graph(graph, inputs, shapes, streams, self.paths(streams)["step"])
 
     def step_and_draw(
-        self, ids: torch.Tensor, state: State, uniforms: torch.Tensor, temperature: float
+        self, ids: torch.Tensor, state: State, uniforms: torch.Tensor, temperature: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, State]:
         runner = self.runners[StreamRange.of(len(ids))]["step"]
-        inputs = [ids.long().contiguous(), uniforms.contiguous(), self.temperature(temperature)]
+        inputs = [ids.long().contiguous(), uniforms.contiguous(), temperature]
         inputs += [t.contiguous() for t in state] + self.weights
         drawn, logits, *state = runner.boxed_run(inputs)
         return drawn, logits, tuple(state)

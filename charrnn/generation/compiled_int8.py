@@ -104,13 +104,13 @@ class Int8CompiledStepper(CompiledSteps):
             compile_graph(LayerGraph(eager.cell, k, eager.num_layers), inputs, shapes, streams, paths[f"layer{k}"])
             below += [torch.zeros(example, hidden) for _ in state]
         x = torch.zeros(example, hidden) if "head" not in eager.packed else torch.zeros(example, self.head[-1].shape[0])
-        inputs = (x, self.head, torch.rand(example), torch.tensor(1.0))
+        inputs = (x, self.head, torch.rand(example), torch.ones(example))
         compile_graph(
-            DrawGraph(), inputs, ({0: dim}, tuple(None for _ in self.head), {0: dim}, None), streams, paths["draw"]
+            DrawGraph(), inputs, ({0: dim}, tuple(None for _ in self.head), {0: dim}, {0: dim}), streams, paths["draw"]
         )
 
     def step_and_draw(
-        self, ids: torch.Tensor, state: State, uniforms: torch.Tensor, temperature: float
+        self, ids: torch.Tensor, state: State, uniforms: torch.Tensor, temperature: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, State]:
         runners = self.runners[StreamRange.of(len(ids))]
         eager, size = self.eager, self.eager.cell.state_size
@@ -128,6 +128,6 @@ class Int8CompiledStepper(CompiledSteps):
         new_state = tuple(out[:size])  # the top layer's graph stacked every layer's new state
         if "head" in eager.packed:
             x = eager.project_raw("head", x)  # (N, V)
-        inputs = [x, *self.head, uniforms.contiguous(), self.temperature(temperature)]
+        inputs = [x, *self.head, uniforms.contiguous(), temperature]
         drawn, logits = runners["draw"].boxed_run(inputs)
         return drawn, logits, new_state

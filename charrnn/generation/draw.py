@@ -1,7 +1,10 @@
-"""Choosing characters from logits: top-k / top-p filtering and the seeded inverse-CDF draw.
+"""The one place where logits become a distribution and a character is drawn from it.
 
-Shared by eager sampling (sample.py) and the compiled step (compiled.py), which runs the same
-draw after its step, so that a seed gives the same text either way.
+Eager draws (the decoder's) and the compiled step's draw (compiled.py, compiled_int8.py) both run
+``draw_with_uniforms``, so that a seed gives the same text either way. Every setting a person can
+type reaches a valid distribution: a temperature is clamped to [1e-20, 1e20] before it divides
+(1e-50 in float32 is 0, and x / 0 is NaN), and every filter keeps the most likely character, so
+no extreme top-p or min-p can leave a row with nothing to draw.
 """
 
 from __future__ import annotations
@@ -11,14 +14,24 @@ from collections.abc import Sequence
 
 import torch
 
+from charrnn.sampling import Sampling
 
-def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
-    """(N, V) logits with every character outside the top-k / top-p set set to -inf.
+# Beyond these the temperature makes no difference a float32 draw can see: below, only the most
+# likely character keeps any weight (greedy); above, every character weighs the same.
+COLDEST, HOTTEST = 1e-20, 1e20
+
+
+def clamp_temperature(temperature: float) -> float:
+    return min(max(temperature, COLDEST), HOTTEST)
+
+
+def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None, min_p: float = 0.0) -> torch.Tensor:
+    """(N, V) logits with every character outside the top-k / top-p / min-p set set to -inf.
 
     Top-k keeps exactly k characters per row, even when several tie at the k-th value (the
     tied ones ``torch.topk`` picks). Top-p keeps, per row, the most likely characters in order
-    until their probabilities add up to at least p (the smallest such set); the most likely
-    character always stays.
+    until their probabilities add up to at least p (the smallest such set). Min-p keeps those at
+    least p times as likely as the most likely one. The most likely character always stays.
     """
     if top_k is not None and top_k < logits.shape[-1]:
         best = torch.topk(logits, top_k, dim=-1).indices  # (N, k)
@@ -29,15 +42,24 @@ def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) 
         sorted_probs = torch.softmax(sorted_logits, dim=-1)
         mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs  # probability of the better ones
         drop_sorted = mass_before >= top_p  # the set had already reached p without this one
+        drop_sorted[:, 0] = False  # a p that float32 rounds to 0 still leaves the best one
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, -math.inf)
+    if min_p > 0:
+        # p_i >= min_p * p_max  <=>  logit_i >= logit_max + log(min_p): the best always passes
+        floor = logits.max(dim=-1, keepdim=True).values + math.log(min_p)  # (N, 1)
+        logits = logits.masked_fill(logits < floor, -math.inf)
     return logits
 
 
-def draw_uniforms(generators: Sequence[torch.Generator], device: torch.device) -> torch.Tensor:
-    """One uniform number from each generator, in order: (N,)."""
-    uniforms = [torch.rand(1, generator=g, device=device) for g in generators]
-    return uniforms[0] if len(uniforms) == 1 else torch.cat(uniforms)
+def penalise(logits: torch.Tensor, drawn: torch.Tensor, recent: torch.Tensor, rows: Sequence[Sampling]) -> torch.Tensor:
+    """(N, V) logits after each row's penalties: ``drawn`` (N, V) counts what each row drew,
+    ``recent`` (N, V) what is in its repetition window (prime included)."""
+    column = lambda name: logits.new_tensor([getattr(s, name) for s in rows]).view(-1, 1)  # (N, 1)
+    logits = logits.float() - column("frequency_penalty") * drawn - column("presence_penalty") * (drawn > 0)
+    repetition = column("repetition_penalty")  # CTRL: divide a positive logit, multiply a negative one
+    repeated = torch.where(logits > 0, logits / repetition, logits * repetition)
+    return torch.where(recent > 0, repeated, logits)
 
 
 def draw_with_uniforms(
@@ -46,41 +68,63 @@ def draw_with_uniforms(
     temperature: float | torch.Tensor,
     top_k: int | None = None,
     top_p: float | None = None,
+    min_p: float = 0.0,
 ) -> torch.Tensor:
     """The id each row's uniform number picks from its tempered distribution: (N, V), (N,) -> (N,).
 
-    The row maximum is subtracted before dividing by the temperature, so a tiny temperature
-    gives huge negative numbers (probabilities of 0) rather than inf - inf = NaN. The compiled
-    step (generation/compiled.py) runs this same function after its step.
+    ``temperature``: one float for every row, or one per row, (N,) (clamped by the caller: the
+    compiled step's input is already a tensor). The row maximum is subtracted before dividing,
+    so a tiny temperature gives huge negative numbers (probabilities of 0), never inf - inf.
     """
+    if isinstance(temperature, torch.Tensor):
+        temperature = temperature.view(-1, 1)  # (N, 1)
     scaled = (logits.float() - logits.max(dim=-1, keepdim=True).values) / temperature  # (N, V)
     # Unnormalised probabilities: every value is in [0, 1] (the best is exp(0) = 1), and the
     # draw below scales by the row's total instead of dividing every entry by it.
-    weights = filter_logits(scaled, top_k, top_p).exp()  # (N, V)
+    weights = filter_logits(scaled, top_k, top_p, min_p).exp()  # (N, V)
     # Inverse-CDF draw: the first id whose cumulative weight exceeds uniform x the row's total.
     cumulative = weights.cumsum(dim=-1)  # (N, V)
     return (cumulative <= uniforms[:, None] * cumulative[:, -1:]).sum(dim=-1)  # (N,)
 
 
-class UniformBlocks:
-    """The numbers ``draw_uniforms`` would give, one (N,) row per ``take``, drawn a block at a time.
+def draw(logits: torch.Tensor, rows: Sequence[Sampling], uniforms: torch.Tensor) -> torch.Tensor:
+    """One id per row from (N, V) logits (already penalised), row i with ``rows[i]`` and
+    ``uniforms[i]`` (ignored for a greedy row); rows that share their filters are drawn together."""
+    groups: dict[tuple, list[int]] = {}
+    for row, setting in enumerate(rows):
+        groups.setdefault(setting.filters, []).append(row)
+    ids = torch.empty(logits.shape[0], dtype=torch.long, device=logits.device)
+    for (top_k, top_p, min_p, greedy), members in groups.items():
+        index = slice(None) if len(members) == len(rows) else torch.tensor(members, device=logits.device)
+        if greedy:
+            ids[index] = logits[index].argmax(dim=-1)
+            continue
+        temperatures = [clamp_temperature(rows[r].temperature) for r in members]
+        temperature = temperatures[0] if len(set(temperatures)) == 1 else logits.new_tensor(temperatures).float()
+        ids[index] = draw_with_uniforms(logits[index], uniforms[index], temperature, top_k, top_p, min_p)
+    return ids
 
-    Sixteen streams made sixteen ``torch.rand`` calls per character. On the CPU, one call for K
-    numbers gives exactly the K numbers that K calls for one would (tests/generation/test_draw.py checks it),
-    so a seed's text does not change. Only for CPU generators, and for callers that use up or
-    throw away their generators: the numbers drawn ahead are gone from them.
+
+class Uniforms:
+    """One row's uniform numbers, in the order its generator gives them, drawn a block at a time.
+
+    One ``torch.rand`` call for K numbers gives exactly the K numbers that K calls for one give
+    on the CPU (tests/generation/test_draw.py checks it), so a seed's text does not depend on
+    whether a row was drawn eagerly, by a compiled step, alone or in a batch. The generator is
+    always a CPU one (a GPU's draws the same numbers differently); the numbers are moved to the
+    model's device once per step, for all rows together.
     """
 
     BLOCK = 64
 
-    def __init__(self, generators: Sequence[torch.Generator]):
-        self.generators = generators
-        self.block = torch.empty(0, len(generators))  # (K, N): row k is the k-th number of every generator
+    def __init__(self, seed: int):
+        self.generator = torch.Generator().manual_seed(seed)
+        self.block: list[float] = []
         self.next = 0
 
-    def take(self) -> torch.Tensor:
+    def take(self) -> float:
         if self.next == len(self.block):
-            self.block = torch.stack([torch.rand(self.BLOCK, generator=g) for g in self.generators], dim=1)
+            self.block = torch.rand(self.BLOCK, generator=self.generator).tolist()
             self.next = 0
         self.next += 1
-        return self.block[self.next - 1]  # (N,), contiguous
+        return self.block[self.next - 1]

@@ -15,6 +15,7 @@ from charrnn.core.model import CharRNN, detach
 from charrnn.core.vocab import UnknownCharactersError, Vocab
 from charrnn.errors import CharRNNError
 from charrnn.generation.compiled import CompiledSteps
+from charrnn.generation.decoder import Decoder, score_stepwise
 from charrnn.generation.stepper import Stepper
 from charrnn.threads import ThreadTuner, timed_step
 
@@ -41,24 +42,6 @@ def loss_sum(model: CharRNN, batches: StreamBatches, threads: ThreadTuner | None
         model.train(was_training)
     # Summed in float64 on the CPU (MPS has no float64 tensors).
     total = torch.stack(window_sums).cpu().double().sum().item()
-    return total, batches.num_chars
-
-
-@torch.inference_mode()
-def loss_sum_stepwise(
-    stepper: Stepper | CompiledSteps, batches: StreamBatches, threads: ThreadTuner | None = None
-) -> tuple[float, int]:
-    """``loss_sum`` through a generation step, one character at a time: what an int8 model
-    generates with is what gets scored."""
-    state = stepper.init_state(batches.batch_size)
-    sums = []
-    for index in range(batches.num_windows):
-        x, y = batches.window(index)  # (B, T) each
-        for t in range(x.shape[1]):
-            with timed_step(threads):
-                logits, state = stepper.step(x[:, t], state)  # (B, V)
-            sums.append(F.cross_entropy(logits.float(), y[:, t].long(), reduction="sum"))
-    total = torch.stack(sums).double().sum().item() if sums else 0.0
     return total, batches.num_chars
 
 
@@ -110,7 +93,7 @@ def evaluate_text(
     if stepper is None:
         total, count = loss_sum(model, batches, threads)
     else:
-        total, count = loss_sum_stepwise(stepper, batches, threads)
+        total, count = score_stepwise(Decoder(model, vocab, stepper, threads), batches)
     return Evaluation(total / count, count, streams, unknown)
 
 

@@ -21,7 +21,8 @@ from tqdm import tqdm
 
 from charrnn.config import SampleConfig
 from charrnn.formats.metrics import append_row
-from charrnn.generation.sample import Sampling, collect, stream_samples
+from charrnn.generation.sample import collect, stream_samples
+from charrnn.sampling import Sampling
 from charrnn.training.run import TrainingRun
 from charrnn.training.stopping import StopRules
 

@@ -8,8 +8,6 @@ from click.testing import CliRunner
 
 import charrnn
 from charrnn.commands.chat import chat as chat_command
-from charrnn.generation.sample import Sampling
-from charrnn.generation.session import Session
 
 PROMPT = "\r\n> "
 
@@ -53,10 +51,10 @@ def reply(child, line: str) -> str:
 @pytest.mark.slow  # a `charrnn chat` process in a pseudo-terminal
 def test_each_continuation_goes_on_from_the_last_and_new_starts_afresh(chat, tiny_run):
     model = charrnn.load(tiny_run.best, "cpu")
-    session = Session(model.model, model.vocab, seed=1)
+    session = model.session(seed=1)
     session.feed("ROMEO:")
-    first = "".join(session.generate(40, Sampling()))
-    more = "".join(session.generate(25, Sampling()))
+    first = "".join(session.generate(40))
+    more = "".join(session.generate(25))
 
     assert reply(chat, "ROMEO:").replace("\r\n", "\n") == first
     assert reply(chat, "/more 25").replace("\r\n", "\n") == more  # the state was carried
@@ -72,8 +70,11 @@ def test_settings_change_and_bad_values_are_one_line(chat):
     assert "top-p 0.9" in reply(chat, "/top-p 0.9")
     assert "length 12" in reply(chat, "/length 12")
     assert "greedy on" in reply(chat, "/greedy on")
+    assert "repetition-penalty 1.3" in reply(chat, "/repetition-penalty 1.3")
     bad = reply(chat, "/temp -1")
-    assert "temperature must be a positive finite number" in bad and "Traceback" not in bad
+    assert "error: /temperature must be > 0, got -1.0" in bad and "Traceback" not in bad
+    assert "error: /top-k must be >= 1, got 0" in reply(chat, "/top-k 0")  # as --top-k 0 says
+    assert "top-k off" in reply(chat, "/top-k off")
     assert "unknown command /fly" in reply(chat, "/fly")
     assert "outside the model's" in reply(chat, "caf\u00e9\u2603")
     assert len(reply(chat, "ROMEO:").strip("\r\n")) == 12
@@ -112,10 +113,10 @@ def test_in_process_a_session_reads_commands_and_lines_until_quit(tiny_run, tmp_
     )
     assert result.exit_code == 0, result.output
     model = charrnn.load(tiny_run.best, "cpu")
-    session = Session(model.model, model.vocab, seed=2)
+    session = model.session(seed=2, temperature=0.5)
     session.feed("ROMEO:")
-    first = "".join(session.generate(15, Sampling(temperature=0.5)))
-    more = "".join(session.generate(5, Sampling(temperature=0.5)))
+    first = "".join(session.generate(15))
+    more = "".join(session.generate(5))
     assert "temperature 0.5" in result.output and "length 15" in result.output
     assert first + "\n" in result.output and more + "\n" in result.output
     assert "unknown command /fly" in result.output

@@ -135,7 +135,7 @@ def test_prime_file_stop_and_output_with_header(tiny_run, tmp_path):
     assert written.exit_code == 0 and written.stdout == ""
     header, body = out.read_text(encoding="utf-8").split("\n\n", 1)
     assert "# checkpoint: " in header and "# prime: 'ROMEO:'" in header and "seed: 3" in header
-    assert "top-p: 0.8" in header and body.startswith("ROMEO:") and len(body) == 6 + 50 + 1
+    assert "top-p 0.8" in header and body.startswith("ROMEO:") and len(body) == 6 + 50 + 1
     again = invoke("generate", tiny_run.last, "--output", out)
     assert again.exit_code == 1 and "already exists" in again.output
     both = invoke("generate", tiny_run.last, "--prime", "x", "--prime-file", prime_file)

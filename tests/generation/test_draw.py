@@ -4,7 +4,7 @@ a time are the numbers one call at a time gives, so batching them changes no see
 import pytest
 import torch
 
-from charrnn.generation.draw import UniformBlocks, draw_uniforms, draw_with_uniforms
+from charrnn.generation.draw import Uniforms, draw_with_uniforms
 
 
 @pytest.mark.parametrize("count", [1, 7, 64, 200])
@@ -15,12 +15,11 @@ def test_one_call_for_k_numbers_gives_the_k_numbers_of_k_calls(count):
     assert torch.equal(together, apart)
 
 
-def test_uniform_blocks_hand_out_what_draw_uniforms_would_across_block_edges():
-    seeds = [3, 4, 5]
-    blocks = UniformBlocks([torch.Generator().manual_seed(s) for s in seeds])
-    single = [torch.Generator().manual_seed(s) for s in seeds]
-    for _ in range(UniformBlocks.BLOCK * 2 + 5):  # three blocks drawn
-        assert torch.equal(blocks.take(), draw_uniforms(single, torch.device("cpu")))
+def test_a_rows_uniforms_are_its_generators_numbers_one_call_at_a_time_across_block_edges():
+    blocks = Uniforms(3)
+    single = torch.Generator().manual_seed(3)
+    for _ in range(Uniforms.BLOCK * 2 + 5):  # three blocks drawn
+        assert torch.tensor([blocks.take()]) == torch.rand(1, generator=single)
 
 
 def test_the_uniform_number_picks_by_cumulative_probability():

@@ -9,7 +9,8 @@ from charrnn.config import ModelConfig
 from charrnn.core.model import CharRNN
 from charrnn.core.vocab import Vocab
 from charrnn.generation.engine import Engine, Stream
-from charrnn.generation.sample import Sampling, collect, stream_samples
+from charrnn.generation.sample import collect, sample_decoder, stream_samples
+from charrnn.sampling import Sampling
 
 VOCAB = Vocab(sorted(set("the quick brown fox jumps over a lazy dog.\n")))
 
@@ -28,14 +29,14 @@ def run_all(model, streams, max_streams=64):
     ended = threading.Event()
 
     def emit(events):
-        for stream, piece, reason in events:
-            texts[id(stream)] += piece
-            if reason:
-                reasons[id(stream)] = reason
+        for piece in events:
+            texts[id(piece.row)] += piece.text
+            if piece.finish:
+                reasons[id(piece.row)] = piece.finish
         if len(reasons) == len(streams):
             ended.set()
 
-    engine = Engine(model, VOCAB, emit, max_streams=max_streams)
+    engine = Engine(sample_decoder(model, VOCAB, None, 0), emit, max_streams=max_streams)
     for stream in streams:
         engine.submit(stream)
     runner = threading.Thread(target=engine.run)
@@ -52,14 +53,22 @@ def alone(model, prompt, length, sampling, seed, stop=()):
 
 
 def test_streams_stepped_together_write_what_each_writes_alone(model):
-    settings = [Sampling(), Sampling(temperature=0.5), Sampling(top_k=3), Sampling(top_p=0.8), Sampling(greedy=True)]
+    settings = [
+        Sampling(),
+        Sampling(temperature=0.5),
+        Sampling(top_k=3),
+        Sampling(top_p=0.8),
+        Sampling(greedy=True),
+        Sampling(min_p=0.2, repetition_penalty=1.5),
+        Sampling(frequency_penalty=1.0, presence_penalty=-0.5),
+    ]
     streams = [Stream("the ", 50 + 7 * i, sampling, seed=i) for i, sampling in enumerate(settings)]
     results, engine = run_all(model, streams)
     for (text, reason), stream in zip(results, streams, strict=True):
         assert reason == "length"
-        assert text == alone(model, stream.prompt, stream.length, stream.sampling, stream.seed)
-    assert engine.largest_batch == len(streams) and engine.characters == sum(s.length for s in streams)
-    assert engine.steps == max(s.length for s in streams)  # one step for all of them at a time
+        assert text == alone(model, stream.prompt, stream.limit, stream.sampling, stream.seed)
+    assert engine.largest_batch == len(streams) and engine.characters == sum(s.limit for s in streams)
+    assert engine.steps == max(s.limit for s in streams)  # one step for all of them at a time
 
 
 def test_a_batch_smaller_than_the_requests_serves_them_in_turn(model):
@@ -79,7 +88,7 @@ def test_stop_texts_length_zero_and_cancelled_streams(model):
     assert results == [(full[: full.find(stop)], "stop"), ("", "length")]
 
     started = threading.Event()
-    engine = Engine(model, VOCAB, lambda events: started.set())
+    engine = Engine(sample_decoder(model, VOCAB, None, 0), lambda events: started.set())
     cancelled.cancelled = False
     engine.submit(cancelled)
     runner = threading.Thread(target=engine.run)

@@ -7,15 +7,11 @@ from charrnn.config import ModelConfig
 from charrnn.core.model import CharRNN
 from charrnn.core.vocab import UnknownCharactersError, Vocab
 from charrnn.errors import CharRNNError
-from charrnn.generation.draw import filter_logits
-from charrnn.generation.sample import (
-    Sampling,
-    StopWatch,
-    collect,
-    next_ids,
-    stream_samples,
-)
+from charrnn.generation.draw import draw, filter_logits
+from charrnn.generation.sample import collect, stream_samples
+from charrnn.generation.stops import StopWatch
 from charrnn.generation.stepper import WIDE_BATCH, Stepper
+from charrnn.sampling import Sampling
 
 VOCAB = Vocab.from_text("abcdefghijklmnopqrstuvwxyz ,.\n")
 
@@ -104,8 +100,8 @@ def test_top_p_reached_exactly_keeps_the_set_that_reaches_it():
 def test_draws_follow_the_filtered_distribution():
     draws = 5000
     logits = torch.tensor([0.1, 0.2, 0.3, 0.4]).log().expand(draws, 4)
-    generators = [torch.Generator().manual_seed(i) for i in range(draws)]
-    ids = next_ids(logits, Sampling(temperature=1.0, top_k=3), generators)
+    uniforms = torch.rand(draws, generator=torch.Generator().manual_seed(0))
+    ids = draw(logits, [Sampling(temperature=1.0, top_k=3)] * draws, uniforms)
     frequencies = torch.bincount(ids, minlength=4) / draws
     assert frequencies[0] == 0  # filtered out, never drawn
     torch.testing.assert_close(frequencies, torch.tensor([0.0, 2 / 9, 3 / 9, 4 / 9]), atol=0.03, rtol=0)
@@ -264,9 +260,12 @@ def test_generation_leaves_the_model_in_the_mode_it_found():
         ({"temperature": -1.0}, "temperature"),
         ({"temperature": math.nan}, "temperature"),
         ({"temperature": math.inf}, "temperature"),
-        ({"top_k": 0}, "top-k"),
-        ({"top_p": 0.0}, "top-p"),
-        ({"top_p": 1.5}, "top-p"),
+        ({"top_k": 0}, "top_k"),
+        ({"top_p": 0.0}, "top_p"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"min_p": -0.1}, "min_p"),
+        ({"repetition_penalty": 0.0}, "repetition_penalty"),
+        ({"frequency_penalty": 3.0}, "frequency_penalty"),
     ],
 )
 def test_bad_sampling_values_raise_before_any_text(sampling, message):
