@@ -124,7 +124,7 @@ def test_stop_ends_the_stream_in_the_page_and_on_the_server(server, page):
 @pytest.mark.parametrize(
     "field, value, message",
     [
-        ("#temperature", "0", "'temperature' must be above 0, got 0"),
+        ("#temperature", "0", "'temperature' must be > 0, got 0"),
         ("#prime", "ROMEO \u2603", "the prompt has characters the model has never seen: '\u2603'"),
     ],
     ids=["temperature 0", "unseen character"],

@@ -108,8 +108,9 @@ def test_a_compiled_int8_step_computes_what_the_eager_int8_step_does():
         torch.testing.assert_close(new_state, expected_state, rtol=0, atol=1e-5)
         state, ids = expected_state, expected_logits.argmax(dim=-1)
     uniforms = torch.rand(3)
-    drawn, logits, _ = chosen.step_and_draw(ids, state, uniforms, 0.7)
-    assert torch.equal(drawn, draw_with_uniforms(logits, uniforms, 0.7))
+    temperatures = torch.tensor([0.7, 1.3, 0.7])  # one per row
+    drawn, logits, _ = chosen.step_and_draw(ids, state, uniforms, temperatures)
+    assert torch.equal(drawn, draw_with_uniforms(logits, uniforms, temperatures))
 
 
 def test_an_int8_gru_runs_eagerly_and_says_so_when_compiling_was_asked():
