@@ -15,8 +15,9 @@ from charrnn.errors import CharRNNError
 from charrnn.generation import compiled, runtime
 from charrnn.generation.compiled import SPLIT, WIDE, CompiledStepper, StreamRange
 from charrnn.generation.runtime import StepRuntime
-from charrnn.generation.sample import Sampling, collect, stream_samples
+from charrnn.generation.sample import collect, stream_samples
 from charrnn.generation.stepper import WIDE_BATCH, Stepper
+from charrnn.sampling import Sampling
 from tests.conftest import run_cli, step_notes
 
 VOCAB = Vocab.from_text("abcdefghijklmnopqrstuvwxyz ,.\n")

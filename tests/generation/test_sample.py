@@ -9,8 +9,8 @@ from charrnn.core.vocab import UnknownCharactersError, Vocab
 from charrnn.errors import CharRNNError
 from charrnn.generation.draw import draw, filter_logits
 from charrnn.generation.sample import collect, stream_samples
-from charrnn.generation.stops import StopWatch
 from charrnn.generation.stepper import WIDE_BATCH, Stepper
+from charrnn.generation.stops import StopWatch
 from charrnn.sampling import Sampling
 
 VOCAB = Vocab.from_text("abcdefghijklmnopqrstuvwxyz ,.\n")
