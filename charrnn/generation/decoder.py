@@ -272,7 +272,7 @@ class Decoder:
         if not asking:
             return scores
         index = torch.tensor(asking, device=logits.device)
-        log_probs = torch.log_softmax(logits[index].float(), dim=-1).cpu()  # (A, V)
+        log_probs = torch.log_softmax(logits[index].double(), dim=-1).cpu()  # (A, V)
         most = min(max(rows[i].logprobs for i in asking), len(self.vocab))
         best_values, best_ids = torch.topk(log_probs, most, dim=-1)  # (A, k)
         chars = self.vocab.chars

@@ -96,8 +96,8 @@ def draw(logits: torch.Tensor, rows: Sequence[Sampling], uniforms: torch.Tensor)
     ids = torch.empty(logits.shape[0], dtype=torch.long, device=logits.device)
     for (top_k, top_p, min_p, greedy), members in groups.items():
         index = slice(None) if len(members) == len(rows) else torch.tensor(members, device=logits.device)
-        if greedy:
-            ids[index] = logits[index].argmax(dim=-1)
+        if greedy:  # through the filters too: they keep the best, and every draw meets the same rules
+            ids[index] = filter_logits(logits[index], top_k, top_p, min_p).argmax(dim=-1)
             continue
         temperatures = [clamp_temperature(rows[r].temperature) for r in members]
         temperature = temperatures[0] if len(set(temperatures)) == 1 else logits.new_tensor(temperatures).float()

@@ -99,7 +99,7 @@ class Engine:
                 for stream in joining:
                     self._admit(stream)
                 if self.decoder.rows:
-                    self.step()
+                    self.step_batch()
             except Exception as exc:  # never leave a client waiting on a dead thread
                 self._fail(joining + self.streams, exc)
 
@@ -122,7 +122,7 @@ class Engine:
             return
         self.decoder.add(stream.prompt, [stream], what="prompt")
 
-    def step(self) -> None:
+    def step_batch(self) -> None:
         """One character for every active stream; the finished and the cancelled leave the batch."""
         batch = sum(not stream.cancelled for stream in self.decoder.rows)
         self.steps += 1

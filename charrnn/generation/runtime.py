@@ -29,6 +29,9 @@ from charrnn.threads import thread_tuner
 # characters. Below that, --compile auto builds nothing; a step already built is always used
 # (loading one takes ~0.1 s: benchmarks/cold_start.py).
 BREAK_EVEN_CHARS = 100_000
+# Jobs this long or longer (but short of the break-even) hear that a build would pay if they are
+# repeated; a shorter one, say a 500-character sample, is not told each time.
+ADVISE_FROM_CHARS = BREAK_EVEN_CHARS // 5
 
 Note = Callable[[str], None]
 
@@ -123,6 +126,8 @@ class StepRuntime:
             if self.compile == "auto" and work == 0:  # a caller that never builds (chat, evaluate): no advice
                 return
             if self.compile == "auto" and work is not None and work < BREAK_EVEN_CHARS:
+                if work < ADVISE_FROM_CHARS:
+                    return
                 self.say(
                     f"eager step: compiling one for this model shape takes 15-30 s and pays from ~{BREAK_EVEN_CHARS:,} "
                     "characters (--compile on builds it once and caches it)"

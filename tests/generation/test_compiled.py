@@ -126,8 +126,10 @@ def test_auto_builds_only_when_the_job_is_long_enough(monkeypatch, tmp_path):
     monkeypatch.setattr(CompiledStepper, "build", lambda self, streams: built_for.append(streams) or 1 / 0)
     notes = []
     auto = StepRuntime(make_model(), compile="auto", note=notes.append)
+    assert not auto.stepper(1, work=500).serves(1)
+    assert built_for == [] and step_notes(notes) == []  # a short sample is not told about compiling
     assert not auto.stepper(1, work=runtime.BREAK_EVEN_CHARS - 1).serves(1)
-    assert built_for == [] and "pays from" in step_notes(notes)[0]
+    assert built_for == [] and "pays from" in step_notes(notes)[0]  # a long one is, once
     auto.stepper(1, work=runtime.BREAK_EVEN_CHARS)
     assert built_for == [SPLIT]
 
