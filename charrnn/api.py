@@ -24,7 +24,8 @@ from charrnn.core.vocab import Vocab
 from charrnn.errors import CharRNNError
 from charrnn.formats.checkpoint import Checkpoint
 from charrnn.formats.export import is_export, load_export
-from charrnn.generation.decoder import Beam, Decoder, Piece
+from charrnn.generation.beam import Beam
+from charrnn.generation.decoder import Decoder, Piece
 from charrnn.generation.engine import Engine, Events
 from charrnn.generation.evaluate import Evaluation, evaluate_dynamic, evaluate_text
 from charrnn.generation.runtime import StepRuntime

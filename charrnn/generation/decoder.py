@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ from charrnn.core.cells import State
 from charrnn.core.model import CharRNN
 from charrnn.core.vocab import Vocab
 from charrnn.generation.compiled import CompiledSteps
-from charrnn.generation.draw import Uniforms, clamp_temperature, draw, penalise
+from charrnn.generation.draw import UniformBatch, Uniforms, clamp_temperature, draw, penalise
 from charrnn.generation.stepper import Stepper
 from charrnn.generation.stops import StopWatch
 from charrnn.sampling import Sampling
@@ -82,9 +82,9 @@ class Row:
         self.seed, self.uniforms = seed, Uniforms(seed)
 
 
-@dataclass(frozen=True)
-class Piece:
-    """What a step produced for one row: text that may be shown, and why the row ended, if it did."""
+class Piece(NamedTuple):
+    """What a step produced for one row: text that may be shown, and why the row ended, if it did.
+    (A named tuple: one is made per row per step, and a frozen dataclass costs ~1 us to make.)"""
 
     row: Row
     text: str
@@ -102,9 +102,13 @@ class Decoder:
         self.device = model.device
         self.rows: list[Row] = []
         self.unread = torch.empty(0, dtype=torch.long, device=self.device)  # (K,): rows[:K] drew these
+        self.unread_count = 0  # K, kept as an int: a tensor's len() costs microseconds
         self.fresh_logits = torch.empty(0, len(vocab), device=self.device)  # (N - K, V): rows[K:]'s prediction
         self.state: State = tuple(t[:, :0] for t in model.init_state(1))  # (L, N, H) each
-        self._temperatures: tuple[tuple[float, ...], torch.Tensor] = ((), torch.empty(0))
+        self.uniforms = UniformBatch()
+        # For the last rows' settings (the same objects, step after step): whether a compiled step
+        # can draw for them, and their temperatures as its (N,) input.
+        self._plain: tuple[tuple[Sampling, ...], bool, torch.Tensor] = ((), False, torch.empty(0))
 
     # -- rows in and out ------------------------------------------------------------------------
 
@@ -126,7 +130,7 @@ class Decoder:
             return
         i = self.rows.index(row)
         state = tuple(t[:, i : i + 1] for t in self.state)
-        if i < len(self.unread):  # it drew a character it has not read yet: read it first
+        if i < self.unread_count:  # it drew a character it has not read yet: read it first
             with timed_step(self.threads):
                 _, state = self.stepper.step(self.unread[i : i + 1], state)
         logits, state = self._read(ids, state)
@@ -155,11 +159,13 @@ class Decoder:
 
     def _remove(self, drop: Sequence[int]) -> None:
         """Take rows out of the batch, by position."""
-        keep = [i for i in range(len(self.rows)) if i not in set(drop)]
-        unread = len(self.unread)
+        dropped = set(drop)
+        keep = [i for i in range(len(self.rows)) if i not in dropped]
+        unread = self.unread_count
         index = torch.tensor(keep, dtype=torch.long, device=self.device)
         self.rows = [self.rows[i] for i in keep]
         self.unread = self.unread[index[index < unread]]
+        self.unread_count = len(self.unread)
         self.fresh_logits = self.fresh_logits[index[index >= unread] - unread]
         self.state = tuple(t.index_select(1, index) for t in self.state)
 
@@ -171,18 +177,18 @@ class Decoder:
         cancelled = [i for i, row in enumerate(self.rows) if row.cancelled]
         if cancelled:
             self._remove(cancelled)
-        rows, unread = self.rows, len(self.unread)
+        rows, unread = self.rows, self.unread_count
         if not rows:
             return []
         ids = None
         if unread:  # read what the rows drew last step: one batched step, perhaps drawing too
             state = self.state if unread == len(rows) else tuple(t[:, :unread] for t in self.state)
             with timed_step(self.threads, unread):
-                if self._fuses(rows[:unread]):
-                    uniforms = self._uniforms(rows[:unread])
-                    ids, logits, state = self.stepper.step_and_draw(
-                        self.unread, state, uniforms, self._temperature(rows[:unread])
-                    )
+                reading = rows if unread == len(rows) else rows[:unread]
+                fused, temperatures = self._fused(reading)
+                if fused:
+                    uniforms = self._uniforms(reading)
+                    ids, logits, state = self.stepper.step_and_draw(self.unread, state, uniforms, temperatures)
                 else:
                     logits, state = self.stepper.step(self.unread, state)  # (K, V); (L, K, H) each
             if unread < len(rows):  # rows that joined since: their prime's logits and state
@@ -198,24 +204,21 @@ class Decoder:
             ids = torch.cat([ids, self._draw(logits[unread:], rows[unread:])])
         return self._after_draw(rows, ids, logits)
 
-    def _fuses(self, rows: Sequence[Row]) -> bool:
-        stepper = self.stepper
-        return (
-            isinstance(stepper, CompiledSteps) and stepper.serves(len(rows)) and all(r.sampling.fusable for r in rows)
-        )
+    def _fused(self, rows: Sequence[Row]) -> tuple[bool, torch.Tensor]:
+        """Whether the compiled step can draw for ``rows`` (every one plain temperature sampling),
+        and their temperatures (clamped: draw.py) as its (N,) input; kept while the settings stay."""
+        settings = tuple(row.sampling for row in rows)
+        if settings != self._plain[0]:
+            stepper = self.stepper
+            fused = isinstance(stepper, CompiledSteps) and all(s.fusable for s in settings)
+            temperatures = torch.tensor([clamp_temperature(s.temperature) for s in settings])
+            self._plain = (settings, fused, temperatures)
+        _, fused, temperatures = self._plain
+        return fused and self.stepper.serves(len(rows)), temperatures
 
     def _uniforms(self, rows: Sequence[Row]) -> torch.Tensor:
         """The next uniform number of each row (none taken for a greedy one): (N,)."""
-        numbers = [0.0 if row.sampling.greedy else row.uniforms.take() for row in rows]
-        return torch.tensor(numbers, device=self.device)
-
-    def _temperature(self, rows: Sequence[Row]) -> torch.Tensor:
-        """Each row's temperature, clamped (draw.py), as the compiled step takes it: (N,); kept
-        while the rows' temperatures stay the same."""
-        values = tuple(clamp_temperature(row.sampling.temperature) for row in rows)
-        if values != self._temperatures[0]:
-            self._temperatures = (values, torch.tensor(values))
-        return self._temperatures[1]
+        return self.uniforms.take(tuple(None if row.sampling.greedy else row.uniforms for row in rows), self.device)
 
     def _draw(self, logits: torch.Tensor, rows: Sequence[Row]) -> torch.Tensor:
         """Eagerly: each row's penalties, then its filters and temperature: (N, V) -> (N,)."""
@@ -236,8 +239,8 @@ class Decoder:
 
     def _after_draw(self, rows: list[Row], ids: torch.Tensor, logits: torch.Tensor) -> list[Piece]:
         """Hand out the drawn characters (held back where a stop text may begin); drop ended rows."""
-        id_list = ids.tolist()
-        scores = self._scores(rows, id_list, logits)
+        id_list, chars = ids.tolist(), self.vocab.chars
+        scores = self._scores(rows, id_list, logits) if any(row.logprobs is not None for row in rows) else None
         pieces, ended = [], []
         for i, (row, id_) in enumerate(zip(rows, id_list, strict=True)):
             row.count += 1
@@ -245,13 +248,17 @@ class Decoder:
             row.drawn_ids.append(id_)
             if row.drawn is not None:
                 row.drawn[id_] += 1
-            if scores[i] is not None:
+            watch = row.watch
+            if not watch.stops and scores is None and (row.limit is None or row.count < row.limit):
+                pieces.append(Piece(row, chars[id_]))  # the common case: nothing to hold back or end
+                continue
+            if scores is not None and scores[i] is not None:
                 row.held.append(scores[i])
-            text = row.watch.feed(self.vocab.chars[id_])
-            if row.watch.stopped:
+            text = watch.feed(chars[id_])
+            if watch.stopped:
                 row.finish_reason = "stop"
             elif row.limit is not None and row.count >= row.limit:
-                text += row.watch.flush()
+                text += watch.flush()
                 row.finish_reason = "length"
             shown: tuple[CharScore, ...] = ()
             if row.logprobs is not None:
@@ -260,7 +267,9 @@ class Decoder:
                 pieces.append(Piece(row, text, row.finish_reason, shown))
             if row.finish_reason:
                 ended.append(i)
-        self.unread, self.fresh_logits = ids, self.fresh_logits[:0]
+        if self.unread_count < len(rows):
+            self.fresh_logits = self.fresh_logits[:0]
+        self.unread, self.unread_count = ids, len(rows)
         if ended:
             self._remove(ended)
         return pieces
@@ -282,66 +291,6 @@ class Decoder:
             top = tuple((chars[j], value) for j, value in best)
             scores[i] = CharScore(chars[ids[i]], float(log_probs[a, ids[i]]), top)
         return scores
-
-
-@dataclass(frozen=True)
-class Beam:
-    """The most likely continuation beam search found, and its total log-probability (nats)."""
-
-    text: str
-    logprob: float
-    ended_by: str  # "length" or "stop"
-
-
-@torch.inference_mode()
-def beam_search(decoder: Decoder, prime: str, length: int, width: int, stops: Sequence[str] = ()) -> Beam:
-    """The continuation of ``prime`` with the highest total log-probability that beam search of
-    ``width`` finds, ``length`` characters long or ending just before a stop text (whose own
-    characters count in its score: it is the most likely text *and* end). Deterministic.
-
-    The greedy continuation is kept among the hypotheses at every step, so the answer is never
-    less likely than greedy decoding's; ``width=1`` is greedy decoding. Scores are the model's own
-    log-probabilities (no temperature, no penalties).
-    """
-    model, vocab = decoder.model, decoder.vocab
-    logits, state = decoder._read(decoder._ids(prime, "prime"), model.init_state(1))  # (1, V); (L, 1, H) each
-    texts, scores, greedy = [""], torch.zeros(1, dtype=torch.float64), 0  # greedy: its hypothesis' row
-    finished: list[Beam] = []
-    for position in range(length):
-        log_probs = torch.log_softmax(logits.double(), dim=-1).cpu()  # (B, V)
-        candidates = (scores[:, None] + log_probs).view(-1)  # (B·V,)
-        chosen = torch.topk(candidates, min(width, len(candidates))).indices.tolist()
-        if greedy is not None:  # keep the greedy path in the beam
-            follow = greedy * len(vocab) + int(log_probs[greedy].argmax())
-            if follow not in chosen:
-                chosen[-1] = follow
-            greedy = chosen.index(follow)
-        parents, next_texts, kept = [], [], []
-        for slot, flat in enumerate(chosen):
-            parent, id_ = divmod(flat, len(vocab))
-            text = texts[parent] + vocab.chars[id_]
-            cut = min((i for stop in stops if stop and (i := text.find(stop)) >= 0), default=None)
-            if cut is not None:
-                finished.append(Beam(text[:cut], float(candidates[flat]), "stop"))
-                greedy = None if slot == greedy else greedy
-                continue
-            parents.append(parent)
-            next_texts.append(text)
-            kept.append(flat)
-        if greedy is not None:
-            greedy = kept.index(chosen[greedy])
-        if not kept:
-            break
-        texts, scores = next_texts, candidates[kept]
-        if position + 1 < length:
-            index = torch.tensor(parents, device=decoder.device)
-            ids = torch.tensor([flat % len(vocab) for flat in kept], device=decoder.device)
-            state = tuple(t.index_select(1, index) for t in state)
-            with timed_step(decoder.threads, len(kept)):
-                logits, state = decoder.stepper.step(ids, state)  # (B, V)
-    else:
-        finished += [Beam(text, float(score), "length") for text, score in zip(texts, scores.tolist(), strict=True)]
-    return max(finished, key=lambda beam: beam.logprob)
 
 
 @torch.inference_mode()

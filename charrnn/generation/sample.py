@@ -21,7 +21,8 @@ from charrnn.config import MAX_SAMPLE_SEED
 from charrnn.core.model import CharRNN
 from charrnn.core.vocab import Vocab
 from charrnn.errors import CharRNNError
-from charrnn.generation.decoder import MAX_LOGPROBS, Beam, Decoder, Piece, ReferenceStep, Row, beam_search
+from charrnn.generation.beam import Beam, beam_search
+from charrnn.generation.decoder import MAX_LOGPROBS, Decoder, Piece, ReferenceStep, Row
 from charrnn.generation.runtime import StepRuntime
 from charrnn.generation.stepper import Stepper
 from charrnn.sampling import Sampling
@@ -45,14 +46,16 @@ def check_job(sampling: Sampling, length: int, num_samples: int, seed: int | Non
         raise CharRNNError(f"logprobs must be from 0 to {MAX_LOGPROBS}, got {logprobs}")
 
 
-def sample_decoder(model: CharRNN, vocab: Vocab, runtime: StepRuntime | None, work: int, fast: bool = True) -> Decoder:
-    """A decoder on ``runtime``'s step for ``work`` characters (the eager float32 ``Stepper``
+def sample_decoder(
+    model: CharRNN, vocab: Vocab, runtime: StepRuntime | None, streams: int, work: int, fast: bool = True
+) -> Decoder:
+    """A decoder on ``runtime``'s step for ``streams`` rows and ``work`` characters (the eager float32 ``Stepper``
     without a runtime; ``fast=False``: nn.LSTM itself, the slow reference the fast path is tested against)."""
     if not fast:
         return Decoder(model, vocab, ReferenceStep(model))  # type: ignore[arg-type]
     if runtime is None:
         return Decoder(model, vocab, Stepper(model))
-    return Decoder(model, vocab, runtime.stepper(1, work=work), runtime.threads)
+    return Decoder(model, vocab, runtime.stepper(streams, work=work), runtime.threads)
 
 
 def stream_pieces(
@@ -84,7 +87,7 @@ def stream_pieces(
     stops = [stop] if isinstance(stop, str) else list(stop)
     rows = [Row(sampling, base_seed + i, length, stops, logprobs, tag=i) for i in range(num_samples)]
     was_training = model.training
-    decoder = sample_decoder(model, vocab, runtime, length * num_samples, fast)
+    decoder = sample_decoder(model, vocab, runtime, num_samples, length * num_samples, fast)
     try:
         decoder.add(prime, rows)  # raises for unknown characters, before any text
     finally:
@@ -136,7 +139,7 @@ def most_likely(
         raise CharRNNError(f"length must be 0 or more, got {length}")
     if width < 1:
         raise CharRNNError(f"the beam width must be 1 or more, got {width}")
-    decoder = sample_decoder(model, vocab, runtime, length * width)
+    decoder = sample_decoder(model, vocab, runtime, width, length * width)
     was_training = model.training
     try:
         with torch.inference_mode():

@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "charrnn"
 VOCAB = Vocab(sorted(set("the quick brown fox jumps over a lazy dog.\n")))
 # Where the step and the draw may be called: the decoder, and the modules that define them (a
 # compiled graph runs the draw after its step; a compiled stepper's step calls its step_and_draw).
-OWNERS = {"decoder.py", "draw.py", "stepper.py", "compiled.py", "compiled_int8.py"}
+OWNERS = {"decoder.py", "beam.py", "draw.py", "stepper.py", "compiled.py", "compiled_int8.py"}
 STEP_AND_DRAW = {"step", "step_and_draw", "draw", "draw_with_uniforms", "filter_logits", "penalise"}
 
 

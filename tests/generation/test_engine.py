@@ -36,7 +36,7 @@ def run_all(model, streams, max_streams=64):
         if len(reasons) == len(streams):
             ended.set()
 
-    engine = Engine(sample_decoder(model, VOCAB, None, 0), emit, max_streams=max_streams)
+    engine = Engine(sample_decoder(model, VOCAB, None, 1, 0), emit, max_streams=max_streams)
     for stream in streams:
         engine.submit(stream)
     runner = threading.Thread(target=engine.run)
@@ -88,7 +88,7 @@ def test_stop_texts_length_zero_and_cancelled_streams(model):
     assert results == [(full[: full.find(stop)], "stop"), ("", "length")]
 
     started = threading.Event()
-    engine = Engine(sample_decoder(model, VOCAB, None, 0), lambda events: started.set())
+    engine = Engine(sample_decoder(model, VOCAB, None, 1, 0), lambda events: started.set())
     cancelled.cancelled = False
     engine.submit(cancelled)
     runner = threading.Thread(target=engine.run)

@@ -18,7 +18,7 @@ def make_model() -> CharRNN:
 
 
 def session_on(model, seed, sampling=Sampling()) -> Session:
-    return Session(sample_decoder(model, VOCAB, None, 0), seed, sampling)
+    return Session(sample_decoder(model, VOCAB, None, 1, 0), seed, sampling)
 
 
 def test_a_session_writes_what_a_single_sample_writes():
