@@ -1,7 +1,8 @@
 """Generation speed of this checkout against another one (say, the commit before a change).
 
-Usage: python benchmarks/generate_versions.py BASELINE_DIR [--rounds 6] [--length 3000] [--streams 1,16]
-       (BASELINE_DIR: a checkout's root, e.g. made with  git worktree add /tmp/before HEAD~3)
+Usage: python benchmarks/generate_versions.py BASELINE_DIR [--candidate DIR] [--rounds 6] [--length 3000]
+       (each a checkout's root, e.g. made with  git worktree add /tmp/before HEAD~3; the candidate
+       defaults to this checkout: give a worktree instead if you will edit files while it runs)
 
 Each measurement is a fresh process that imports charrnn from one checkout, loads the bundled
 model (2 x 512 LSTM), generates once to warm up (and, with --compile on, to build or load the
@@ -55,13 +56,14 @@ def measure(checkout: Path, step: str, length: int, streams: str, threads: int, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("baseline", type=Path)
+    parser.add_argument("--candidate", type=Path, default=HERE)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--length", type=int, default=3000)
     parser.add_argument("--streams", default="1,16")
     parser.add_argument("--steps", default="eager,compiled,int8")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
-    checkouts = {"baseline": args.baseline.resolve(), "this": HERE}
+    checkouts = {"baseline": args.baseline.resolve(), "this": args.candidate.resolve()}
     with tempfile.TemporaryDirectory() as cache:
         for step in args.steps.split(","):
             rates: dict[tuple[str, int], list[float]] = {}

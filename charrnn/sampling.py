@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from charrnn.options import Option, declared, option
@@ -80,17 +81,17 @@ class Sampling:
         for opt in declared(Sampling):
             opt.check(getattr(self, opt.name))
 
-    @property
+    @cached_property
     def fusable(self) -> bool:
         """Whether a compiled step can draw with these settings itself: plain temperature sampling."""
         return not (self.greedy or self.top_k or self.top_p or self.min_p or self.penalised)
 
-    @property
+    @cached_property
     def penalised(self) -> bool:
         """Whether the draw needs what the row drew (counts) or read (the repetition window)."""
         return bool(self.frequency_penalty or self.presence_penalty or self.repetition_penalty != 1)
 
-    @property
+    @cached_property
     def filters(self) -> tuple[int | None, float | None, float, bool]:
         """What rows must share to be drawn as one group (the penalties are per row anyway)."""
         return self.top_k, self.top_p, self.min_p, self.greedy

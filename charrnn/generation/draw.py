@@ -90,19 +90,30 @@ def draw_with_uniforms(
 def draw(logits: torch.Tensor, rows: Sequence[Sampling], uniforms: torch.Tensor) -> torch.Tensor:
     """One id per row from (N, V) logits (already penalised), row i with ``rows[i]`` and
     ``uniforms[i]`` (ignored for a greedy row); rows that share their filters are drawn together."""
+    first = rows[0]
+    if all(setting is first for setting in rows):  # one setting for every row (generate, the API)
+        return _draw_group(logits, rows, uniforms, first.filters)
     groups: dict[tuple, list[int]] = {}
     for row, setting in enumerate(rows):
         groups.setdefault(setting.filters, []).append(row)
+    if len(groups) == 1:
+        return _draw_group(logits, rows, uniforms, first.filters)
     ids = torch.empty(logits.shape[0], dtype=torch.long, device=logits.device)
-    for (top_k, top_p, min_p, greedy), members in groups.items():
-        index = slice(None) if len(members) == len(rows) else torch.tensor(members, device=logits.device)
-        if greedy:  # through the filters too: they keep the best, and every draw meets the same rules
-            ids[index] = filter_logits(logits[index], top_k, top_p, min_p).argmax(dim=-1)
-            continue
-        temperatures = [clamp_temperature(rows[r].temperature) for r in members]
-        temperature = temperatures[0] if len(set(temperatures)) == 1 else logits.new_tensor(temperatures).float()
-        ids[index] = draw_with_uniforms(logits[index], uniforms[index], temperature, top_k, top_p, min_p)
+    for filters, members in groups.items():
+        index = torch.tensor(members, device=logits.device)
+        ids[index] = _draw_group(logits[index], [rows[r] for r in members], uniforms[index], filters)
     return ids
+
+
+def _draw_group(logits: torch.Tensor, rows: Sequence[Sampling], uniforms: torch.Tensor, filters: tuple) -> torch.Tensor:
+    """``draw`` for rows that share their filters (their temperatures may differ)."""
+    top_k, top_p, min_p, greedy = filters
+    if greedy:  # through the filters too: they keep the best, and every draw meets the same rules
+        return filter_logits(logits, top_k, top_p, min_p).argmax(dim=-1)
+    temperatures = [clamp_temperature(setting.temperature) for setting in rows]
+    same = all(t == temperatures[0] for t in temperatures)
+    temperature = temperatures[0] if same else logits.new_tensor(temperatures).float()
+    return draw_with_uniforms(logits, uniforms, temperature, top_k, top_p, min_p)
 
 
 class Uniforms:
