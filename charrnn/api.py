@@ -35,6 +35,8 @@ from charrnn.options import list_as_keywords
 from charrnn.sampling import OPTIONS as SAMPLING_OPTIONS
 from charrnn.sampling import Sampling
 
+MAX_ITEM_ROUNDS = 10  # draws of the missing items before generate_items gives fewer than asked
+
 
 @dataclass(frozen=True)
 class Item:
@@ -200,16 +202,33 @@ class CharModel:
         *,
         max_length: int = SampleConfig.length,
         seed: int | None = SampleConfig.seed,
+        stop: str | Sequence[str] = (),
         **sampling: Any,
     ) -> list[Item]:
-        """``count`` items drawn side by side, each from the state after a newline (where training
-        started every item) and ending at the next newline, or after ``max_length`` characters.
-        ``prime`` begins every item; ``sampling`` as for ``generate``. Whether each is new is read
-        off the digests of the training items that a --line-items checkpoint keeps."""
+        """``count`` items, each drawn from the state after a newline (where training started
+        every item) and ending at the next newline, at a ``stop`` text, or after ``max_length``
+        characters. ``prime`` begins every item (one line: no newline in it); ``sampling`` as for
+        ``generate``. An item that comes out empty is drawn again (with the next seeds: item i of
+        round r uses seed + r·count + i), so there are ``count`` of them unless the model keeps
+        writing empty ones (``MAX_ITEM_ROUNDS``). Whether each is new is read off the digests of
+        the training items that a --line-items checkpoint keeps."""
         if not self.line_items:
             raise CharRNNError(f"{self.path} was not trained with --line-items: it has no items to draw")
-        pieces = self.stream(ITEM_START + prime, max_length, seed=seed, num_samples=count, stop=ITEM_START, **sampling)
-        texts = collect(pieces, count)
+        if "\n" in prime:
+            raise CharRNNError("an item is one line: give a prime without a line break")
+        stops = [ITEM_START, *([stop] if isinstance(stop, str) else stop)]
+        base = secrets.randbits(31) if seed is None else seed
+        texts: list[str] = []
+        for round_index in range(MAX_ITEM_ROUNDS):
+            wanted = count - len(texts)
+            round_seed = base + round_index * count
+            pieces = self.stream(
+                ITEM_START + prime, max_length, seed=round_seed, num_samples=wanted, stop=stops, **sampling
+            )
+            texts += [text for text in collect(pieces, wanted) if (prime + text).strip()]
+            if len(texts) == count:
+                break
+        self.last_seed = base
         known = self.checkpoint.corpus.known_items([prime + text for text in texts])
         return [
             Item((prime + text).strip(), new=not seen, whole=len(text) < max_length)

@@ -10,6 +10,7 @@ best validation loss after 10 minutes of training on a 2-core CPU, tinyshakespea
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass
 
 from charrnn.options import option
@@ -26,6 +27,7 @@ HEAD_NAMES = ("full", "adaptive")  # charrnn.core.heads.HEADS (tests check they 
 MAX_SEED = 2**63 - 1  # what torch.manual_seed takes
 MAX_SAMPLE_SEED = 2**64 - 1  # what torch.Generator.manual_seed takes; sample i uses seed + i
 DEFAULT_ITEMS = 20  # items `charrnn generate` prints for a --line-items model
+MAX_SAMPLES = 10_000  # samples one generate draws as a batch (each a row of every state tensor)
 NEWLINES = ("normalize", "keep")  # charrnn.core.data.NEWLINES (tests check they agree)
 # A run given neither --max-epochs nor --time-limit stops after this many passes; one given a time
 # budget trains until the budget is spent (the cap used to end a 10-minute run after 8 on a fast machine).
@@ -35,6 +37,20 @@ DEFAULT_EPOCHS = 16
 # optimizer's moments start from zero. The peak rate stays train's: lower ones (1e-3, 2e-3) were
 # measured and lost on War and Peace, whole and in 100 KB (docs/your-own-text.md).
 FINETUNE_DEFAULTS = {"warmup_steps": 20}
+
+
+def text_codec(encoding: str) -> str:
+    """Python's own name for a text encoding ("UTF8" and "utf_8" are "utf-8"); ValueError, with the
+    line a user sees, for a name it does not know or a codec that is not a text one (rot13, base64
+    and hex turn data into data, not bytes into text)."""
+    examples = "give a text encoding such as utf-8, cp1252, latin-1 or utf-16"
+    try:
+        info = codecs.lookup(encoding)
+    except LookupError:
+        raise ValueError(f"unknown encoding {encoding!r}: {examples}") from None
+    if not getattr(info, "_is_text_encoding", True):
+        raise ValueError(f"{encoding!r} is not a text encoding: {examples}")
+    return info.name
 
 
 @dataclass(frozen=True)
@@ -145,8 +161,10 @@ class TrainConfig:
     )
     encoding: str = option(
         "utf-8",
-        "The text files' encoding: any codec Python knows (cp1252, latin-1, utf-16, ...); a BOM is dropped.",
+        "The text files' encoding: any text codec Python knows (cp1252, latin-1, utf-16, ...); a BOM is dropped, "
+        "and under the default a UTF-16 or UTF-32 one picks that encoding.",
         READING,
+        parse=lambda name: text_codec(name),
     )
     decode_errors: str = option(
         "strict",
@@ -220,7 +238,11 @@ class SampleConfig:
     )
     length: int = option(500, "Characters to generate after the prime (at most, with --stop).", SAMPLING, low=0)
     num_samples: int = option(
-        1, "Independent samples, drawn side by side as one batch; sample i uses seed + i.", ("generate",), low=1
+        1,
+        "Independent samples, drawn side by side as one batch; sample i uses seed + i.",
+        ("generate",),
+        low=1,
+        high=MAX_SAMPLES,
     )
     seed: int | None = option(
         None,
@@ -275,7 +297,7 @@ class DynamicEvaluation:
         ("evaluate",),
     )
     dynamic_lr: float = option(
-        0.1, "Dynamic evaluation: the step size of each update (plain SGD).", ("evaluate",), low=0
+        0.1, "Dynamic evaluation: the step size of each update (plain SGD).", ("evaluate",), low=0, high=10
     )
     dynamic_decay: float = option(
         0.001,

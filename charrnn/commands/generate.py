@@ -104,7 +104,8 @@ def generate(
         _print_beam(model, prime, length, beam, [unescape(text) for text in stop], output)
         return
     if items is not None or model.line_items:
-        _print_items(model, items or DEFAULT_ITEMS, prime, length, seed, sampling, output)
+        stops = [unescape(text) for text in stop]
+        _print_items(model, items or DEFAULT_ITEMS, prime, length, seed, stops, sampling, output)
         return
     if on_unknown == "skip":
         prime, dropped = model.vocab.without_unknown(prime)
@@ -151,12 +152,12 @@ def _print_items(
     prime: str,
     length: int,
     seed: int | None,
+    stops: list[str],
     sampling: dict[str, Any],
     output: Path | None,
 ) -> None:
     """--items: whole items on stdout (or in --output), then one line on stderr saying how many are new."""
-    drawn = model.generate_items(count, prime, max_length=length, seed=seed, **sampling)
-    items = [item for item in drawn if item.text]  # a newline drawn first: no item at all
+    items = model.generate_items(count, prime, max_length=length, seed=seed, stop=stops, **sampling)
     body = "".join(item.text + "\n" for item in items)
     if output is None:
         click.echo(body, nl=False)
@@ -167,7 +168,7 @@ def _print_items(
     click.echo(
         f"{new} of {len(items)} items are new (not in the training text), {len(items) - new} copied from it"
         + (f"; {cut} reached --length {length} before ending and were cut" if cut else "")
-        + (f"; {len(drawn) - len(items)} came out empty and were left out" if len(drawn) > len(items) else "")
+        + (f"; only {len(items)} of {count}: the model kept ending items at once" if len(items) < count else "")
         + f" (seed {model.last_seed})",
         err=True,
     )

@@ -89,10 +89,7 @@ def evaluate(
         )
     text_file = text[0] if len(text) == 1 else list(text)
     if result.unknown:
-        shown = ", ".join(f"{char!r} x{count}" for char, count in result.unknown.items())
-        click.echo(
-            f"warning: left out {sum(result.unknown.values())} character(s) outside the vocabulary: {shown}", err=True
-        )
+        click.echo(f"warning: {_left_out(result.unknown, len(joined))}", err=True)
     if as_json:
         click.echo(
             json.dumps(
@@ -117,12 +114,12 @@ def evaluate(
     )
     click.echo(
         f"  {result.nats_per_char:.4f} nats/char   {result.bits_per_char:.4f} bits/char   "
-        f"perplexity {result.perplexity:.3f}"
+        f"perplexity {_perplexity(result.perplexity)}"
     )
     if quantized is not None:
         click.echo(
             f"int8 weights: {quantized.nats_per_char:.4f} nats/char   {quantized.bits_per_char:.4f} bits/char   "
-            f"perplexity {quantized.perplexity:.3f}   "
+            f"perplexity {_perplexity(quantized.perplexity)}   "
             f"({quantized.nats_per_char - result.nats_per_char:+.4f} nats/char against float32)"
         )
     if adapted is not None:
@@ -132,9 +129,26 @@ def evaluate(
         )
         click.echo(
             f"  {adapted.nats_per_char:.4f} nats/char   {adapted.bits_per_char:.4f} bits/char   "
-            f"perplexity {adapted.perplexity:.3f}   ({adapted.nats_per_char - result.nats_per_char:+.4f} nats/char "
-            "against the static figure)"
+            f"perplexity {_perplexity(adapted.perplexity)}   "
+            f"({adapted.nats_per_char - result.nats_per_char:+.4f} nats/char against the static figure)"
         )
+
+
+def _left_out(unknown: dict[str, int], text_chars: int) -> str:
+    """'left out 401 occurrences (0.4% of the text) of 291 distinct characters outside the
+    vocabulary, the most frequent: ...': the same truncation as --strict's error."""
+    occurrences = sum(unknown.values())
+    ranked = sorted(unknown.items(), key=lambda item: -item[1])
+    shown = ", ".join(f"{char!r} x{count}" for char, count in ranked[:20])
+    more = f" and {len(ranked) - 20} more" if len(ranked) > 20 else ""
+    return (
+        f"left out {occurrences:,} occurrence(s) ({occurrences / text_chars:.1%} of the text) of "
+        f"{len(ranked)} distinct character(s) outside the vocabulary: {shown}{more}"
+    )
+
+
+def _perplexity(value: float) -> str:
+    return f"{value:.3f}" if value < 1e6 else f"{value:.3e}"
 
 
 def _int8_facts(quantized: Evaluation, result: Evaluation) -> dict:

@@ -5,6 +5,7 @@ Starlette and uvicorn are the `serve` extra; without them this command says how 
 
 from __future__ import annotations
 
+import errno
 import signal
 import socket
 import sys
@@ -103,5 +104,12 @@ def _check_port_is_free(host: str, port: int) -> None:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
+        except socket.gaierror:
+            raise CharRNNError(f"cannot listen on {host}: not a host name or address: give an IP address") from None
         except OSError as exc:
-            raise CharRNNError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pass another --port") from None
+            if exc.errno == errno.EADDRINUSE:
+                raise CharRNNError(f"cannot listen on {host}:{port}: the port is in use: pass another --port") from None
+            raise CharRNNError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}: give an address of this machine "
+                "(127.0.0.1, or 0.0.0.0 for all of them)"
+            ) from None

@@ -245,6 +245,11 @@ def create_app(server: Server) -> Starlette:
         )
 
     async def completions(request: Request) -> Response:
+        # JSON only: a form or text/plain POST is one any web page can send here without asking
+        # (no CORS preflight), so the server would otherwise answer every page the user visits.
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type != "application/json":
+            return error_response("send the request body as JSON, with Content-Type: application/json", 415)
         body = await request.body()
         if len(body) > MAX_BODY_BYTES:
             return error_response(f"the request body is over {MAX_BODY_BYTES:,} bytes", 413)

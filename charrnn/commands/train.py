@@ -12,8 +12,9 @@ from click.core import ParameterSource
 
 from charrnn.commands.common import EXISTING_FILE, declared_options, text_or_bundled_book
 from charrnn.config import FINETUNE_DEFAULTS, ModelConfig, Placement, TrainConfig
+from charrnn.errors import CharRNNError
 from charrnn.formats.runconfig import read_run_config
-from charrnn.options import build
+from charrnn.options import build, declared
 from charrnn.training.loop import fit
 from charrnn.training.policy import finetune_run, resume_run, start_run
 from charrnn.training.run import TrainingRun
@@ -28,14 +29,41 @@ def _read_config(ctx: click.Context, param: click.Parameter, path: Path | None) 
     """
     if path is None:
         return None
-    values = read_run_config(path)
-    known = {p.name for p in ctx.command.params if isinstance(p, click.Option)} - {"config", "resume_from"}
-    unknown = sorted(set(values) - known - {"text"})
+    try:
+        values = read_run_config(path)
+    except CharRNNError as exc:  # a bad --config is a bad option value, as an unknown key is: exit 2
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    params = {p.name: p for p in ctx.command.params if isinstance(p, click.Option)}
+    allowed = set(params) - {"config", "resume_from"} | {"text"}
+    unknown = sorted(set(values) - allowed)
     if unknown:
         raise click.BadParameter(f"{path} has unknown option(s): {', '.join(unknown)}", ctx=ctx, param=param)
+    for name, value in values.items():
+        problem = _text_problem(value) if name == "text" else _value_problem(params[name], value)
+        if problem is not None:
+            raise click.BadParameter(f"{path}: {name} {problem}", ctx=ctx, param=param)
     ctx.meta["config_text"] = values.pop("text", None)
     ctx.default_map = {**(ctx.default_map or {}), **values}
     return path
+
+
+DECLARED = {opt.name: opt for cls in (ModelConfig, TrainConfig, Placement) for opt in declared(cls)}
+
+
+def _value_problem(param: click.Option, value: Any) -> str | None:
+    """What is wrong with a --config value for ``param``: its declaration's check, with TOML's
+    types taken as they are (no "0.01" for a number, no true for a count, no 16.5 for 16)."""
+    if param.name in DECLARED:
+        return DECLARED[param.name].problem(value)
+    if param.is_flag:
+        return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+    return None if isinstance(value, str) else f"must be a string, got {value!r}"
+
+
+def _text_problem(value: Any) -> str | None:
+    if isinstance(value, str) and value or isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return None
+    return f"must be a path or a non-empty list of paths, got {value!r}"
 
 
 def _run_options(out_default: str) -> Callable:
@@ -153,7 +181,8 @@ def train(
 @click.option(
     "--extend-vocab",
     is_flag=True,
-    help="Add characters of TEXT that BASE lacks to the model (their weights start fresh, the others kept exactly).",
+    help="Add characters of TEXT that BASE lacks to the model (their weights start fresh, the others kept exactly); "
+    "not for a BASE with an adaptive head, whose clusters are fixed.",
 )
 @_run_options("checkpoints/<name of the text>-finetuned")
 @click.pass_context

@@ -29,7 +29,6 @@ only cost time and memory). Line items are shuffled, so all of them are held as 
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -40,12 +39,12 @@ import numpy as np
 
 from charrnn.config import TrainConfig
 from charrnn.core.data import NotTextError, read_text
+from charrnn.core.paths import find_files
 from charrnn.core.vocab import CharacterSet, Vocab
 from charrnn.errors import CharRNNError
 
 DOCUMENT_SEPARATOR = "\x1c"  # U+001C FILE SEPARATOR: between documents, in the vocabulary
 ITEM_START = "\n"  # with line_items, every item follows one
-_GLOB_CHARACTERS = frozenset("*?[")
 _SHOWN_SKIPPED = 5
 
 
@@ -134,41 +133,6 @@ class Scan:
         return first.name if first.is_dir() else Path(self.documents[0].path).parent.name
 
 
-def find_files(sources: Sequence[str | os.PathLike]) -> list[tuple[Path, bool]]:
-    """The files that ``sources`` stand for, in order: (path, named on its own)."""
-    if not sources:
-        raise CharRNNError("no text given: pass text files, directories or glob patterns")
-    found: dict[Path, bool] = {}
-    for source in sources:
-        path = Path(source)
-        if path.is_dir():
-            files, named = _files_below(path), False
-            if not files:
-                raise CharRNNError(f"the directory {source} has no files in it: give one that holds text files")
-        elif os.path.lexists(path):
-            files, named = [path], True
-        elif _GLOB_CHARACTERS & set(str(source)):
-            matches = sorted(Path(m) for m in glob.glob(str(source), recursive=True))
-            files = [f for m in matches for f in (_files_below(m) if m.is_dir() else [m])]
-            named = False
-            if not files:
-                raise CharRNNError(f"no file matches the pattern {source}: check it, and quote it for the shell")
-        else:
-            raise CharRNNError(f"{source} does not exist: give text files, directories or glob patterns")
-        for file in files:
-            found.setdefault(Path(os.path.abspath(file)), named)
-    return list(found.items())
-
-
-def _files_below(directory: Path) -> list[Path]:
-    """Every file under ``directory`` but hidden ones, by their path relative to it."""
-    files = []
-    for root, dirs, names in os.walk(directory):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        files += [Path(root) / name for name in names if not name.startswith(".")]
-    return sorted(files, key=lambda file: file.relative_to(directory).as_posix())
-
-
 def scan(
     sources: Sequence[str | os.PathLike],
     text_format: TextFormat,
@@ -179,7 +143,13 @@ def scan(
 ) -> Scan:
     """Pass 1: read every document once for its size, hash and characters; nothing is kept."""
     val_path = Path(os.path.abspath(val_file)) if val_file is not None else None
-    files = [(path, named) for path, named in find_files(sources) if path != val_path]
+    everything = find_files(sources)
+    files = [(path, named) for path, named in everything if path != val_path]
+    if everything and not files:
+        raise CharRNNError(
+            f"{val_file} is both the text and the --val-file: validate on another file, or leave --val-file "
+            "out to hold out the end of the text"
+        )
     documents, characters, lone_text = [], CharacterSet(), None
     for document, text in _documents(files, sources, text_format, warn):
         characters.add(text)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from charrnn.config import NEWLINES
+from charrnn.config import NEWLINES, text_codec
 from charrnn.errors import CharRNNError
 
 
@@ -61,6 +61,8 @@ def read_text(
         raise CharRNNError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not raw:
         raise NotTextError(f"{path} is empty: give a text file with some characters in it")
+    if codec == "utf-8":  # the default: a UTF-16 or UTF-32 byte-order mark says what the file is
+        codec = next((name for bom, name in WIDE_BOMS if raw.startswith(bom)), codec)
     if codec != "utf-8":
         return _decode_other(path, raw, codec, decode_errors, newlines)
     nul = raw.find(b"\x00")
@@ -76,14 +78,22 @@ def read_text(
     raise _undecodable(path, "UTF-8", _invalid_offset(path, "utf-8"))
 
 
+# A file that starts with one of these is in that encoding (UTF-32's marks first: UTF-32-LE's
+# begins with UTF-16-LE's).
+WIDE_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
 def codec_name(encoding: str) -> str:
-    """Python's own name for ``encoding`` ("UTF8" and "utf_8" are "utf-8"); one line if it knows none."""
+    """Python's own name for a text ``encoding``; one line if it is none (``config.text_codec``)."""
     try:
-        return codecs.lookup(encoding).name
-    except LookupError:
-        raise CharRNNError(
-            f"unknown encoding {encoding!r}: give a codec Python knows, such as utf-8, cp1252, latin-1 or utf-16"
-        ) from None
+        return text_codec(encoding)
+    except ValueError as exc:
+        raise CharRNNError(str(exc)) from None
 
 
 def _decode_other(path: str | os.PathLike, raw: bytes, codec: str, decode_errors: str, newlines: str) -> str:

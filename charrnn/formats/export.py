@@ -89,8 +89,11 @@ def export(checkpoint: Checkpoint, source: str, out_dir: Path, onnx: bool = True
     if out_dir.exists():
         raise CharRNNError(f"{out_dir} already exists: choose a new OUTDIR (charrnn export never writes into one)")
     model = checkpoint.model("cpu").eval().float()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.partial-"))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.partial-"))
+    except OSError as exc:
+        raise CharRNNError(f"cannot write into {out_dir.parent}: {exc.strerror or exc}") from None
     try:
         tensors = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
         save_file(tensors, str(partial / "model.safetensors"), metadata={"format": EXPORT_FORMAT})
@@ -98,7 +101,10 @@ def export(checkpoint: Checkpoint, source: str, out_dir: Path, onnx: bool = True
         _write_json(partial / "vocab.json", list(checkpoint.vocab.chars))
         if onnx:
             export_onnx(model, partial / "model.onnx")
+        _as_umask_allows(partial)
         os.replace(partial, out_dir)
+    except OSError as exc:
+        raise CharRNNError(f"cannot write {out_dir}: {exc.strerror or exc}") from None
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return [out_dir / name for name in FILES if (out_dir / name).exists()]
@@ -169,6 +175,16 @@ def _config(checkpoint: Checkpoint, source: str, onnx: bool) -> dict[str, Any]:
             "best_val_loss": checkpoint.best_val_loss,
         },
     }
+
+
+def _as_umask_allows(directory: Path) -> None:
+    """The permissions any new directory and file get (755 and 644 under the usual umask): a
+    temporary directory is made 700, and some writers make their files 600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    directory.chmod(0o777 & ~umask)
+    for file in directory.iterdir():
+        file.chmod(0o666 & ~umask)
 
 
 def _write_json(path: Path, value: Any) -> None:

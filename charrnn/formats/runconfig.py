@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,13 +36,23 @@ RUN_CONFIG_FILE = "config.toml"
 
 
 def write_run_config(
-    out_dir: Path, sources: Sequence[str], model_config: ModelConfig, train_config: TrainConfig
+    out_dir: Path,
+    sources: Sequence[str],
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    base: str | None = None,
 ) -> Path:
-    """Write ``out_dir/config.toml`` (replacing the one an earlier session of the run wrote)."""
+    """Write ``out_dir/config.toml`` (replacing the one an earlier session of the run wrote).
+    ``base``: the checkpoint a fine-tune started from (its file says how to repeat that instead)."""
     path = out_dir / RUN_CONFIG_FILE
+    if base is None:
+        how = [f"# charrnn {__version__}: the options this run resolved to. Repeat it with"]
+        how.append(f"#   charrnn train --config {shlex.quote(str(path))} --out NEW_DIR")
+    else:  # finetune takes no --config: `train --config` would train from scratch
+        how = [f"# charrnn {__version__}: the options of a fine-tune of {base}."]
+        how.append(f"# Repeat it with  charrnn finetune {shlex.quote(base)} TEXT --out NEW_DIR  and these as flags.")
     lines = [
-        f"# charrnn {__version__}: the options this run resolved to. Repeat it with",
-        f"#   charrnn train --config {path} --out NEW_DIR",
+        *how,
         f"text = {_toml_value(_absolute(sources[0]) if len(sources) == 1 else [_absolute(s) for s in sources])}",
     ]
     for config in (model_config, train_config):
@@ -81,6 +92,10 @@ def read_run_config(path: str | os.PathLike) -> dict[str, Any]:
         raise CharRNNError(f"cannot read {path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise CharRNNError(f"{path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise CharRNNError(
+            f"{path} is not UTF-8 text (byte offset {exc.start}): save it as UTF-8, as TOML asks"
+        ) from None
     tables = [name for name, value in values.items() if isinstance(value, dict)]
     if tables:
         raise CharRNNError(f"{path} has a table [{tables[0]}]: write options as plain `name = value` lines")

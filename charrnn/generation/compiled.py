@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -117,8 +118,16 @@ def _code_digest(traced_in: str) -> str:
 def compile_graph(graph: nn.Module, inputs: tuple, shapes: tuple, streams: StreamRange, path: Path) -> None:
     """Export ``graph`` on ``inputs`` (dynamic as ``shapes`` say) and compile it to ``path``,
     atomically: a build cut short, or two at once, never leaves a broken file there."""
-    import torch._inductor  # noqa: F401 - imported here: only a build needs the compiler stack
-    import torch._inductor.config
+    # Imported here: only a build needs the compiler stack. On a CUDA build of torch without a GPU,
+    # importing it logs "No CUDA runtime is found": nothing the user can act on for a CPU build.
+    quiet = logging.getLogger("torch.utils.cpp_extension")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        import torch._inductor  # noqa: F401
+        import torch._inductor.config
+    finally:
+        quiet.setLevel(level)
 
     with warnings.catch_warnings():  # torch's own pytree deprecation notices: not the user's to act on
         warnings.simplefilter("ignore", FutureWarning)

@@ -41,6 +41,7 @@ from charrnn.sampling import Sampling
 from charrnn.threads import ThreadTuner, timed_step
 
 MAX_LOGPROBS = 20  # alternatives per character, as OpenAI's completions API
+READ_CHARS = 65_536  # a prime is read in passes of at most this many characters
 
 
 @dataclass(frozen=True)
@@ -68,11 +69,13 @@ class Row:
     count: int = 0  # characters drawn
     finish_reason: str | None = None  # "length" or "stop" once it has ended
     cancelled: bool = False  # set from any thread: the row leaves at the next step
+    remembers: bool = False  # keeps ``history``: needed by the penalties (on for a penalised row anyway)
     history: list[int] = field(default_factory=list)  # every id read or drawn (the repetition window)
     drawn_ids: list[int] = field(default_factory=list)  # the ids drawn (the OpenAI penalties count these)
     drawn: np.ndarray | None = None  # (V,) counts of ``drawn_ids``, kept from the first draw that needs them
 
     def __post_init__(self) -> None:
+        self.remembers = self.remembers or self.sampling.penalised
         self.reseed(self.seed)
         self.watch = StopWatch([self.stops] if isinstance(self.stops, str) else self.stops)
         self.held: list[CharScore] = []  # scores of the characters the stop watch holds back
@@ -109,6 +112,7 @@ class Decoder:
         # For the last rows' settings (the same objects, step after step): whether a compiled step
         # can draw for them, and their temperatures as its (N,) input.
         self._plain: tuple[tuple[Sampling, ...], bool, torch.Tensor] = ((), False, torch.empty(0))
+        self._plain_rows_of: tuple[list[Row] | None, bool] = (None, False)
 
     # -- rows in and out ------------------------------------------------------------------------
 
@@ -119,7 +123,7 @@ class Decoder:
         ids = self._ids(prime, what)
         logits, state = self._read(ids, self.model.init_state(1))  # (1, V); (L, 1, H) each
         for row in rows:
-            row.history = ids.tolist()
+            row.history = ids.tolist() if row.remembers else []
         self._append(rows, logits.expand(len(rows), -1), tuple(t.expand(-1, len(rows), -1) for t in state))
 
     @torch.inference_mode()
@@ -134,7 +138,8 @@ class Decoder:
             with timed_step(self.threads):
                 _, state = self.stepper.step(self.unread[i : i + 1], state)
         logits, state = self._read(ids, state)
-        row.history += ids.tolist()
+        if row.remembers:
+            row.history += ids.tolist()
         self._remove([i])
         self._append([row], logits, state)
 
@@ -146,14 +151,16 @@ class Decoder:
         return torch.from_numpy(self.vocab.encode(text, what=what)).to(self.device)  # (P,)
 
     def _read(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """Read ids (P,) in one pass from ``state`` (L, 1, H): the logits after the last one (1, V)."""
+        """Read ids (P,) from ``state`` (L, 1, H), a long text in pieces (oneDNN refused one
+        560,000-character pass): the logits after the last one (1, V)."""
         if not len(ids):
             return self.model.logits_from_state(state), state
-        logits, state = self.model(ids.view(1, -1), state)  # (P, V)
+        for start in range(0, len(ids), READ_CHARS):
+            logits, state = self.model(ids[start : start + READ_CHARS].view(1, -1), state)  # (P', V)
         return logits[-1:], state
 
     def _append(self, rows: Sequence[Row], logits: torch.Tensor, state: State) -> None:
-        self.rows += rows
+        self.rows = [*self.rows, *rows]  # a new list: ``_plain_rows`` knows the rows by it
         self.fresh_logits = torch.cat([self.fresh_logits, logits])
         self.state = tuple(torch.cat([mine, theirs], dim=1) for mine, theirs in zip(self.state, state, strict=True))
 
@@ -240,12 +247,22 @@ class Decoder:
     def _after_draw(self, rows: list[Row], ids: torch.Tensor, logits: torch.Tensor) -> list[Piece]:
         """Hand out the drawn characters (held back where a stop text may begin); drop ended rows."""
         id_list, chars = ids.tolist(), self.vocab.chars
+        if self._plain_rows(rows):  # nothing to hold back, score or remember: each piece is its character
+            pieces, ended = [], []
+            for i, (row, id_) in enumerate(zip(rows, id_list, strict=True)):
+                row.count += 1
+                if row.limit is not None and row.count >= row.limit:
+                    row.finish_reason = "length"
+                    ended.append(i)
+                pieces.append(Piece(row, chars[id_], row.finish_reason))
+            return self._after_pieces(rows, ids, pieces, ended)
         scores = self._scores(rows, id_list, logits) if any(row.logprobs is not None for row in rows) else None
         pieces, ended = [], []
         for i, (row, id_) in enumerate(zip(rows, id_list, strict=True)):
             row.count += 1
-            row.history.append(id_)
-            row.drawn_ids.append(id_)
+            if row.remembers:
+                row.history.append(id_)
+                row.drawn_ids.append(id_)
             if row.drawn is not None:
                 row.drawn[id_] += 1
             watch = row.watch
@@ -267,12 +284,23 @@ class Decoder:
                 pieces.append(Piece(row, text, row.finish_reason, shown))
             if row.finish_reason:
                 ended.append(i)
+        return self._after_pieces(rows, ids, pieces, ended)
+
+    def _after_pieces(self, rows: list[Row], ids: torch.Tensor, pieces: list[Piece], ended: list[int]) -> list[Piece]:
+        """Every row now has a drawn character to read next step; the ended ones leave."""
         if self.unread_count < len(rows):
             self.fresh_logits = self.fresh_logits[:0]
         self.unread, self.unread_count = ids, len(rows)
         if ended:
             self._remove(ended)
         return pieces
+
+    def _plain_rows(self, rows: list[Row]) -> bool:
+        """Whether no row has stop texts, asks for scores or keeps its history (kept per list of rows)."""
+        if rows is not self._plain_rows_of[0]:
+            plain = all(not row.watch.stops and row.logprobs is None and not row.remembers for row in rows)
+            self._plain_rows_of = (rows, plain)
+        return self._plain_rows_of[1]
 
     def _scores(self, rows: list[Row], ids: list[int], logits: torch.Tensor) -> list[CharScore | None]:
         """Each asking row's ``CharScore`` for the id it drew (None for the others)."""

@@ -13,6 +13,7 @@ is woken a few hundred times a second, not once per step or per character.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -51,8 +52,15 @@ EMIT_SECONDS = 0.005
 class Engine:
     """Steps all active streams together (``run``, in a thread of its own); ``submit`` from any other."""
 
-    def __init__(self, decoder: Decoder, emit: Callable[[Events], None], max_streams: int = 64):
+    def __init__(
+        self,
+        decoder: Decoder,
+        emit: Callable[[Events], None],
+        max_streams: int = 64,
+        log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+    ):
         self.decoder = decoder
+        self.log = log
         self.emit = emit
         self.max_streams = max_streams
         self._waiting: list[Stream] = []
@@ -104,7 +112,10 @@ class Engine:
                 self._fail(joining + self.streams, exc)
 
     def _fail(self, streams: list[Stream], exc: Exception) -> None:
-        """End every stream in hand with finish reason "error" and start again with an empty batch."""
+        """End every stream in hand with finish reason "error" and start again with an empty batch.
+        (No request can cause this: every setting is checked before it joins, and every draw is
+        defined for every allowed setting. It is here for a bug, which it reports.)"""
+        self.log(f"error: generation failed, {len(streams)} stream(s) ended: {type(exc).__name__}: {exc}")
         for stream in streams:
             stream.finish_reason = "error"
         self.emit([*self._outbox, *(Piece(stream, "", "error") for stream in streams)])

@@ -66,7 +66,7 @@ class Evaluation:
 
     @property
     def perplexity(self) -> float:
-        return math.exp(self.nats_per_char)
+        return math.exp(self.nats_per_char) if self.nats_per_char < 700 else math.inf
 
 
 def evaluate_text(
@@ -120,6 +120,11 @@ def evaluate_dynamic(
             x, y = batches.window(index)  # (1, T) each
             logits, state = adapted(x, state)  # (T, V)
             loss_sum = F.cross_entropy(logits.float(), y.reshape(-1), reduction="sum")
+            if not torch.isfinite(loss_sum):
+                raise CharRNNError(
+                    f"dynamic evaluation diverged at character {index * seq_len:,} with lr {lr:g}: "
+                    "give a smaller --dynamic-lr (0.1 was measured best, docs/results.md)"
+                )
             segment_sums.append(loss_sum.detach())
             adapted.zero_grad(set_to_none=True)
             (loss_sum / y.numel()).backward()
@@ -131,11 +136,21 @@ def evaluate_dynamic(
     return Evaluation(total / batches.num_chars, batches.num_chars, 1, unknown)
 
 
+# More of the text than this outside the vocabulary: the model was trained on another alphabet,
+# and a score of what is left would say little about the text.
+MOST_UNKNOWN = 0.5
+
+
 def _scored_ids(vocab: Vocab, text: str, strict: bool) -> tuple[np.ndarray, dict[str, int]]:
     """The ids of ``text`` less its characters outside the vocabulary, and those characters' counts."""
     kept, unknown_chars = vocab.without_unknown(text)
     if unknown_chars and strict:
         raise UnknownCharactersError(unknown_chars, len(vocab))
+    if len(text) - len(kept) > MOST_UNKNOWN * len(text):
+        raise CharRNNError(
+            f"{1 - len(kept) / len(text):.0%} of the text is outside the model's {len(vocab)}-character vocabulary: "
+            "score it with a model trained on text like it"
+        )
     ids = vocab.encode(kept)
     if len(ids) < 2:
         raise CharRNNError("the text needs at least 2 characters the model knows to be scored")

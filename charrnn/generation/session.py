@@ -24,7 +24,7 @@ class Session:
         self.decoder = decoder
         self.sampling = sampling  # used by the next ``generate``
         self.last_seed = secrets.randbits(31) if seed is None else seed
-        self.row = Row(sampling, self.last_seed)
+        self.row = Row(sampling, self.last_seed, remembers=True)  # its settings may change to penalised ones
         self.reset()
 
     def seed(self, seed: int) -> None:
@@ -36,7 +36,7 @@ class Session:
         """Back to the zero state, as if nothing had been read or written (the seed goes on)."""
         if self.row in self.decoder.rows:
             self.decoder.remove(self.row)
-        fresh = Row(self.sampling, self.last_seed)
+        fresh = Row(self.sampling, self.last_seed, remembers=True)
         fresh.uniforms = self.row.uniforms  # the random numbers go on where they were
         self.row = fresh
         self.decoder.add("", [self.row])

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -117,7 +118,7 @@ def finetune_run(
     model_config = base.model_config if dropout is None else dataclasses.replace(base.model_config, dropout=dropout)
     model = grow_vocabulary(base.model(), base.vocab, vocab, model_config)
     torch.manual_seed(train_config.seed + dist.rank)  # dropout draws
-    run = _build_run(found, vocab, model, train_config, out_dir, device, dist)
+    run = _build_run(found, vocab, model, train_config, out_dir, device, dist, base=str(base_path.resolve()))
     run.base = {"path": str(base_path.resolve()), "sha256": file_sha256(base_path)}
     if added:
         init_new_rows(run.model, base.vocab, vocab, run.train_batches)
@@ -186,7 +187,15 @@ def resume_run(
 
     found = _scan(sources, train_config, device, log)
     run = _build_run(
-        found, checkpoint.vocab, model, train_config, out_dir, device, dist, remedy="a resumed run keeps its vocabulary"
+        found,
+        checkpoint.vocab,
+        model,
+        train_config,
+        out_dir,
+        device,
+        dist,
+        remedy="a resumed run keeps its vocabulary",
+        base=None if checkpoint.base is None else checkpoint.base["path"],
     )
     same_text = [(d.path, d.sha256) for d in found.documents] == [(d.path, d.sha256) for d in saved.documents]
     if not same_text and (saved.recorded or run.corpus.chars != saved.chars):  # before 0.3: no hashes to compare
@@ -298,6 +307,7 @@ def _build_run(
     device: torch.device,
     dist: Distributed,
     remedy: str = "",
+    base: str | None = None,
 ) -> TrainingRun:
     """Check the characters, lay out the text for this process, make the run directory and the run.
 
@@ -340,7 +350,7 @@ def _build_run(
     )
     if dist.is_main:
         per_process = dataclasses.replace(train_config, batch_size=B // dist.world_size)
-        write_run_config(out_dir, corpus.sources, model.config, per_process)
+        write_run_config(out_dir, corpus.sources, model.config, per_process, base=base)
     return run
 
 
@@ -351,13 +361,19 @@ def _join(device_name: str) -> tuple[torch.device, Distributed]:
     return dist.device(device), dist
 
 
+# Any of these in a directory means a run wrote there: a new run would overwrite or append to it.
+RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "config.toml")
+
+
 def _refuse_to_overwrite(out_dir: Path) -> None:
-    for name in ("last.pt", "best.pt"):
+    for name in RUN_FILES:
         if (out_dir / name).exists():
-            raise CharRNNError(
-                f"{out_dir} already holds a run ({name}): continue it with "
-                f"`charrnn train --resume {out_dir / 'last.pt'}` or choose another --out"
+            resume = (
+                f"continue it with `charrnn train --resume {shlex.quote(str(out_dir / 'last.pt'))}` or "
+                if (out_dir / "last.pt").exists()
+                else ""
             )
+            raise CharRNNError(f"{out_dir} already holds a run ({name}): {resume}choose another --out")
 
 
 def _refuse_to_go_back(last_path: Path, step: int) -> None:

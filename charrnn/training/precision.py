@@ -78,7 +78,9 @@ def resolve_precision(
         supported = torch.cuda.is_bf16_supported() if cuda_bf16 is None else cuda_bf16
         return Precision("bf16" if supported else "fp16", device.type)
     if name == "fp16" and device.type != "cuda":
-        raise CharRNNError(f"--precision fp16 needs a CUDA GPU (the {device.type} has no fp16 LSTM): use bf16 or fp32")
+        bf16_here = device.type != "cpu" or (cpu_runs_bf16_lstm() if cpu_bf16 is None else cpu_bf16)
+        instead = "bf16 or fp32" if bf16_here else "fp32 (this CPU cannot run bf16 either)"
+        raise CharRNNError(f"--precision fp16 needs a CUDA GPU (the {device.type} has no fp16 LSTM): use {instead}")
     if name == "bf16" and device.type == "cpu" and not (cpu_runs_bf16_lstm() if cpu_bf16 is None else cpu_bf16):
         raise CharRNNError("--precision bf16 needs a CPU with AVX512 (this one cannot run a bf16 LSTM): use fp32")
     return Precision(name, device.type)

@@ -10,6 +10,7 @@ they live and read when the progress is shown.
 from __future__ import annotations
 
 import math
+import shlex
 import signal
 import sys
 import time
@@ -179,7 +180,7 @@ class Reporter:
         if signum:
             self.log(f"resume with: charrnn train --resume {last}")
         else:
-            self.log(f'generate with: charrnn generate {run.out_dir / "best.pt"} --prime "..."')
+            self.log(f'generate with: charrnn generate {shlex.quote(str(run.out_dir / "best.pt"))} --prime "..."')
 
 
 def overfitting_note(metrics: list[dict], *, finetuning: bool = False) -> str | None:

@@ -123,7 +123,7 @@ def test_line_items_generate_whole_items_and_say_how_many_are_new(tmp_path):
     result = run_cli("generate", out / "best.pt", "--items", "12", "--seed", "5", "--length", "40", "--device", "cpu")
     assert result.returncode == 0, result.stderr
     items = result.stdout.splitlines()
-    assert 0 < len(items) <= 12 and all(item and "\n" not in item for item in items)
+    assert len(items) == 12 and all(item and "\n" not in item for item in items)  # that many, every time
     summary = re.fullmatch(
         r"(\d+) of (\d+) items are new \(not in the training text\), (\d+) copied from it.*\n",
         result.stderr.splitlines()[-1] + "\n",
@@ -136,6 +136,12 @@ def test_line_items_generate_whole_items_and_say_how_many_are_new(tmp_path):
     assert again.stdout == result.stdout  # a seed gives the same items
     plain = invoke("generate", out / "best.pt", "--items", "3", "--prime", "th", "--seed", "1", "--device", "cpu")
     assert all(line.startswith("th") for line in plain.stdout.splitlines())
+    # issue 34 #13: a stop text ends items early, but there are still that many (empty ones drawn again)
+    stopped = invoke("generate", out / "best.pt", "--items", "5", "--stop", "e", "--seed", "2", "--device", "cpu")
+    assert stopped.exit_code == 0 and len(stopped.stdout.splitlines()) == 5
+    assert all(line and "e" not in line for line in stopped.stdout.splitlines())
+    split = invoke("generate", out / "best.pt", "--items", "3", "--prime", "a\nb", "--device", "cpu")
+    assert split.exit_code == 1 and "an item is one line" in split.output
 
 
 def test_items_need_a_line_items_model(tiny_run):
