@@ -23,6 +23,7 @@ seed gives the same text either way.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -113,6 +114,10 @@ class Decoder:
         # can draw for them, and their temperatures as its (N,) input.
         self._plain: tuple[tuple[Sampling, ...], bool, torch.Tensor] = ((), False, torch.empty(0))
         self._plain_rows_of: tuple[list[Row] | None, bool] = (None, False)
+        # Plain rows' counts are brought up to date only when they matter (``_settle_counts``): a
+        # step adds one to ``_uncounted`` instead of to every row, until the first row can end.
+        self._uncounted = 0
+        self._steps_to_an_end = 0
 
     # -- rows in and out ------------------------------------------------------------------------
 
@@ -159,8 +164,23 @@ class Decoder:
             logits, state = self.model(ids[start : start + READ_CHARS].view(1, -1), state)  # (P', V)
         return logits[-1:], state
 
+    def _settle_counts(self) -> None:
+        """Add the steps not yet counted to every row's count; note when the first can end."""
+        if self._uncounted:
+            for row in self.rows:
+                row.count += self._uncounted
+            self._uncounted = 0
+        ends = [row.limit - row.count for row in self.rows if row.limit is not None]
+        self._steps_to_an_end = min(ends, default=math.inf)
+
+    def _set_rows(self, rows: list[Row]) -> None:
+        """A new list of rows (``_plain_rows`` knows the rows by it), with every count up to date."""
+        self._settle_counts()
+        self.rows = rows
+        self._settle_counts()
+
     def _append(self, rows: Sequence[Row], logits: torch.Tensor, state: State) -> None:
-        self.rows = [*self.rows, *rows]  # a new list: ``_plain_rows`` knows the rows by it
+        self._set_rows([*self.rows, *rows])
         self.fresh_logits = torch.cat([self.fresh_logits, logits])
         self.state = tuple(torch.cat([mine, theirs], dim=1) for mine, theirs in zip(self.state, state, strict=True))
 
@@ -170,7 +190,7 @@ class Decoder:
         keep = [i for i in range(len(self.rows)) if i not in dropped]
         unread = self.unread_count
         index = torch.tensor(keep, dtype=torch.long, device=self.device)
-        self.rows = [self.rows[i] for i in keep]
+        self._set_rows([self.rows[i] for i in keep])
         self.unread = self.unread[index[index < unread]]
         self.unread_count = len(self.unread)
         self.fresh_logits = self.fresh_logits[index[index >= unread] - unread]
@@ -248,14 +268,17 @@ class Decoder:
         """Hand out the drawn characters (held back where a stop text may begin); drop ended rows."""
         id_list, chars = ids.tolist(), self.vocab.chars
         if self._plain_rows(rows):  # nothing to hold back, score or remember: each piece is its character
-            pieces, ended = [], []
-            for i, (row, id_) in enumerate(zip(rows, id_list, strict=True)):
-                row.count += 1
-                if row.limit is not None and row.count >= row.limit:
-                    row.finish_reason = "length"
-                    ended.append(i)
-                pieces.append(Piece(row, chars[id_], row.finish_reason))
+            pieces = [Piece(row, chars[id_]) for row, id_ in zip(rows, id_list, strict=True)]
+            self._uncounted += 1
+            ended = []
+            if self._uncounted >= self._steps_to_an_end:
+                self._settle_counts()
+                ended = [i for i, row in enumerate(rows) if row.limit is not None and row.count >= row.limit]
+                for i in ended:
+                    rows[i].finish_reason = "length"
+                    pieces[i] = Piece(rows[i], pieces[i].text, "length")
             return self._after_pieces(rows, ids, pieces, ended)
+        self._settle_counts()
         scores = self._scores(rows, id_list, logits) if any(row.logprobs is not None for row in rows) else None
         pieces, ended = [], []
         for i, (row, id_) in enumerate(zip(rows, id_list, strict=True)):

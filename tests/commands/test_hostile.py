@@ -9,7 +9,7 @@ import threading
 import httpx
 import pytest
 
-import charrnn
+from charrnn.bundled import bundled_model
 from tests.conftest import BUNDLED_BOOK, TINY, invoke, running_server
 
 SMALL = ["--max-steps", "2", "--eval-every", "2", *TINY, "--no-sample"]
@@ -81,15 +81,15 @@ def test_case_4_a_very_long_prime_is_read_in_pieces(tiny_run, tmp_path):
 def test_case_5_an_encoding_that_is_not_a_text_codec_is_refused(text, tmp_path, encoding):
     for command in (
         ["train", text, "--out", tmp_path / "run", *SMALL],
-        ["evaluate", charrnn.bundled.bundled_model(), text],
+        ["evaluate", bundled_model(), text],
     ):
         one_line_error(invoke(*command, "--encoding", encoding), 2, "--encoding")
     assert not (tmp_path / "run").exists()
 
 
 def test_case_6_dynamic_evaluation_that_diverges_says_so(text):
-    one_line_error(invoke("evaluate", charrnn.bundled.bundled_model(), text, "--dynamic", "--dynamic-lr", 1000), 2)
-    result = invoke("evaluate", charrnn.bundled.bundled_model(), text, "--dynamic", "--dynamic-lr", 10)
+    one_line_error(invoke("evaluate", bundled_model(), text, "--dynamic", "--dynamic-lr", 1000), 2)
+    result = invoke("evaluate", bundled_model(), text, "--dynamic", "--dynamic-lr", 10)
     assert result.exit_code in (0, 1) and "Traceback" not in result.output
     if result.exit_code == 1:
         one_line_error(result, 1, "diverged", "--dynamic-lr")
@@ -128,13 +128,13 @@ def test_case_8_export_to_a_place_it_cannot_write_says_so(tmp_path):
     afile = tmp_path / "somefile"
     afile.write_text("x")
     for target in (afile / "x", "/proc/x"):
-        one_line_error(invoke("export", charrnn.bundled.bundled_model(), target), 1, "cannot write")
+        one_line_error(invoke("export", bundled_model(), target), 1, "cannot write")
 
 
 @pytest.mark.slow  # exports a model (ONNX included)
 def test_case_17_an_export_has_the_permissions_of_any_new_directory(tmp_path):
     out = tmp_path / "export"
-    assert invoke("export", charrnn.bundled.bundled_model(), out).exit_code == 0
+    assert invoke("export", bundled_model(), out).exit_code == 0
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask
@@ -191,7 +191,7 @@ def test_case_19_the_text_as_its_own_val_file_is_named(tmp_path, text):
 
 
 def test_case_21_evaluate_names_what_it_left_out_and_refuses_a_foreign_text(tmp_path):
-    model = charrnn.bundled.bundled_model()
+    model = bundled_model()
     mixed = tmp_path / "mixed.txt"
     mixed.write_text("ROMEO: ÿ hello " * 50 + "".join(chr(0x4E00 + i) for i in range(40)), encoding="utf-8")
     result = invoke("evaluate", model, mixed)
