@@ -29,7 +29,7 @@ from charrnn.generation.decoder import Decoder, Piece
 from charrnn.generation.engine import Engine, Events
 from charrnn.generation.evaluate import Evaluation, evaluate_dynamic, evaluate_text
 from charrnn.generation.runtime import StepRuntime
-from charrnn.generation.sample import collect, most_likely, stream_pieces
+from charrnn.generation.sample import collect, collect_steps, most_likely, stream_steps
 from charrnn.generation.session import Session
 from charrnn.options import list_as_keywords
 from charrnn.sampling import OPTIONS as SAMPLING_OPTIONS
@@ -93,13 +93,8 @@ class CharModel:
         **sampling: Any,
     ) -> Iterator[tuple[int, str]]:
         """(sample index, text piece) as the samples grow; see ``generate`` for the options."""
-        return (
-            (piece.row.tag, piece.text)
-            for piece in self.stream_scored(
-                prime, length, seed=seed, num_samples=num_samples, stop=stop, logprobs=None, **sampling
-            )
-            if piece.text
-        )
+        steps = self._steps(prime, length, seed, num_samples, stop, None, sampling)
+        return ((piece.row.tag, piece.text) for step in steps for piece in step if piece.text)
 
     def stream_scored(
         self,
@@ -116,9 +111,23 @@ class CharModel:
         ``piece.text`` the text, ``piece.scores`` a ``CharScore`` per character of it (its
         log-probability under the model, before temperature and filters, and the ``logprobs``
         most likely alternatives, up to 20), ``piece.finish`` "length" or "stop" at the end."""
+        steps = self._steps(prime, length, seed, num_samples, stop, logprobs, sampling)
+        return (piece for step in steps for piece in step)
+
+    def _steps(
+        self,
+        prime: str,
+        length: int,
+        seed: int | None,
+        num_samples: int,
+        stop: str | Sequence[str],
+        logprobs: int | None,
+        sampling: dict[str, Any],
+    ) -> Iterator[list[Piece]]:
+        """``stream_steps`` on this model (a seed drawn and kept in ``last_seed`` when none is given)."""
         if seed is None:  # drawn here, so that it can be kept in last_seed
             seed = secrets.randbits(31)  # short enough to type back
-        pieces = stream_pieces(
+        steps = stream_steps(
             self.model,
             self.vocab,
             prime,
@@ -131,7 +140,7 @@ class CharModel:
             runtime=self.runtime,
         )
         self.last_seed = seed  # only once the arguments passed the checks
-        return pieces
+        return steps
 
     def generate(
         self,
@@ -156,7 +165,7 @@ class CharModel:
         without it, one string. ``seed=None`` draws a seed and keeps it in ``last_seed``.
         """
         count = 1 if num_samples is None else num_samples  # 0 is refused, not taken for 1
-        texts = collect(self.stream(prime, length, seed=seed, num_samples=count, stop=stop, **sampling), count)
+        texts = collect_steps(self._steps(prime, length, seed, count, stop, None, sampling), count)
         return texts if num_samples is not None else texts[0]
 
     def most_likely(
@@ -293,6 +302,10 @@ def load(
     faster step is not in use, and what the thread count became.
     """
     path = bundled_model() if path is None else path
+    if Path(path).is_dir() and not is_export(path):  # a run directory, say
+        inside = next((Path(path) / name for name in ("best.pt", "last.pt") if (Path(path) / name).is_file()), None)
+        hint = f"give a checkpoint in it, such as {inside}" if inside else "give a checkpoint file (a .pt)"
+        raise CharRNNError(f"{path} is a directory: {hint}")
     checkpoint = load_export(path) if is_export(path) else Checkpoint.load(path)
     model = checkpoint.model(resolve_device(device)).eval()
     return CharModel(model, checkpoint, Path(path), StepRuntime(model, compile, quantize, note, threads))

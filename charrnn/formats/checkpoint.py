@@ -242,12 +242,8 @@ def _read(path: Path) -> dict[str, Any]:
     ``weights_only=True`` is always passed and never retried without: a file that needs
     arbitrary unpickling is refused, not executed.
     """
-    if path.is_dir():
-        inside = next((path / name for name in ("best.pt", "last.pt") if (path / name).is_file()), None)
-        hint = f"give a checkpoint in it, such as {inside}" if inside else "give a checkpoint file (a .pt)"
-        raise CharRNNError(f"{path} is a directory: {hint}")
     if not path.is_file():
-        raise CharRNNError(f"checkpoint {path} does not exist")
+        raise CharRNNError(f"checkpoint {path} does not exist (or is not a file)")
     corrupted = CharRNNError(f"{path} is not a charrnn checkpoint or is corrupted")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is foreign
         raise corrupted

@@ -234,7 +234,7 @@ class Decoder:
     def _fused(self, rows: Sequence[Row]) -> tuple[bool, torch.Tensor]:
         """Whether the compiled step can draw for ``rows`` (every one plain temperature sampling),
         and their temperatures (clamped: draw.py) as its (N,) input; kept while the settings stay."""
-        settings = tuple(row.sampling for row in rows)
+        settings = tuple([row.sampling for row in rows])
         if settings != self._plain[0]:
             stepper = self.stepper
             fused = isinstance(stepper, CompiledSteps) and all(s.fusable for s in settings)
@@ -245,7 +245,7 @@ class Decoder:
 
     def _uniforms(self, rows: Sequence[Row]) -> torch.Tensor:
         """The next uniform number of each row (none taken for a greedy one): (N,)."""
-        return self.uniforms.take(tuple(None if row.sampling.greedy else row.uniforms for row in rows), self.device)
+        return self.uniforms.take(tuple([None if row.sampling.greedy else row.uniforms for row in rows]), self.device)
 
     def _draw(self, logits: torch.Tensor, rows: Sequence[Row]) -> torch.Tensor:
         """Eagerly: each row's penalties, then its filters and temperature: (N, V) -> (N,)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -58,7 +59,7 @@ def sample_decoder(
     return Decoder(model, vocab, runtime.stepper(streams, work=work), runtime.threads)
 
 
-def stream_pieces(
+def stream_steps(
     model: CharRNN,
     vocab: Vocab,
     prime: str,
@@ -72,7 +73,7 @@ def stream_pieces(
     runtime: StepRuntime | None = None,
     fast: bool = True,
 ) -> Iterator[Piece]:
-    """The decoder's pieces as the samples grow (``Piece.row.tag`` is the sample index).
+    """The decoder's pieces as the samples grow, a list per step (``Piece.row.tag`` is the sample index).
 
     Each sample continues ``prime`` (which is not repeated in the pieces) for at most ``length``
     characters. ``stop`` (one str, or several) ends a sample just before the leftmost place where
@@ -92,18 +93,23 @@ def stream_pieces(
         decoder.add(prime, rows)  # raises for unknown characters, before any text
     finally:
         model.train(was_training)
-    return _pieces(decoder, length, was_training)
+    return _steps(decoder, length, was_training)
 
 
-def _pieces(decoder: Decoder, length: int, was_training: bool) -> Iterator[Piece]:
+def _steps(decoder: Decoder, length: int, was_training: bool) -> Iterator[list[Piece]]:
     """The decoder's steps, with the model in eval mode only while they run."""
     model = decoder.model
     model.eval()
     try:
         while length and decoder.rows:
-            yield from decoder.step()
+            yield decoder.step()
     finally:
         model.train(was_training)
+
+
+def stream_pieces(*args: Any, **kwargs: Any) -> Iterator[Piece]:
+    """``stream_steps``' pieces one by one (its arguments, checked at once)."""
+    return (piece for step in stream_steps(*args, **kwargs) for piece in step)
 
 
 def stream_samples(model: CharRNN, vocab: Vocab, prime: str, length: int, sampling: Sampling = Sampling(), **job):
@@ -114,6 +120,15 @@ def stream_samples(model: CharRNN, vocab: Vocab, prime: str, length: int, sampli
         for piece in stream_pieces(model, vocab, prime, length, sampling, **job)
         if piece.text
     )
+
+
+def collect_steps(steps: Iterator[list[Piece]], num_samples: int) -> list[str]:
+    """Whole samples from ``stream_steps`` (a sample index per row tag)."""
+    texts = [""] * num_samples
+    for step in steps:
+        for piece in step:
+            texts[piece.row.tag] += piece.text
+    return texts
 
 
 def collect(pieces: Iterator[tuple[int, str]], num_samples: int) -> list[str]:

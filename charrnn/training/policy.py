@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
-import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from charrnn.training.finetune import grow_vocabulary, init_new_rows
 from charrnn.training.precision import resolve_precision
 from charrnn.training.reporting import Log, log_to_stdout, silent
 from charrnn.training.run import TrainingRun
+from charrnn.training.rundir import prepare_out_dir, refuse_to_go_back, refuse_to_overwrite
 
 # Options a resume keeps from the checkpoint: changing them would make the saved weights,
 # optimizer state, data position or hidden state meaningless.
@@ -69,7 +69,7 @@ def start_run(
     train_config = _for_this_run(train_config, dist)
     found = _scan(sources, train_config, device, log)
     out_dir = Path(out_dir) if out_dir is not None else Path("checkpoints") / found.name
-    _refuse_to_overwrite(out_dir)
+    refuse_to_overwrite(out_dir)
     vocab = Vocab(found.characters)
     torch.manual_seed(train_config.seed)  # the same initial weights in every process
     model = CharRNN(len(vocab), model_config)
@@ -106,7 +106,7 @@ def finetune_run(
     train_config = _for_this_run(train_config, dist)
     found = _scan(sources, train_config, device, log)
     out_dir = Path(out_dir) if out_dir is not None else Path("checkpoints") / f"{found.name}-finetuned"
-    _refuse_to_overwrite(out_dir)
+    refuse_to_overwrite(out_dir)
     added = sorted(set(found.characters) - set(base.vocab.chars))
     if added and not extend_vocab:
         raise CharRNNError(
@@ -181,9 +181,9 @@ def resume_run(
 
     out_dir = Path(out_dir) if out_dir is not None else checkpoint_path.parent
     if out_dir.resolve() != checkpoint_path.parent.resolve():
-        _refuse_to_overwrite(out_dir)
+        refuse_to_overwrite(out_dir)
     elif checkpoint_path.name != "last.pt" and (out_dir / "last.pt").is_file():
-        _refuse_to_go_back(out_dir / "last.pt", checkpoint.progress.step)
+        refuse_to_go_back(out_dir / "last.pt", checkpoint.progress.step)
 
     found = _scan(sources, train_config, device, log)
     run = _build_run(
@@ -336,7 +336,7 @@ def _build_run(
     train_batches = StreamBatches(train_ids, B, T, full_windows=True, device=device, name="training split", part=share)
     val_name = "validation file" if found.val_document else f"validation split ({train_config.val_frac:g} of the text)"
     val_batches = StreamBatches(val_ids, B, T, full_windows=False, device=device, name=val_name, part=share)
-    _prepare_out_dir(out_dir)
+    prepare_out_dir(out_dir)
     run = TrainingRun(
         vocab=vocab,
         model=model.to(device),
@@ -359,38 +359,3 @@ def _join(device_name: str) -> tuple[torch.device, Distributed]:
     device = resolve_device(device_name)
     dist = Distributed.from_environment(device)
     return dist.device(device), dist
-
-
-# Any of these in a directory means a run wrote there: a new run would overwrite or append to it.
-RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "config.toml")
-
-
-def _refuse_to_overwrite(out_dir: Path) -> None:
-    for name in RUN_FILES:
-        if (out_dir / name).exists():
-            resume = (
-                f"continue it with `charrnn train --resume {shlex.quote(str(out_dir / 'last.pt'))}` or "
-                if (out_dir / "last.pt").exists()
-                else ""
-            )
-            raise CharRNNError(f"{out_dir} already holds a run ({name}): {resume}choose another --out")
-
-
-def _refuse_to_go_back(last_path: Path, step: int) -> None:
-    """Resuming an older checkpoint (say best.pt) in place would overwrite a newer last.pt."""
-    last_step = Checkpoint.load(last_path).progress.step
-    if last_step > step:
-        raise CharRNNError(
-            f"{last_path} is at step {last_step}, later than this checkpoint (step {step}); "
-            f"resuming here would overwrite it: pass --out to continue in another directory"
-        )
-
-
-def _prepare_out_dir(out_dir: Path) -> None:
-    """Create the run directory now, so a bad --out fails before any training, not at the first save."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CharRNNError(f"cannot create the run directory {out_dir}: {exc.strerror or exc}") from None
-    if not os.access(out_dir, os.W_OK):
-        raise CharRNNError(f"the run directory {out_dir} is not writable: choose another --out")

@@ -52,7 +52,10 @@ def test_evaluate_reports_and_leaves_out_unknown_characters(tiny_run, tmp_path):
     odd.write_text(tiny_run.text.read_text(encoding="utf-8")[:800] + "\u00e9\u00e9\u2603", encoding="utf-8")
     result = invoke("evaluate", tiny_run.last, odd)
     assert result.exit_code == 0, result.output
-    assert "left out 3 character(s) outside the vocabulary: '\u00e9' x2, '\u2603' x1" in result.stderr
+    assert (
+        "left out 3 occurrence(s) (0.4% of the text) of 2 distinct character(s) outside the vocabulary: "
+        "'\u00e9' x2, '\u2603' x1"
+    ) in result.stderr
     strict = invoke("evaluate", tiny_run.last, odd, "--strict")
     assert strict.exit_code == 1 and "'\u2603'" in strict.output
 
