@@ -5,7 +5,7 @@ Usage: python benchmarks/generate_versions.py BASELINE_DIR [--candidate DIR] [--
        defaults to this checkout: give a worktree instead if you will edit files while it runs)
 
 Each measurement is a fresh process that imports charrnn from one checkout, loads the bundled
-model (2 x 512 LSTM), generates once to warm up (and, with --compile on, to build or load the
+model (2 x 256 LSTM), generates once to warm up (and, with --compile on, to build or load the
 compiled step into a cache directory shared by the run), then times ``CharModel.generate`` of
 --length characters for each stream count, at temperature 0.8 with a fixed seed (what `charrnn
 generate` runs). Processes alternate (baseline, this, baseline, this, ...) so that both meet the

@@ -71,7 +71,7 @@ def test_cases_3_and_11_vanishing_top_p_or_temperature_draw_greedy_text(tiny_run
 @pytest.mark.slow  # reads 560,000 characters
 def test_case_4_a_very_long_prime_is_read_in_pieces(tiny_run, tmp_path):
     prime = tmp_path / "prime.txt"
-    prime.write_text((BUNDLED_BOOK.read_text(encoding="utf-8") * 2)[:560_000], encoding="utf-8")
+    prime.write_text((tiny_run.text.read_text(encoding="utf-8") * 100)[:560_000], encoding="utf-8")
     result = invoke("generate", tiny_run.best, "--prime-file", prime, "--length", 20, "--seed", 1)
     assert result.exit_code == 0, result.output
     assert len(result.stdout) == 560_000 + 20 + 1
