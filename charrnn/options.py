@@ -86,9 +86,9 @@ class Option:
             if not math.isfinite(value):
                 return f"must be a finite number, got {value!r}"
             if spec.low is not None and (value < spec.low or spec.low_open and value == spec.low):
-                return f"must be {'>' if spec.low_open else '>='} {spec.low:g}, got {value!r}"
+                return f"must be {'>' if spec.low_open else '>='} {_bound(spec.low)}, got {value!r}"
             if spec.high is not None and (value > spec.high or spec.high_open and value == spec.high):
-                return f"must be {'<' if spec.high_open else '<='} {spec.high:g}, got {value!r}"
+                return f"must be {'<' if spec.high_open else '<='} {_bound(spec.high)}, got {value!r}"
         return None
 
     def from_text(self, text: str) -> Any:
@@ -110,6 +110,11 @@ class Option:
         if problem is not None:
             raise ValueError(problem)
         return value
+
+
+def _bound(value: float) -> str:
+    """A bound as a person reads it: 18446744073709551615, not 1.84467e+19; 0.01 and 1e-05 as floats print."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def declared(config_cls: type) -> list[Option]:

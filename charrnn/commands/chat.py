@@ -160,7 +160,8 @@ def _declared(owner: type, name: str, text: str) -> Any:
 
 
 def _sampling_help() -> str:
-    rows = [f"  /{opt.name.replace('_', '-')} {'off|' if opt.optional else ''}VALUE" for opt in SAMPLING_OPTIONS]
+    value = lambda opt: "on|off" if opt.type is bool else f"{'off|' if opt.optional else ''}VALUE"
+    rows = [f"  /{opt.name.replace('_', '-')} {value(opt)}" for opt in SAMPLING_OPTIONS]
     return "\n".join(rows)
 
 
