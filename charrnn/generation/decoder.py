@@ -278,7 +278,8 @@ class Decoder:
                     rows[i].finish_reason = "length"
                     pieces[i] = Piece(rows[i], pieces[i].text, "length")
             return self._after_pieces(rows, ids, pieces, ended)
-        self._settle_counts()
+        # Rows with stop texts, scores or a history count each step themselves: a list of rows is
+        # either plain or not for its whole life, so nothing is ever left uncounted here.
         scores = self._scores(rows, id_list, logits) if any(row.logprobs is not None for row in rows) else None
         pieces, ended = [], []
         for i, (row, id_) in enumerate(zip(rows, id_list, strict=True)):
