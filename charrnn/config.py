@@ -28,9 +28,11 @@ MAX_SEED = 2**63 - 1  # what torch.manual_seed takes
 MAX_SAMPLE_SEED = 2**64 - 1  # what torch.Generator.manual_seed takes; sample i uses seed + i
 DEFAULT_ITEMS = 20  # items `charrnn generate` prints for a --line-items model
 MAX_SAMPLES = 10_000  # samples one generate draws as a batch (each a row of every state tensor)
+PLAN_MODES = ("auto", "off")
 NEWLINES = ("normalize", "keep")  # charrnn.core.data.NEWLINES (tests check they agree)
-# A run given neither --max-epochs nor --time-limit stops after this many passes; one given a time
-# budget trains until the budget is spent (the cap used to end a 10-minute run after 8 on a fast machine).
+# An unplanned run (--plan off) given no limit at all stops after this many passes; a planned one
+# given none gets steps from its plan (charrnn/training/plan.py), and one given a time budget trains
+# until the budget is spent (the cap used to end a 10-minute run after 8 on a fast machine).
 DEFAULT_EPOCHS = 16
 
 # `charrnn finetune` starts from trained weights with a fresh Adam: a short warm-up, since only the
@@ -137,6 +139,15 @@ class TrainConfig:
         high=MAX_SEED,
         fixed_on_resume=True,
     )
+    plan: str = option(
+        "auto",
+        "auto: choose the model's size, dropout, weight drop, head and validation interval for this text, "
+        "budget and machine, before the first step (every option given wins; `charrnn plan` shows why); "
+        "off: the fixed defaults.",
+        ("train",),
+        choices=PLAN_MODES,
+        fixed_on_resume=True,
+    )
     val_file: str | None = option(
         None,
         "Validate on this file instead of the end of each document (it is then not trained on).",
@@ -183,7 +194,7 @@ class TrainConfig:
         "Stop after this many passes over the training split (whichever limit comes first).",
         TRAIN,
         low=1,
-        show_default=f"{DEFAULT_EPOCHS}; none with --time-limit",
+        show_default=f"none; {DEFAULT_EPOCHS} under --plan off without --time-limit or --max-steps",
     )
     time_limit: float | None = option(
         None,

@@ -41,7 +41,10 @@ class Spec:
 
 
 def option(default: Any, help: str, commands: tuple[str, ...], **spec: Any) -> Any:
-    """A dataclass field that is also a command option (see the module docstring)."""
+    """A dataclass field that is also a command option (see the module docstring). `charrnn plan`
+    takes every option `charrnn train` takes: it shows what train would make of them."""
+    if "train" in commands:
+        commands = (*commands, "plan")
     return dataclasses.field(default=default, metadata={"option": Spec(help, commands, **spec)})
 
 

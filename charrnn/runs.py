@@ -38,7 +38,7 @@ def train(
     """
     model_config, train_config = _configs(options, TRAIN_OPTIONS)
     _check_threads(threads)  # refused before anything is written
-    run = start_run(text, model_config, train_config, out_dir=out_dir, device=device, log=log)
+    run = start_run(text, model_config, train_config, given=set(options), out_dir=out_dir, device=device, log=log)
     return fit(run, log=log, progress_bar=progress_bar, threads=threads)
 
 
@@ -122,6 +122,7 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
         "val_document": None if checkpoint.corpus.val_document is None else checkpoint.corpus.val_document.path,
         "line_items": None if checkpoint.corpus.item_digests is None else len(checkpoint.corpus.item_digests),
         "base": checkpoint.base,
+        "plan": checkpoint.plan,
         "train_config": checkpoint.saved_train_config,
         **dataclasses.asdict(checkpoint.progress),
         "best_val_loss": checkpoint.best_val_loss,

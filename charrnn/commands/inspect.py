@@ -229,6 +229,8 @@ def info(checkpoint: Path, show_vocab: bool, as_json: bool) -> None:
         f"best val loss  {loss(facts['best_val_loss'])}",
         f"last val loss  {loss(facts['last_val_loss'])}",
     ]
+    if facts["plan"]:
+        lines.insert(2, f"planned        {facts['plan']['line'].removeprefix('plan: ')}")
     if facts["base"]:
         lines.insert(4, f"fine-tuned from {facts['base']['path']} (sha256 {facts['base']['sha256'][:12]}...)")
     if show_vocab:

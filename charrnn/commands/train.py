@@ -3,11 +3,14 @@ from the command line, a TOML file (train --config), or the declared defaults, i
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
+import torch
 from click.core import ParameterSource
 
 from charrnn.commands.common import EXISTING_FILE, declared_options, text_or_bundled_book
@@ -15,8 +18,10 @@ from charrnn.config import FINETUNE_DEFAULTS, ModelConfig, Placement, TrainConfi
 from charrnn.errors import CharRNNError
 from charrnn.formats.runconfig import read_run_config
 from charrnn.options import build, declared
+from charrnn.threads import parse_threads
 from charrnn.training.loop import fit
-from charrnn.training.policy import finetune_run, resume_run, start_run
+from charrnn.training.plan import Plan
+from charrnn.training.policy import finetune_run, plan_only, resume_run, start_run
 from charrnn.training.run import TrainingRun
 
 NOT_GIVEN = (ParameterSource.DEFAULT,)  # a value from --config counts as given (ParameterSource.DEFAULT_MAP)
@@ -158,7 +163,7 @@ def train(
         run = resume_run(resume_from, sources=sources or None, overrides=given, **common)
     else:
         model_config, train_config = build(ModelConfig, options), build(TrainConfig, options)
-        run = start_run(sources or [text_or_bundled_book(None)], model_config, train_config, **common)
+        run = start_run(sources or [text_or_bundled_book(None)], model_config, train_config, given=set(given), **common)
     _fit(ctx, run, progress, threads)
 
 
@@ -242,3 +247,49 @@ def _fit(ctx: click.Context, run: TrainingRun, progress: bool, threads: str) -> 
     result = fit(run, progress_bar=progress, threads=threads)
     if result.stopped_by_signal is not None:
         ctx.exit(128 + result.stopped_by_signal)
+
+
+@click.command(name="plan")
+@click.argument("text", nargs=-1)
+@declared_options("plan", ModelConfig, TrainConfig, Placement)
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object.")
+@click.pass_context
+def plan(ctx: click.Context, text: tuple[str, ...], device: str, threads: str, as_json: bool, **options: Any) -> None:
+    """Show the model `charrnn train` would choose for TEXT and the budget, and why, without training.
+
+    Takes the options of `charrnn train`: the budget (--time-limit, --max-steps or --max-epochs;
+    none: the default one) and any part of the model you fix yourself (--hidden-size, --dropout,
+    ...), which the plan keeps. The first plan on a machine measures the training speed of each
+    shape it weighs for a second or two; later ones read them from the cache.
+
+    \b
+    Examples:
+      charrnn plan my_book.txt --time-limit 30
+      charrnn plan poems/ --max-epochs 50 --hidden-size 512
+    """
+    given = _given(ctx, options, no_sample=False)
+    if options["plan"] == "off":
+        raise click.UsageError("--plan off trains the fixed defaults: there is nothing to plan")
+    sources = list(text) or [text_or_bundled_book(None)]
+    if (count := parse_threads(threads)) is not None:
+        torch.set_num_threads(count)
+    model_config, train_config = build(ModelConfig, options), build(TrainConfig, options)
+    chosen = plan_only(sources, model_config, train_config, given=set(given), device=device, log=_to_stderr)
+    if as_json:
+        click.echo(json.dumps({**chosen.to_dict(), **_chosen_values(chosen, model_config, train_config)}, indent=1))
+        return
+    click.echo(chosen.line())
+    for reason in chosen.reasons():
+        click.echo(f"  {reason}")
+
+
+def _chosen_values(chosen: Plan, model_config: ModelConfig, train_config: TrainConfig) -> dict[str, Any]:
+    """The options the plan sets, by name (as config.toml and the Python API name them)."""
+    model_config, train_config = chosen.apply(model_config, train_config)
+    names = ("num_layers", "hidden_size", "dropout", "weight_drop", "head", "eval_every", "max_steps")
+    values = {**dataclasses.asdict(model_config), **dataclasses.asdict(train_config)}
+    return {"options": {name: values[name] for name in names}}
+
+
+def _to_stderr(message: str) -> None:
+    click.echo(message, err=True)

@@ -115,3 +115,12 @@ def _class_end(part: str, start: int) -> int:
     if part[j : j + 1] == "]":
         j += 1
     return part.find("]", j)
+
+
+def cache_dir() -> Path:
+    """Where charrnn keeps what it measures or builds once per machine (compiled steps, training
+    speeds): $CHARRNN_CACHE, else $XDG_CACHE_HOME/charrnn, else ~/.cache/charrnn."""
+    if os.environ.get("CHARRNN_CACHE"):
+        return Path(os.environ["CHARRNN_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "charrnn"

@@ -11,6 +11,7 @@ Format 2 (charrnn 0.2), the file's dict:
     model_config: dict          vocab: list[str]          model_state: state_dict ("rnn.*", "head.*")
     train_config: dict          corpus: {path, chars; since 0.3 also documents, sources, ...} (_corpus_dict)
     base: {path, sha256} | None (optional: a fine-tuning run's base model)
+    plan: {line, reasons, shape} | None (optional, since 0.6: how a planned run was planned)
     optimizer_state: dict       scaler_state: dict ({} unless fp16)
     progress: dict              hidden_state: [h, c] (LSTM) or [h], each (L, B, H) over all streams
     processes: int              rng: {torch: [P uint8 tensors], cuda: [...] (optional), python: tuple}
@@ -19,7 +20,7 @@ A generation-only checkpoint (``for_generation``) has an empty optimizer state a
 and ``rng: None``.
     best_val_loss, last_val_loss: float | None          metrics: list[dict]
 
-Older formats are migrated on load (``_MIGRATIONS``): format 1 is what charrnn 0.1.0 wrote.
+Older formats are migrated on load (``MIGRATIONS``): format 1 is what charrnn 0.1.0 wrote.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from charrnn.core.model import CharRNN
 from charrnn.core.vocab import Vocab
 from charrnn.errors import CharRNNError
 from charrnn.formats.files import write_atomically
+from charrnn.formats.migrations import MIGRATIONS
 from charrnn.version import __version__
 
 FORMAT = "charrnn-checkpoint"
@@ -99,6 +101,7 @@ class Checkpoint:
     scaler_state: dict[str, Any] = field(default_factory=dict)
     processes: int = 1  # how many processes trained the run's streams
     base: dict[str, str] | None = None  # a fine-tuning run's base model: {path, sha256}
+    plan: dict[str, Any] | None = None  # a planned run's plan: {line, reasons, shape}
     charrnn_version: str = __version__
     torch_version: str = field(default_factory=lambda: str(torch.__version__))
     format_version: int = FORMAT_VERSION
@@ -168,6 +171,7 @@ class Checkpoint:
             "train_config": dict(self.saved_train_config),
             "corpus": _corpus_dict(self.corpus),
             "base": self.base,
+            "plan": self.plan,
             "optimizer_state": _to_cpu(self.optimizer_state),
             "scaler_state": _to_cpu(self.scaler_state),
             "progress": dataclasses.asdict(self.progress),
@@ -205,8 +209,8 @@ class Checkpoint:
         path = Path(path)
         raw = _read(path)
         version = raw.get("format_version")
-        while version in _MIGRATIONS:
-            raw, version = _MIGRATIONS[version](raw), version + 1
+        while version in MIGRATIONS:
+            raw, version = MIGRATIONS[version](raw), version + 1
         missing = [key for key in _REQUIRED if key not in raw]
         if missing:
             raise CharRNNError(f"{path} is an incomplete charrnn checkpoint: missing {', '.join(missing)}")
@@ -218,6 +222,7 @@ class Checkpoint:
                 saved_train_config=dict(raw["train_config"]) if isinstance(raw["train_config"], dict) else {},
                 corpus=_corpus(raw["corpus"]),
                 base=raw.get("base"),
+                plan=raw.get("plan"),
                 progress=Progress(**raw["progress"]),
                 optimizer_state=raw["optimizer_state"],
                 hidden_state=list(raw["hidden_state"]),
@@ -286,38 +291,6 @@ def _first_damaged_record(path: Path) -> str | None:
             return archive.testzip()
     except (zipfile.BadZipFile, OSError, EOFError):
         return str(path.name)
-
-
-# --- migrations: format N -> N + 1 -------------------------------------------------------------
-
-
-def _from_format_1(raw: dict[str, Any]) -> dict[str, Any]:
-    """charrnn 0.1.0 (and the releases before --cell) -> format 2.
-
-    The text's path and length move into ``corpus``; the recurrent module's weights, called
-    ``lstm.*`` before --cell existed, are ``rnn.*``; a config without a cell is an LSTM's; a
-    single RNG tensor (before one state was kept per process) becomes a list of one.
-    """
-    raw = dict(raw)
-    if "text_path" in raw and "text_chars" in raw:
-        raw["corpus"] = {"path": raw.pop("text_path"), "chars": raw.pop("text_chars")}
-    if isinstance(raw.get("model_state"), dict):
-        raw["model_state"] = {
-            ("rnn." + name[len("lstm.") :] if name.startswith("lstm.") else name): tensor
-            for name, tensor in raw["model_state"].items()
-        }
-    if isinstance(raw.get("model_config"), dict):
-        raw["model_config"] = {"cell": "lstm", **raw["model_config"]}
-    rng = raw.get("rng")
-    if isinstance(rng, dict):
-        raw["rng"] = {
-            **rng,
-            **{key: [rng[key]] for key in ("torch", "cuda") if isinstance(rng.get(key), torch.Tensor)},
-        }
-    return raw
-
-
-_MIGRATIONS = {1: _from_format_1}
 
 
 def _corpus_dict(corpus: Corpus) -> dict[str, Any]:

@@ -41,6 +41,7 @@ def write_run_config(
     model_config: ModelConfig,
     train_config: TrainConfig,
     base: str | None = None,
+    plan: dict | None = None,
 ) -> Path:
     """Write ``out_dir/config.toml`` (replacing the one an earlier session of the run wrote).
     ``base``: the checkpoint a fine-tune started from (its file says how to repeat that instead)."""
@@ -51,6 +52,8 @@ def write_run_config(
     else:  # finetune takes no --config: `train --config` would train from scratch
         how = [f"# charrnn {__version__}: the options of a fine-tune of {base}."]
         how.append(f"# Repeat it with  charrnn finetune {shlex.quote(base)} TEXT --out NEW_DIR  and these as flags.")
+    if plan:  # what the plan chose is in the values below: repeating the run does not plan again
+        how.append(f"# {plan['line']}")
     lines = [
         *how,
         f"text = {_toml_value(_absolute(sources[0]) if len(sources) == 1 else [_absolute(s) for s in sources])}",

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from charrnn.core.cells import Cell, State
+from charrnn.core.paths import cache_dir
 from charrnn.generation.draw import draw_with_uniforms
 from charrnn.generation.stepper import WIDE_BATCH, Stepper
 from charrnn.version import __version__
@@ -75,14 +76,6 @@ class StepGraph(nn.Module):
         weights = dict(zip(self.names, weights, strict=True))
         logits, state = Stepper.from_weights(self.cell, self.num_layers, weights).step(ids, state)
         return draw_with_uniforms(logits, uniforms, temperature), logits, *state
-
-
-def cache_dir() -> Path:
-    """Where compiled steps are kept: $CHARRNN_CACHE, else $XDG_CACHE_HOME/charrnn, else ~/.cache/charrnn."""
-    if os.environ.get("CHARRNN_CACHE"):
-        return Path(os.environ["CHARRNN_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "charrnn"
 
 
 def package_path(stepper: Stepper, streams: StreamRange, graph: str = "step", traced_in: str = __name__) -> Path:

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +33,10 @@ from charrnn.formats.runconfig import write_run_config
 from charrnn.options import declared
 from charrnn.training.distributed import Distributed
 from charrnn.training.finetune import grow_vocabulary, init_new_rows
+from charrnn.training.plan import Plan, plan_for, plan_run
 from charrnn.training.precision import resolve_precision
 from charrnn.training.reporting import Log, log_to_stdout, silent
-from charrnn.training.run import TrainingRun
+from charrnn.training.run import TrainingRun, restore
 from charrnn.training.rundir import prepare_out_dir, refuse_to_go_back, refuse_to_overwrite
 
 # Options a resume keeps from the checkpoint: changing them would make the saved weights,
@@ -54,12 +54,16 @@ def start_run(
     model_config: ModelConfig = ModelConfig(),
     train_config: TrainConfig = TrainConfig(),
     *,
+    given: Collection[str] | None = None,
     out_dir: str | os.PathLike | None = None,
     device: str = "auto",
     log: Log = log_to_stdout,
 ) -> TrainingRun:
     """A new run on ``sources`` (text files, directories, glob patterns), ready for ``fit``.
 
+    ``given``: the options the user set. With it, and ``train_config.plan`` "auto", the rest of the
+    model's shape and regularisation is planned for the text, budget and machine
+    (``charrnn.training.plan``); without it the configs are used as they are.
     ``out_dir`` defaults to ``checkpoints/<name of the text>``; a directory that already holds a
     run is refused rather than overwritten. Under torchrun, ``train_config.batch_size`` streams
     go to each process (the run's batch is that times the number of processes).
@@ -70,15 +74,36 @@ def start_run(
     found = _scan(sources, train_config, device, log)
     out_dir = Path(out_dir) if out_dir is not None else Path("checkpoints") / found.name
     refuse_to_overwrite(out_dir)
+    plan = None
+    if given is not None and train_config.plan == "auto":
+        model_config, train_config, plan = plan_run(found, model_config, train_config, given, device, dist)
+        if plan is not None:
+            log(plan.line())
     vocab = Vocab(found.characters)
     torch.manual_seed(train_config.seed)  # the same initial weights in every process
     model = CharRNN(len(vocab), model_config)
     if dist.rank:
         torch.manual_seed(train_config.seed + dist.rank)  # but its own dropout masks
-    run = _build_run(found, vocab, model, train_config, out_dir, device, dist)
+    run = _build_run(found, vocab, model, train_config, out_dir, device, dist, plan=plan and plan.to_dict())
     run.rank_characters()
     _announce(run, "training on", log)
     return run
+
+
+def plan_only(
+    sources: Sources,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    *,
+    given: Collection[str],
+    device: str = "auto",
+    log: Log = log_to_stdout,
+) -> Plan:
+    """The plan ``start_run`` would make for these sources and options (`charrnn plan`): the text
+    is read and speeds measured, but nothing is trained or written (except the speed cache)."""
+    torch_device = resolve_device(device)
+    found = _scan(sources, train_config, torch_device, log)
+    return plan_for(found, model_config, train_config, given, torch_device)
 
 
 def finetune_run(
@@ -196,51 +221,16 @@ def resume_run(
         dist,
         remedy="a resumed run keeps its vocabulary",
         base=None if checkpoint.base is None else checkpoint.base["path"],
+        plan=checkpoint.plan,  # kept: the plan the run started with
     )
+    if checkpoint.plan:
+        log(f"{checkpoint.plan['line']} (kept from the run's start)")
     same_text = [(d.path, d.sha256) for d in found.documents] == [(d.path, d.sha256) for d in saved.documents]
     if not same_text and (saved.recorded or run.corpus.chars != saved.chars):  # before 0.3: no hashes to compare
         log(f"note: resuming on {run.corpus.describe()} ({run.corpus.chars:,} characters), not the run's own text")
     restore(run, checkpoint)
     log(f"resuming {checkpoint_path} at step {run.progress.step} (epoch {run.progress.epoch})")
     return run
-
-
-def restore(run: TrainingRun, checkpoint: Checkpoint) -> None:
-    """Take over optimizer, position, hidden state, scores and RNG states from a checkpoint.
-
-    The RNG states are set last, after everything that might draw random numbers.
-    """
-    run.optimizer.load_state_dict(checkpoint.optimizer_state)
-    for group in run.optimizer.param_groups:  # a resume may change the learning rate
-        group["lr"] = run.train_config.lr
-    if checkpoint.scaler_state and run.scaler.is_enabled():  # fp16 then and now
-        run.scaler.load_state_dict(checkpoint.scaler_state)
-    run.progress = dataclasses.replace(checkpoint.progress)
-    run.guard.checked_step = run.progress.step
-    expected = (run.model_config.num_layers, run.train_config.batch_size, run.model_config.hidden_size)
-    saved_state = checkpoint.hidden_state  # over all the run's streams
-    if len(saved_state) != run.model.cell.state_size or any(tuple(t.shape) != expected for t in saved_state):
-        raise CharRNNError("the checkpoint's hidden state does not fit its own config")
-    share = run.train_batches.batch_size
-    rows = slice(run.dist.rank * share, (run.dist.rank + 1) * share)
-    run.state = tuple(t[:, rows].to(run.device) for t in saved_state)  # this process's streams
-    if run.progress.window >= run.train_batches.num_windows:  # the text got shorter
-        run.progress.window = 0
-        run.progress.epoch += 1
-        run.state = run.model.init_state(share)
-    run.base = checkpoint.base
-    run.best_val_loss = checkpoint.best_val_loss
-    run.last_val_loss = checkpoint.last_val_loss
-    run.metrics = list(checkpoint.metrics)
-    rng = checkpoint.rng
-    exact = len(rng.torch) == run.dist.world_size  # the same number of processes as saved
-    mine = run.dist.rank if exact else 0
-    torch.set_rng_state(rng.torch[mine])
-    if rng.cuda and run.device.type == "cuda":
-        torch.cuda.set_rng_state(rng.cuda[min(mine, len(rng.cuda) - 1)], run.device)
-    if not exact and run.dist.rank:  # re-shared streams: fresh, distinct dropout draws
-        torch.manual_seed(run.train_config.seed + run.dist.rank + run.progress.step)
-    random.setstate(rng.python)
 
 
 def _apply_overrides(
@@ -308,6 +298,7 @@ def _build_run(
     dist: Distributed,
     remedy: str = "",
     base: str | None = None,
+    plan: dict | None = None,
 ) -> TrainingRun:
     """Check the characters, lay out the text for this process, make the run directory and the run.
 
@@ -348,9 +339,10 @@ def _build_run(
         device=device,
         dist=dist,
     )
+    run.plan = plan
     if dist.is_main:
         per_process = dataclasses.replace(train_config, batch_size=B // dist.world_size)
-        write_run_config(out_dir, corpus.sources, model.config, per_process, base=base)
+        write_run_config(out_dir, corpus.sources, model.config, per_process, base=base, plan=run.plan)
     return run
 
 

@@ -73,6 +73,7 @@ class TrainingRun:
         self.last_val_loss: float | None = None
         self.metrics: list[dict] = []  # one row per validation, saved in every checkpoint
         self.base: dict[str, str] | None = None  # a fine-tuning run's base model: {path, sha256}
+        self.plan: dict | None = None  # how a planned run was planned: {line, reasons, shape}
 
     @property
     def model_config(self) -> ModelConfig:
@@ -90,11 +91,12 @@ class TrainingRun:
         """The step at which this run ends: the earlier of --max-steps and --max-epochs.
 
         Without either, a run with a --time-limit has no last step (infinity: only its budget ends
-        it), and one without trains DEFAULT_EPOCHS passes.
+        it), and one with no limit at all (an unplanned run: a planned one is given its steps)
+        trains DEFAULT_EPOCHS passes.
         """
         config = self.train_config
         epochs = config.max_epochs
-        if epochs is None and config.time_limit is None:
+        if epochs is None and config.time_limit is None and config.max_steps is None:
             epochs = DEFAULT_EPOCHS
         limits = [config.max_steps] if config.max_steps is not None else []
         if epochs is not None:
@@ -185,6 +187,7 @@ class TrainingRun:
             saved_train_config=dataclasses.asdict(self.train_config),
             corpus=self.corpus,
             base=self.base,
+            plan=self.plan,
             progress=self.progress,
             optimizer_state=self.optimizer.state_dict(),
             scaler_state=self.scaler.state_dict(),  # {} unless fp16
@@ -198,6 +201,44 @@ class TrainingRun:
 
     def _gather_rng(self, state: torch.Tensor) -> list[torch.Tensor]:
         return list(self.dist.gather(state[None], dim=0, device=self.device))  # P states
+
+
+def restore(run: TrainingRun, checkpoint: Checkpoint) -> None:
+    """Take over optimizer, position, hidden state, scores and RNG states from a checkpoint.
+
+    The RNG states are set last, after everything that might draw random numbers.
+    """
+    run.optimizer.load_state_dict(checkpoint.optimizer_state)
+    for group in run.optimizer.param_groups:  # a resume may change the learning rate
+        group["lr"] = run.train_config.lr
+    if checkpoint.scaler_state and run.scaler.is_enabled():  # fp16 then and now
+        run.scaler.load_state_dict(checkpoint.scaler_state)
+    run.progress = dataclasses.replace(checkpoint.progress)
+    run.guard.checked_step = run.progress.step
+    expected = (run.model_config.num_layers, run.train_config.batch_size, run.model_config.hidden_size)
+    saved_state = checkpoint.hidden_state  # over all the run's streams
+    if len(saved_state) != run.model.cell.state_size or any(tuple(t.shape) != expected for t in saved_state):
+        raise CharRNNError("the checkpoint's hidden state does not fit its own config")
+    share = run.train_batches.batch_size
+    rows = slice(run.dist.rank * share, (run.dist.rank + 1) * share)
+    run.state = tuple(t[:, rows].to(run.device) for t in saved_state)  # this process's streams
+    if run.progress.window >= run.train_batches.num_windows:  # the text got shorter
+        run.progress.window = 0
+        run.progress.epoch += 1
+        run.state = run.model.init_state(share)
+    run.base = checkpoint.base
+    run.best_val_loss = checkpoint.best_val_loss
+    run.last_val_loss = checkpoint.last_val_loss
+    run.metrics = list(checkpoint.metrics)
+    rng = checkpoint.rng
+    exact = len(rng.torch) == run.dist.world_size  # the same number of processes as saved
+    mine = run.dist.rank if exact else 0
+    torch.set_rng_state(rng.torch[mine])
+    if rng.cuda and run.device.type == "cuda":
+        torch.cuda.set_rng_state(rng.cuda[min(mine, len(rng.cuda) - 1)], run.device)
+    if not exact and run.dist.rank:  # re-shared streams: fresh, distinct dropout draws
+        torch.manual_seed(run.train_config.seed + run.dist.rank + run.progress.step)
+    random.setstate(rng.python)
 
 
 class DivergenceGuard:

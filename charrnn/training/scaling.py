@@ -1,0 +1,65 @@
+"""The measured rule behind the plan: predicted loss from model size and characters seen, and
+the regularisation that a number of passes over a text needs.
+
+The numbers come from runs on this project's 2-core CPU (docs/results.md, "The plan"), fitted by
+experiments/fit_plan.py; change them only with new runs and the fit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from charrnn.training.speeds import Shape
+
+
+@dataclass(frozen=True)
+class LossFit:
+    """loss - E(text) ≈ a / N^alpha + b / D_eff^beta; N recurrent parameters, D characters seen."""
+
+    a: float
+    alpha: float
+    b: float
+    beta: float
+    repeat_scale: float  # R: how many passes beyond the first are worth something
+
+    def effective_chars(self, seen: float, unique: float) -> float:
+        if seen <= unique:
+            return seen
+        repeats = seen / unique - 1
+        return unique * (1 + self.repeat_scale * (1 - math.exp(-repeats / self.repeat_scale)))
+
+    def excess(self, parameters: float, seen: float, unique: float) -> float:
+        """Predicted loss above the text's own floor, in nats per character."""
+        return self.a / parameters**self.alpha + self.b / self.effective_chars(seen, unique) ** self.beta
+
+
+# From experiments/fit_plan.py over the runs of docs/results.md ("The plan").
+LOSS_FIT = LossFit(a=40.0, alpha=0.3, b=60.0, beta=0.28, repeat_scale=20.0)
+
+# (passes below, dropout, weight drop): measured on tinyshakespeare and War and Peace
+# (docs/results.md): under ~12 passes plain dropout 0.2 wins (weight drop slows the start);
+# around 20-35 passes weight drop 0.3 with dropout 0.25 is 0.035 better; past 40, both at 0.3.
+REGULARISATION = ((12, 0.2, 0.0), (40, 0.25, 0.3), (math.inf, 0.3, 0.3))
+
+
+def recurrent_parameters(shape: Shape) -> int:
+    """N of the fit: the LSTM's hidden-to-hidden and between-layer weights and biases; the
+    first layer's input columns and the head grow with the alphabet, not with what is learnt."""
+    h, layers = shape.hidden_size, shape.num_layers
+    return 4 * h * h * (2 * layers - 1) + 8 * h * layers
+
+
+def total_parameters(shape: Shape, vocab_size: int, head: str) -> int:
+    """Every trainable scalar of the model (as ``count_parameters`` counts a full-head LSTM)."""
+    h = shape.hidden_size
+    head_size = vocab_size * h + vocab_size if head == "full" else vocab_size * h // 2 + vocab_size
+    return recurrent_parameters(shape) + 4 * h * vocab_size + 8 * h + head_size
+
+
+def regularisation(passes: float) -> tuple[float, float]:
+    """(dropout, weight drop) for a run that makes ``passes`` passes over its text."""
+    for below, dropout, weight_drop in REGULARISATION:
+        if passes < below:
+            return dropout, weight_drop
+    raise AssertionError("the last row of REGULARISATION has no upper bound")
