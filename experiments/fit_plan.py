@@ -46,8 +46,9 @@ def read_runs(path: Path) -> list[dict]:
 
 def unpack(theta: np.ndarray, texts: list[str]) -> tuple[dict[str, float], LossFit]:
     floors = dict(zip(texts, theta[: len(texts)], strict=True))
-    log_a, alpha, log_b, beta, log_r = theta[len(texts) :]
-    return floors, LossFit(math.exp(log_a), alpha, math.exp(log_b), beta, math.exp(log_r))
+    log_a, alpha, log_b, beta, log_r, log_c, log_rn = theta[len(texts) :]
+    fit = LossFit(math.exp(log_a), alpha, math.exp(log_b), beta, math.exp(log_r), math.exp(log_c), math.exp(log_rn))
+    return floors, fit
 
 
 def predict(runs: list[dict], floors: dict[str, float], fit: LossFit) -> np.ndarray:
@@ -56,9 +57,10 @@ def predict(runs: list[dict], floors: dict[str, float], fit: LossFit) -> np.ndar
 
 def fit_runs(runs: list[dict], texts: list[str]) -> tuple[dict[str, float], LossFit]:
     losses = np.array([r["loss"] for r in runs])
-    start = np.array([1.0] * len(texts) + [math.log(20.0), 0.3, math.log(50.0), 0.3, math.log(15.0)])
-    low = [0.0] * len(texts) + [-10, 0.05, -10, 0.05, math.log(1.0)]
-    high = [3.0] * len(texts) + [15, 1.0, 15, 1.0, math.log(200.0)]
+    shared = [math.log(20.0), 0.3, math.log(50.0), 0.3, math.log(15.0), math.log(0.2), math.log(5.0)]
+    start = np.array([1.0] * len(texts) + shared)
+    low = [0.0] * len(texts) + [-10, 0.05, -10, 0.05, math.log(1.0), math.log(0.001), math.log(0.1)]
+    high = [3.0] * len(texts) + [15, 1.5, 15, 1.5, math.log(200.0), math.log(100.0), math.log(100.0)]
 
     def residuals(theta: np.ndarray) -> np.ndarray:
         floors, fit = unpack(theta, texts)
@@ -80,7 +82,8 @@ def main() -> None:
     print(f"{len(runs)} runs, {len(texts)} texts")
     print(
         f"LOSS_FIT = LossFit(a={fit.a:.4g}, alpha={fit.alpha:.4g}, b={fit.b:.4g}, beta={fit.beta:.4g}, "
-        f"repeat_scale={fit.repeat_scale:.4g})"
+        f"repeat_scale={fit.repeat_scale:.4g}, chars_per_parameter={fit.chars_per_parameter:.4g}, "
+        f"excess_scale={fit.excess_scale:.4g})"
     )
     print("floors E(text): " + ", ".join(f"{text} {value:.4f}" for text, value in floors.items()))
     print(f"{'run':<18} {'N':>9} {'D':>11} {'passes':>7} {'best val':>9} {'fit':>7} {'error':>7}")

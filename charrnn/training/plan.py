@@ -35,11 +35,11 @@ from charrnn.config import ModelConfig, TrainConfig
 from charrnn.core.corpus import Scan
 from charrnn.training.distributed import Distributed
 from charrnn.training.scaling import LOSS_FIT, LossFit, recurrent_parameters, regularisation, total_parameters
-from charrnn.training.speeds import Shape, SpeedBook, Workload
+from charrnn.training.speeds import BUSY_CORES, Shape, SpeedBook, Workload
 
 CANDIDATES = tuple(Shape(2, hidden) for hidden in (128, 256, 384, 512, 768, 1024))
 DEFAULT_MINUTES = 10  # the budget of a run given none (docs/training.md#the-plan says why)
-ADAPTIVE_FROM = 1000  # alphabets of this many characters or more get the adaptive head
+ADAPTIVE_FROM = 2000  # alphabets of this many characters or more get the adaptive head (docs/results.md)
 VALIDATION_SHARE = 0.1  # validations take at most about this share of a run's time
 EVAL_SPEEDUP = 3.0  # scoring a character costs about a third of training on it (no backward, no update)
 MIN_EVAL_EVERY = 400
@@ -129,6 +129,7 @@ class Plan:
     text: TextFacts
     options: tuple[Option, ...]
     kept: tuple[str, ...]  # the options the user gave, which the plan left alone
+    busy_cores: float = 0.0  # other programs' load while speeds were measured
 
     def line(self) -> str:
         """The one line a run starts with."""
@@ -158,6 +159,11 @@ class Plan:
         )
         lines.append(f"head: {self.head} ({self.text.alphabet:,} characters; the adaptive head from {ADAPTIVE_FROM:,})")
         lines.append(f"validation every {self.eval_every:,} steps (at most ~{VALIDATION_SHARE:.0%} of the time)")
+        if self.busy_cores >= BUSY_CORES:
+            lines.append(
+                f"other programs kept ~{self.busy_cores:.1f} cores busy while speeds were measured: they were "
+                "measured on the cores left, used for this plan and not cached"
+            )
         if self.kept:
             lines.append(f"kept as given: {', '.join(self.kept)}")
         return lines
@@ -247,6 +253,7 @@ def make_plan(
         text=text,
         options=tuple(options),
         kept=kept,
+        busy_cores=speeds.busy,
     )
 
 

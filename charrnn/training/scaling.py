@@ -15,27 +15,41 @@ from charrnn.training.speeds import Shape
 
 @dataclass(frozen=True)
 class LossFit:
-    """loss - E(text) ≈ a / N^alpha + b / D_eff^beta; N recurrent parameters, D characters seen."""
+    """loss - E(text) ≈ a / N_eff^alpha + b / D_eff^beta: N recurrent parameters, D characters seen,
+    both discounted past what U characters of text can feed (``effective``)."""
 
     a: float
     alpha: float
     b: float
     beta: float
-    repeat_scale: float  # R: how many passes beyond the first are worth something
+    repeat_scale: float  # R_D: passes beyond the first are worth less and less, on this scale
+    chars_per_parameter: float  # U characters feed about U / this parameters at full value
+    excess_scale: float  # R_N: parameters beyond those are worth less and less, on this scale
 
     def effective_chars(self, seen: float, unique: float) -> float:
-        if seen <= unique:
-            return seen
-        repeats = seen / unique - 1
-        return unique * (1 + self.repeat_scale * (1 - math.exp(-repeats / self.repeat_scale)))
+        return effective(seen, unique, self.repeat_scale)
+
+    def effective_parameters(self, parameters: float, unique: float) -> float:
+        return effective(parameters, unique / self.chars_per_parameter, self.excess_scale)
 
     def excess(self, parameters: float, seen: float, unique: float) -> float:
         """Predicted loss above the text's own floor, in nats per character."""
-        return self.a / parameters**self.alpha + self.b / self.effective_chars(seen, unique) ** self.beta
+        n_eff = self.effective_parameters(parameters, unique)
+        return self.a / n_eff**self.alpha + self.b / self.effective_chars(seen, unique) ** self.beta
+
+
+def effective(amount: float, useful: float, scale: float) -> float:
+    """``amount`` counted in full up to ``useful``, and beyond it with returns that fade on ``scale``
+    (Muennighoff et al., 2023): at most ``useful`` x (1 + scale)."""
+    if amount <= useful:
+        return amount
+    return useful * (1 + scale * (1 - math.exp(-(amount / useful - 1) / scale)))
 
 
 # From experiments/fit_plan.py over the runs of docs/results.md ("The plan").
-LOSS_FIT = LossFit(a=40.0, alpha=0.3, b=60.0, beta=0.28, repeat_scale=20.0)
+LOSS_FIT = LossFit(
+    a=7.274, alpha=0.2159, b=1034, beta=0.5479, repeat_scale=23.85, chars_per_parameter=0.09198, excess_scale=0.1502
+)
 
 # (passes below, dropout, weight drop): measured on tinyshakespeare and War and Peace
 # (docs/results.md): under ~12 passes plain dropout 0.2 wins (weight drop slows the start);

@@ -3,7 +3,7 @@
 The plan (``charrnn.training.plan``) turns a time budget into characters seen, and that needs the
 training speed of every shape it considers, on this device, with this alphabet. A measurement
 times real optimizer steps of the shape (forward, backward, clipping, fused Adam) on random
-characters after two warm-up steps. Results are kept in ``cache_dir()/speeds.json``, keyed by
+characters after a warm-up step. Results are kept in ``cache_dir()/speeds.json``, keyed by
 the machine (CPU model and instruction set, or GPU name), the thread count, torch's and charrnn's
 versions and the shape, so a second run on the same machine plans at once.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +26,10 @@ from charrnn.cores import OtherLoad
 from charrnn.version import __version__
 
 SPEEDS_FILE = "speeds.json"
-MEASURE_SECONDS = 1.5  # timed steps per shape, after the warm-up (at least three steps)
-WARMUP_STEPS = 2
+MEASURE_SECONDS = 1.5  # timed steps per shape, after the warm-up (at least two steps)
+WARMUP_STEPS = 1
 BUSY_CORES = 0.5  # other programs' load (in cores) past which a measurement is not cached
+LOAD_WINDOW = 0.2  # seconds over which other programs' load is read before a measurement
 
 
 @dataclass(frozen=True)
@@ -75,12 +77,15 @@ def _cpu_model() -> str:
 class SpeedBook:
     """Measured training speeds (characters per second), read from and written to the cache."""
 
-    def __init__(self, work: Workload, path: Path | None = None):
+    def __init__(self, work: Workload, path: Path | None = None, others: Callable[[], OtherLoad] = OtherLoad):
+        """``others``: what tells how busy other programs kept the cores during a measurement."""
         self.work = work
+        self.others = others
         self.path = path if path is not None else cache_dir() / SPEEDS_FILE
         self.machine = machine_key(work.device)
         self.measured: list[Shape] = []  # shapes this book timed itself (not found in the cache)
         self.busy: float = 0.0  # the most cores other programs kept busy while it measured
+        self.known: dict[str, float] = {}  # every speed this book has given, cached on disk or not
 
     def _key(self, shape: Shape) -> str:
         w = self.work
@@ -88,16 +93,27 @@ class SpeedBook:
 
     def chars_per_second(self, shape: Shape) -> float:
         """The shape's training speed here: from the cache, or measured now and cached."""
-        saved = self._read()
         key = self._key(shape)
+        if key in self.known:
+            return self.known[key]
+        saved = self._read()
         if key not in saved:
-            others = OtherLoad()
-            saved[key] = measure(shape, self.work)
+            others = self.others()
+            time.sleep(LOAD_WINDOW)
+            before = others() or 0.0
+            threads = torch.get_num_threads()
+            if before >= BUSY_CORES:  # as --threads auto would: no thread on a core another program holds
+                torch.set_num_threads(max(1, round(threads - before)))
+            try:
+                saved[key] = measure(shape, self.work)
+            finally:
+                torch.set_num_threads(threads)
             self.measured.append(shape)
-            busy = others() or 0.0
+            busy = max(before, others() or 0.0)
             self.busy = max(self.busy, busy)
             if busy < BUSY_CORES:  # a busy machine's speed is used for this plan, but not kept
                 self._write({**self._read(), key: saved[key]})
+        self.known[key] = saved[key]
         return saved[key]
 
     def _read(self) -> dict[str, float]:
@@ -142,7 +158,7 @@ def measure(shape: Shape, work: Workload, seconds: float = MEASURE_SECONDS) -> f
         train_once()
     _synchronize(work.device)
     steps, started = 0, time.perf_counter()
-    while steps < 3 or time.perf_counter() - started < seconds:
+    while steps < 2 or time.perf_counter() - started < seconds:
         train_once()
         steps += 1
         if steps % 4 == 0:

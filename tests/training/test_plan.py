@@ -1,0 +1,181 @@
+"""The plan (charrnn/training/plan.py): what it chooses for a text, a budget and a machine's speeds,
+what it leaves to the user, and how a run keeps it."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from charrnn.config import ModelConfig, TrainConfig
+from charrnn.formats.checkpoint import Checkpoint
+from charrnn.training.plan import ADAPTIVE_FROM, Budget, TextFacts, make_plan
+from charrnn.training.scaling import REGULARISATION, regularisation
+from charrnn.training.speeds import Shape, SpeedBook, Workload
+from tests.conftest import PINNED_THREADS, invoke
+
+# Training speeds of the 2-layer shapes on this project's 2-core CPU (chars/s, batch 16 x 100).
+MEASURED = {128: 46_801, 256: 20_449, 384: 12_497, 512: 7_789, 768: 3_421, 1024: 2_000}
+
+
+class Speeds:
+    """The speeds a machine would measure (a table instead of a stopwatch), and which were asked for."""
+
+    busy = 0.0  # no other program held a core
+
+    def __init__(self, table=MEASURED):
+        self.table, self.asked = table, []
+
+    def chars_per_second(self, shape: Shape) -> float:
+        self.asked.append(shape)
+        return self.table.get(shape.hidden_size, 60_000)
+
+
+BOOK = TextFacts(train_chars=1_000_000, val_chars=111_000, alphabet=65, documents=1)
+
+
+def plan_for(text=BOOK, given=(), speeds=None, **options):
+    names = {f.name for f in dataclasses.fields(ModelConfig)}
+    model = ModelConfig(**{k: v for k, v in options.items() if k in names})
+    train = TrainConfig(**{k: v for k, v in options.items() if k not in names})
+    return make_plan(text, model, train, set(given) | set(options), speeds or Speeds())
+
+
+def test_a_longer_time_budget_never_gets_a_smaller_model_and_gets_a_bigger_one_eventually():
+    sizes = [plan_for(time_limit=minutes).shape.hidden_size for minutes in (1, 3, 10, 30, 60, 240, 2000)]
+    assert sizes == sorted(sizes) and sizes[-1] > sizes[0]
+
+
+def test_the_chosen_shape_has_the_lowest_predicted_loss_of_those_weighed():
+    plan = plan_for(time_limit=30)
+    best = min(plan.options, key=lambda option: option.excess_loss)
+    assert plan.shape == best.shape and len(plan.options) >= 3
+    # characters seen follow the measured speed: a faster shape sees more in the same time
+    seen = {option.shape.hidden_size: option.chars_seen for option in plan.options}
+    assert seen[128] > seen[256] > seen[384]
+
+
+def test_more_passes_over_a_text_get_more_regularisation():
+    small = TextFacts(train_chars=90_000, val_chars=10_000, alphabet=67, documents=1)
+    big = TextFacts(train_chars=30_000_000, val_chars=3_000_000, alphabet=90, documents=1000)
+    on_small, on_big = plan_for(small, time_limit=10), plan_for(big, time_limit=10)
+    assert on_small.passes > 40 > 1 > on_big.passes
+    assert (on_small.dropout, on_small.weight_drop) == REGULARISATION[-1][1:]
+    assert (on_big.dropout, on_big.weight_drop) == REGULARISATION[0][1:]
+    assert regularisation(1) < regularisation(20) < regularisation(100)
+
+
+def test_what_the_user_gives_wins_over_the_plan():
+    plan = plan_for(time_limit=30, hidden_size=96, dropout=0.05, head="adaptive", eval_every=7)
+    model, train = plan.apply(ModelConfig(hidden_size=96, dropout=0.05, head="adaptive"), TrainConfig(eval_every=7))
+    assert plan.shape == Shape(2, 96) and model.hidden_size == 96 and model.num_layers == 2
+    assert model.dropout == 0.05 and model.head == "adaptive" and train.eval_every == 7
+    assert set(plan.kept) >= {"hidden_size", "dropout", "head", "eval_every"}
+    layers_given = plan_for(time_limit=30, num_layers=3)
+    assert layers_given.shape.num_layers == 3
+
+
+def test_a_large_alphabet_gets_the_adaptive_head_and_a_small_one_the_full_head():
+    cjk = TextFacts(train_chars=150_000, val_chars=17_000, alphabet=ADAPTIVE_FROM + 2000, documents=1)
+    assert plan_for(cjk, time_limit=3).head == "adaptive"
+    assert plan_for(time_limit=3).head == "full"
+
+
+def test_no_budget_becomes_a_number_of_steps_that_takes_the_default_time():
+    plan = plan_for()
+    assert plan.budget == Budget("default", 10)
+    model, train = plan.apply(ModelConfig(), TrainConfig())
+    assert train.max_steps == plan.max_steps == plan.steps > 0
+    assert 0.8 * 600 < plan.seconds <= 600  # the validations take the rest
+    assert "10 minutes' worth" in "\n".join(plan.reasons())
+
+
+def test_under_a_step_budget_the_shape_is_the_one_its_own_time_would_choose():
+    plan = plan_for(max_steps=20_000)
+    assert all(option.chars_seen == 20_000 * 1600 for option in plan.options)
+    as_time = plan_for(time_limit=plan.seconds / 60 + 0.5)
+    assert as_time.shape == plan.shape
+
+
+def test_validation_of_a_big_text_is_spaced_out_so_it_takes_a_small_share_of_the_time():
+    big = TextFacts(train_chars=30_000_000, val_chars=3_000_000, alphabet=90, documents=1000)
+    assert plan_for(time_limit=10).eval_every == 400  # tinyshakespeare: the default
+    assert plan_for(big, time_limit=10).eval_every > 5000
+
+
+def test_the_big_shapes_are_not_measured_once_the_predicted_loss_turns_up():
+    speeds = Speeds()
+    plan_for(time_limit=3, speeds=speeds)
+    assert Shape(2, 1024) not in speeds.asked
+
+
+def test_speeds_are_measured_once_and_then_read_from_the_cache(tmp_path):
+    work = Workload(vocab_size=20, batch_size=2, seq_len=8, cell="lstm", head="full", device=torch.device("cpu"))
+    first = SpeedBook(work, tmp_path / "speeds.json", others=lambda: lambda: 0.0)
+    speed = first.chars_per_second(Shape(1, 8))
+    second = SpeedBook(work, tmp_path / "speeds.json", others=lambda: lambda: 0.0)
+    assert second.chars_per_second(Shape(1, 8)) == speed > 0
+    assert first.measured == [Shape(1, 8)] and second.measured == []
+    (tmp_path / "speeds.json").write_text("{not json", encoding="utf-8")  # a damaged cache: measured again
+    third = SpeedBook(work, tmp_path / "speeds.json", others=lambda: lambda: 0.0)
+    assert third.chars_per_second(Shape(1, 8)) > 0 and third.measured == [Shape(1, 8)]
+
+
+def test_a_speed_measured_while_another_program_held_a_core_is_used_but_not_kept(tmp_path):
+    work = Workload(vocab_size=20, batch_size=2, seq_len=8, cell="lstm", head="full", device=torch.device("cpu"))
+    busy = SpeedBook(work, tmp_path / "speeds.json", others=lambda: lambda: 1.0)
+    assert busy.chars_per_second(Shape(1, 8)) > 0 and busy.busy == 1.0
+    again = SpeedBook(work, tmp_path / "speeds.json", others=lambda: lambda: 0.0)
+    again.chars_per_second(Shape(1, 8))
+    assert again.measured == [Shape(1, 8)]  # nothing was kept: measured anew
+
+
+def test_a_planned_run_says_its_plan_keeps_it_in_its_files_and_keeps_it_on_resume(book_slice, tmp_path):
+    out = tmp_path / "run"
+    options = ["--batch-size", 4, "--seq-len", 16, "--threads", PINNED_THREADS, "--no-progress", "--no-sample"]
+    result = invoke("train", book_slice, "--out", out, "--max-steps", 6, *options)
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if line.startswith("plan: "))
+    assert "LSTM" in line and "6 steps" in line
+    checkpoint = Checkpoint.load(out / "last.pt")
+    assert checkpoint.plan["line"] == line
+    assert checkpoint.model_config.hidden_size == checkpoint.plan["shape"][1]
+    assert f"# {line}" in (out / "config.toml").read_text(encoding="utf-8")
+    info = invoke("info", out / "last.pt")
+    assert "planned        " + line.removeprefix("plan: ") in info.stdout
+    resumed = invoke(
+        "train", "--resume", out / "last.pt", "--max-steps", 8, "--threads", PINNED_THREADS, "--no-progress"
+    )
+    assert resumed.exit_code == 0, resumed.output
+    assert f"{line} (kept from the run's start)" in resumed.output
+    assert Checkpoint.load(out / "last.pt").plan["line"] == line
+
+
+def test_plan_off_trains_the_fixed_defaults(book_slice, tmp_path):
+    out = tmp_path / "run"
+    result = invoke(
+        "train", book_slice, "--out", out, "--max-steps", 1, "--plan", "off", "--no-progress", "--no-sample"
+    )
+    assert result.exit_code == 0, result.output
+    assert "plan: " not in result.output
+    checkpoint = Checkpoint.load(out / "last.pt")
+    assert checkpoint.plan is None and checkpoint.model_config == ModelConfig()
+
+
+def test_charrnn_plan_prints_the_plan_and_its_reasons_without_training(book_slice, tmp_path):
+    result = invoke("plan", book_slice, "--max-epochs", 30, "--dropout", 0.4)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("plan: ") and "<- chosen" in result.stdout
+    assert "dropout 0.4" in result.stdout.splitlines()[0] and "kept as given: dropout" in result.stdout
+    as_json = json.loads(invoke("plan", book_slice, "--max-epochs", 30, "--json").stdout)
+    assert as_json["options"]["hidden_size"] == as_json["shape"][1]
+    assert not list(tmp_path.glob("**/*.pt"))
+    refused = invoke("plan", book_slice, "--plan", "off")
+    assert refused.exit_code == 2 and "nothing to plan" in refused.output
+
+
+@pytest.mark.parametrize("budget", [["--time-limit", "0.5"], ["--max-steps", "300"], []])
+def test_every_budget_gives_a_plan_line(book_slice, budget):
+    result = invoke("plan", book_slice, *budget)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("plan: 2 x ")
