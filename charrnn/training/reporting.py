@@ -172,7 +172,7 @@ class Reporter:
         last = run.out_dir / "last.pt"
         if signum:
             self.log(f"stopped by {signal.Signals(signum).name} at step {run.progress.step}; saved {last}")
-        note = overfitting_note(run.metrics, finetuning=run.base is not None)
+        note = overfitting_note(run.metrics, finetuning=run.base is not None, planned=run.plan is not None)
         if note:
             self.log(note)
         best = "n/a" if run.best_val_loss is None else f"{run.best_val_loss:.4f} nats/char"
@@ -183,7 +183,7 @@ class Reporter:
             self.log(f'generate with: charrnn generate {shlex.quote(str(run.out_dir / "best.pt"))} --prime "..."')
 
 
-def overfitting_note(metrics: list[dict], *, finetuning: bool = False) -> str | None:
+def overfitting_note(metrics: list[dict], *, finetuning: bool = False, planned: bool = False) -> str | None:
     """A line for a run whose validation loss climbed back up while its training loss kept falling.
 
     Such a run learnt this text by heart after its best step: best.pt still holds that step, but
@@ -202,7 +202,10 @@ def overfitting_note(metrics: list[dict], *, finetuning: bool = False) -> str | 
     if not (climbed and still_learning):
         return None
     # A fine-tune keeps its base model's architecture, weight drop included: only dropout is open.
+    # A planned run already has the regularisation its passes call for: what is left is the length.
     remedy = "a higher --dropout" if finetuning else "--weight-drop 0.3 --dropout 0.25"
+    if planned:
+        remedy = "a shorter budget"
     return (
         f"note: the model overfits: val loss rose from {best['val_loss']:.4f} (step {best['step']}, kept in "
         f"best.pt) to {last['val_loss']:.4f} while train loss fell to {last['train_loss']:.4f}; a run this "
