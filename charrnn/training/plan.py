@@ -203,7 +203,7 @@ def make_plan(
     ``processes``: under torchrun, each trains its share of the streams as fast as one measured alone."""
     budget = Budget.of(train_config)
     kept = tuple(sorted(set(given) & PLANNED))
-    head = model_config.head if "head" in given else ("adaptive" if text.alphabet >= ADAPTIVE_FROM else "full")
+    head = choose_head(text, model_config, given)
     candidates = _candidates(model_config, given)
     chars_per_window = train_config.batch_size * train_config.seq_len
     eval_every = train_config.eval_every if "eval_every" in given else _eval_every(text, chars_per_window)
@@ -255,6 +255,13 @@ def make_plan(
         kept=kept,
         busy_cores=speeds.busy,
     )
+
+
+def choose_head(text: TextFacts, model_config: ModelConfig, given: Collection[str]) -> str:
+    """The adaptive softmax for a large alphabet, unless the user chose a head."""
+    if "head" in given:
+        return model_config.head
+    return "adaptive" if text.alphabet >= ADAPTIVE_FROM else "full"
 
 
 PLANNED = frozenset({"num_layers", "hidden_size", "dropout", "weight_drop", "head", "eval_every", "max_steps"})
@@ -335,7 +342,8 @@ def plan_for(
     """The plan for a scanned text, with speeds measured on ``device`` (or found in the cache)."""
     text = TextFacts.of(found, train_config)
     share = train_config.batch_size // processes  # each process's streams
-    work = Workload(text.alphabet, share, train_config.seq_len, model_config.cell, model_config.head, device)
+    head = choose_head(text, model_config, given)  # the head the shapes will be trained with
+    work = Workload(text.alphabet, share, train_config.seq_len, model_config.cell, head, device)
     return make_plan(text, model_config, train_config, given, SpeedBook(work), processes=processes)
 
 
