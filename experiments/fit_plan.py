@@ -1,6 +1,6 @@
 """Fit the plan's loss rule to measured runs (charrnn/training/scaling.py holds the result).
 
-Usage: python experiments/fit_plan.py [experiments/plan_runs.csv] [--leave-one-out]
+Usage: python experiments/fit_plan.py [experiments/plan_runs.csv] [--leave-one-out] [--write]
 
 Needs scipy (`pip install scipy`; only this script does). Each row of the CSV is one finished run:
 its text, the characters it trains on (U), its shape, its steps (D = steps x 1,600 characters)
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -70,10 +71,19 @@ def fit_runs(runs: list[dict], texts: list[str]) -> tuple[dict[str, float], Loss
     return unpack(result.x, texts)
 
 
+def write_fit(fit: LossFit) -> None:
+    """Replace the LOSS_FIT assignment in scaling.py with ``fit`` (run ruff format afterwards)."""
+    path = HERE.parent / "charrnn" / "training" / "scaling.py"
+    values = ", ".join(f"{name}={getattr(fit, name):.4g}" for name in LossFit.__dataclass_fields__)
+    text = re.sub(r"LOSS_FIT = LossFit\(.*?\)\n", f"LOSS_FIT = LossFit({values})\n", path.read_text(), flags=re.S)
+    path.write_text(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("runs", nargs="?", default=HERE / "plan_runs.csv", type=Path)
     parser.add_argument("--leave-one-out", action="store_true")
+    parser.add_argument("--write", action="store_true", help="put the fitted values into charrnn/training/scaling.py")
     args = parser.parse_args()
     runs = read_runs(args.runs)
     texts = sorted({r["text"] for r in runs})
@@ -85,6 +95,8 @@ def main() -> None:
         f"repeat_scale={fit.repeat_scale:.4g}, chars_per_parameter={fit.chars_per_parameter:.4g}, "
         f"excess_scale={fit.excess_scale:.4g})"
     )
+    if args.write:
+        write_fit(fit)
     print("floors E(text): " + ", ".join(f"{text} {value:.4f}" for text, value in floors.items()))
     print(f"{'run':<18} {'N':>9} {'D':>11} {'passes':>7} {'best val':>9} {'fit':>7} {'error':>7}")
     for run, value in zip(runs, predicted, strict=True):

@@ -43,6 +43,10 @@ ADAPTIVE_FROM = 2000  # alphabets of this many characters or more get the adapti
 VALIDATION_SHARE = 0.1  # validations take at most about this share of a run's time
 EVAL_SPEEDUP = 3.0  # scoring a character costs about a third of training on it (no backward, no update)
 MIN_EVAL_EVERY = 400
+# Passes over a text past which a regularised model learns nothing more (docs/results.md: on 100 KB,
+# 2 x 256 with dropout and weight drop 0.3 had its best at 36-53 passes, whatever the schedule).
+MAX_PASSES = 50
+TIE = 0.003  # nats/char: predicted losses closer than this are a tie, which the faster shape wins
 
 
 @dataclass(frozen=True)
@@ -119,7 +123,7 @@ class Plan:
     weight_drop: float
     head: str
     eval_every: int
-    max_steps: int | None  # set only for a run given no budget (its budget becomes steps)
+    max_steps: int | None  # set for a run given no budget, or a time budget its text cannot fill
     steps: int  # optimizer steps the run is expected to make
     chars_seen: float
     passes: float
@@ -137,7 +141,9 @@ class Plan:
         head = ", adaptive head" if self.head == "adaptive" else ""
         over = f"~{self.passes:,.1f} passes over {_count(self.text.train_chars)} characters"
         speed = f"at ~{self.chars_per_second:,.0f} chars/s measured"
-        if self.budget.kind == "minutes":
+        if self.budget.kind == "minutes" and self.max_steps is not None:  # the text is used up first
+            length = f"in {self.steps:,} steps, ~{_duration(self.seconds)} of the {self.budget.amount:g} min {speed}"
+        elif self.budget.kind == "minutes":
             length = f"in {self.budget.amount:g} min {speed}"
         else:
             length = f"in {self.steps:,} steps, ~{_duration(self.seconds)} {speed}"
@@ -152,6 +158,11 @@ class Plan:
             lines.append(
                 f"  {str(option.shape):>10}  {option.chars_per_second:>9,.0f} chars/s  {_count(option.chars_seen):>7} "
                 f"characters = {option.passes:>6,.1f} passes  +{option.excess_loss:.3f} nats/char{mark}"
+            )
+        if self.budget.kind == "minutes" and self.max_steps is not None:
+            lines.append(
+                f"length: {self.steps:,} steps, {MAX_PASSES} passes over the text; more would learn it by heart "
+                "rather than better, so the run ends before its time limit"
             )
         lines.append(
             f"regularisation: {self.passes:,.1f} passes -> dropout {self.dropout:g}, weight drop {self.weight_drop:g} "
@@ -210,17 +221,17 @@ def make_plan(
 
     def option(shape: Shape, seconds: float | None, seen: float | None = None) -> Option:
         speed = speeds.chars_per_second(shape) * processes
-        if seen is None:
-            seen = _chars_in(seconds, speed, text, chars_per_window, eval_every)
+        if seen is None:  # a time budget: what fits in it, up to the passes that still teach something
+            seen = min(_chars_in(seconds, speed, text, chars_per_window, eval_every), MAX_PASSES * text.train_chars)
         parameters = recurrent_parameters(shape)
         return Option(shape, speed, seen, seen / text.train_chars, fit.excess(parameters, seen, text.train_chars))
 
     def best_in(seconds: float) -> Option:
-        return min(_weigh(candidates, lambda shape: option(shape, seconds)), key=lambda o: o.excess_loss)
+        return _lowest(_weigh(candidates, lambda shape: option(shape, seconds)))
 
     if budget.seconds is not None:
         options = _weigh(candidates, lambda shape: option(shape, budget.seconds))
-        chosen = min(options, key=lambda o: o.excess_loss)
+        chosen = _lowest(options)
     else:
         limits = [train_config.max_steps * chars_per_window] if train_config.max_steps is not None else []
         if train_config.max_epochs is not None:
@@ -233,9 +244,11 @@ def make_plan(
         dropout = model_config.dropout
     if "weight_drop" in given:
         weight_drop = model_config.weight_drop
-    max_steps = None
-    if budget.kind == "default":
-        max_steps = max(1, int(chosen.chars_seen // chars_per_window))
+    steps = max(1, int(chosen.chars_seen // chars_per_window))
+    seconds = chosen.chars_seen / chosen.chars_per_second
+    # No budget: the default one, as steps. A time budget the text cannot use: end at MAX_PASSES.
+    used_up = budget.kind == "minutes" and chosen.passes >= MAX_PASSES * 0.999
+    max_steps = steps if budget.kind == "default" or used_up else None
     return Plan(
         shape=chosen.shape,
         parameters=total_parameters(chosen.shape, text.alphabet, head),
@@ -244,10 +257,10 @@ def make_plan(
         head=head,
         eval_every=eval_every,
         max_steps=max_steps,
-        steps=int(chosen.chars_seen // chars_per_window),
+        steps=steps,
         chars_seen=chosen.chars_seen,
         passes=chosen.passes,
-        seconds=chosen.chars_seen / chosen.chars_per_second,
+        seconds=seconds,
         chars_per_second=chosen.chars_per_second,
         budget=budget,
         text=text,
@@ -286,6 +299,12 @@ def _weigh(candidates: list[Shape], weigh) -> list[Option]:
         if len(options) - 1 - best >= 2:
             break
     return options
+
+
+def _lowest(options: list[Option]) -> Option:
+    """The option with the lowest predicted loss; of those within TIE of it, the fastest to train."""
+    best = min(option.excess_loss for option in options)
+    return max((o for o in options if o.excess_loss <= best + TIE), key=lambda o: o.chars_per_second)
 
 
 def _fitting_for(options: list[Option], best_in) -> Option:

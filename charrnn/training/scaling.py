@@ -48,7 +48,7 @@ def effective(amount: float, useful: float, scale: float) -> float:
 
 # From experiments/fit_plan.py over the runs of docs/results.md ("The plan").
 LOSS_FIT = LossFit(
-    a=7.274, alpha=0.2159, b=1034, beta=0.5479, repeat_scale=23.85, chars_per_parameter=0.09198, excess_scale=0.1502
+    a=4.206, alpha=0.09218, b=1536, beta=0.5881, repeat_scale=17.92, chars_per_parameter=0.1685, excess_scale=0.1
 )
 
 # (passes below, dropout, weight drop): measured on tinyshakespeare and War and Peace

@@ -190,6 +190,7 @@ def test_a_signal_stops_training_saves_and_resume_continues(book_slice, tmp_path
     process = start_cli(
         "train", book_slice, "--out", out, "--max-steps", never, "--eval-every", never, "--save-every", never, *TINY
     )
+    assert process.stdout.readline().startswith("plan: 2 x 32 LSTM")  # TINY gives the width
     assert process.stdout.readline().startswith("training on")
     time.sleep(1.0)  # some steps in
     process.send_signal(signum)
