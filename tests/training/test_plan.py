@@ -9,7 +9,7 @@ import torch
 
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.formats.checkpoint import Checkpoint
-from charrnn.training.plan import ADAPTIVE_FROM, Budget, TextFacts, make_plan
+from charrnn.training.plan import ADAPTIVE_FROM, MAX_PASSES, Budget, TextFacts, make_plan
 from charrnn.training.scaling import REGULARISATION, regularisation
 from charrnn.training.speeds import Shape, SpeedBook, Workload
 from tests.conftest import PINNED_THREADS, invoke
@@ -179,3 +179,28 @@ def test_every_budget_gives_a_plan_line(book_slice, budget):
     result = invoke("plan", book_slice, *budget)
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("plan: 2 x ")
+
+
+def test_a_time_budget_a_small_text_cannot_fill_ends_at_the_passes_that_still_teach():
+    small = TextFacts(train_chars=90_000, val_chars=10_000, alphabet=67, documents=1)
+    plan = plan_for(small, time_limit=60)
+    assert plan.passes == pytest.approx(MAX_PASSES) and plan.max_steps == plan.steps
+    assert plan.seconds < 60 * 60 and "of the 60 min" in plan.line()
+    _, train = plan.apply(ModelConfig(), TrainConfig(time_limit=60))
+    assert train.max_steps == plan.steps and train.time_limit == 60
+    book = plan_for(time_limit=10)  # a book fills ten minutes: the clock ends it
+    assert book.passes < MAX_PASSES and book.max_steps is None
+
+
+def test_the_python_api_plans_too_and_keeps_what_it_is_given(book_slice, tmp_path):
+    import charrnn
+
+    charrnn.train(
+        book_slice, out_dir=tmp_path / "a", max_steps=2, batch_size=4, seq_len=16, progress_bar=False, log=print
+    )
+    planned = Checkpoint.load(tmp_path / "a" / "last.pt")
+    assert planned.plan is not None and planned.model_config.hidden_size == planned.plan["shape"][1]
+    charrnn.train(book_slice, out_dir=tmp_path / "b", max_steps=2, hidden_size=24, dropout=0.05, progress_bar=False)
+    given = Checkpoint.load(tmp_path / "b" / "last.pt")
+    assert given.model_config.hidden_size == 24 and given.model_config.dropout == 0.05
+    assert "hidden_size" in given.plan["reasons"][-1] and "dropout" in given.plan["reasons"][-1]
