@@ -29,6 +29,7 @@ MAX_SAMPLE_SEED = 2**64 - 1  # what torch.Generator.manual_seed takes; sample i 
 DEFAULT_ITEMS = 20  # items `charrnn generate` prints for a --line-items model
 MAX_SAMPLES = 10_000  # samples one generate draws as a batch (each a row of every state tensor)
 PLAN_MODES = ("auto", "off")
+PLANNED = "planned by train"  # how the default of an option the plan chooses reads (then: "; 256 otherwise")
 NEWLINES = ("normalize", "keep")  # charrnn.core.data.NEWLINES (tests check they agree)
 # An unplanned run (--plan off) given no limit at all stops after this many passes; a planned one
 # given none gets steps from its plan (charrnn/training/plan.py), and one given a time budget trains
@@ -59,7 +60,14 @@ def text_codec(encoding: str) -> str:
 class ModelConfig:
     """The architecture: fixed for the life of a run. V is read off the vocabulary beside it."""
 
-    hidden_size: int = option(256, "Units per recurrent layer (H).", ("train", "explain"), low=1, fixed_on_resume=True)
+    hidden_size: int = option(
+        256,
+        "Units per recurrent layer (H).",
+        ("train", "explain"),
+        low=1,
+        fixed_on_resume=True,
+        show_default=f"{PLANNED}; 256 otherwise",
+    )
     num_layers: int = option(2, "Stacked recurrent layers (L).", ("train", "explain"), low=1, fixed_on_resume=True)
     dropout: float = option(
         0.2,
@@ -69,6 +77,7 @@ class ModelConfig:
         high=1,
         high_open=True,
         fixed_on_resume=True,
+        show_default=f"{PLANNED}; 0.2 otherwise",
     )
     weight_drop: float = option(
         0.0,
@@ -79,6 +88,7 @@ class ModelConfig:
         high=1,
         high_open=True,
         fixed_on_resume=True,
+        show_default=f"{PLANNED}; 0 otherwise",
     )
     cell: str = option(
         "lstm",
@@ -94,6 +104,7 @@ class ModelConfig:
         ("train", "explain"),
         choices=HEAD_NAMES,
         fixed_on_resume=True,
+        show_default=f"{PLANNED}; full otherwise",
     )
 
 
@@ -220,7 +231,11 @@ class TrainConfig:
         None, "Stop after this many validations in a row without a new best.", TRAIN, low=1, show_default="off"
     )
     eval_every: int = option(
-        400, "Steps between validations over the whole val split (saves best.pt when it improves).", TRAIN, low=1
+        400,
+        "Steps between validations over the whole val split (saves best.pt when it improves).",
+        TRAIN,
+        low=1,
+        show_default=f"{PLANNED}; 400 otherwise",
     )
     save_every: int = option(400, "Steps between writes of last.pt.", TRAIN, low=1)
     sample_every: int | None = option(
