@@ -168,5 +168,8 @@ def measure(shape: Shape, work: Workload, seconds: float = MEASURE_SECONDS) -> f
 
 
 def _synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that the clock times the steps and not their launch."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
