@@ -30,10 +30,10 @@ DEFAULT_ITEMS = 20  # items `charrnn generate` prints for a --line-items model
 MAX_SAMPLES = 10_000  # samples one generate draws as a batch (each a row of every state tensor)
 PLAN_MODES = ("auto", "off")
 PLANNED = "planned by train"  # how the default of an option the plan chooses reads (then: "; 256 otherwise")
+PLAN_256 = f"{PLANNED}; 256 otherwise"
 NEWLINES = ("normalize", "keep")  # charrnn.core.data.NEWLINES (tests check they agree)
-# An unplanned run (--plan off) given no limit at all stops after this many passes; a planned one
-# given none gets steps from its plan (charrnn/training/plan.py), and one given a time budget trains
-# until the budget is spent (the cap used to end a 10-minute run after 8 on a fast machine).
+# An unplanned run (--plan off) given neither --max-epochs nor --time-limit stops after this many
+# passes, as charrnn 0.5 did; a planned one given no budget gets steps from its plan.
 DEFAULT_EPOCHS = 16
 
 # `charrnn finetune` starts from trained weights with a fresh Adam: a short warm-up, since only the
@@ -61,12 +61,7 @@ class ModelConfig:
     """The architecture: fixed for the life of a run. V is read off the vocabulary beside it."""
 
     hidden_size: int = option(
-        256,
-        "Units per recurrent layer (H).",
-        ("train", "explain"),
-        low=1,
-        fixed_on_resume=True,
-        show_default=f"{PLANNED}; 256 otherwise",
+        256, "Units per recurrent layer (H).", ("train", "explain"), low=1, fixed_on_resume=True, show_default=PLAN_256
     )
     num_layers: int = option(2, "Stacked recurrent layers (L).", ("train", "explain"), low=1, fixed_on_resume=True)
     dropout: float = option(
@@ -111,6 +106,7 @@ class ModelConfig:
 # What a checkpoint written before a ModelConfig option existed was trained with: read in place of
 # the option's current default, so that resuming it continues the same training.
 MODEL_OPTIONS_BEFORE_THEY_EXISTED = {"weight_drop": 0.0, "head": "full"}
+TRAIN_OPTIONS_BEFORE_THEY_EXISTED = {"plan": "off"}  # a run from before plans existed was not planned
 
 
 @dataclass(frozen=True)
@@ -205,7 +201,7 @@ class TrainConfig:
         "Stop after this many passes over the training split (whichever limit comes first).",
         TRAIN,
         low=1,
-        show_default=f"none; {DEFAULT_EPOCHS} under --plan off without --time-limit or --max-steps",
+        show_default=f"none; {DEFAULT_EPOCHS} under --plan off without --time-limit",
     )
     time_limit: float | None = option(
         None,

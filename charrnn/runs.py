@@ -12,7 +12,7 @@ from charrnn.config import FINETUNE_DEFAULTS, ModelConfig, Placement, TrainConfi
 from charrnn.core.model import count_parameters
 from charrnn.formats.checkpoint import Checkpoint
 from charrnn.options import build, declared, list_as_keywords
-from charrnn.threads import parse_threads
+from charrnn.threads import parse_threads, use_fixed_threads
 from charrnn.training.loop import TrainResult, fit
 from charrnn.training.policy import Sources, finetune_run, start_run
 from charrnn.training.reporting import Log, log_to_stdout
@@ -38,6 +38,7 @@ def train(
     """
     model_config, train_config = _configs(options, TRAIN_OPTIONS)
     _check_threads(threads)  # refused before anything is written
+    use_fixed_threads(threads)  # before the plan measures speeds
     run = start_run(text, model_config, train_config, given=set(options), out_dir=out_dir, device=device, log=log)
     return fit(run, log=log, progress_bar=progress_bar, threads=threads)
 

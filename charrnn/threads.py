@@ -53,6 +53,14 @@ def parse_threads(value: str | int) -> int | None:
     return number
 
 
+def use_fixed_threads(setting: str | int) -> None:
+    """Set torch's thread count now for a fixed ``--threads N`` (``auto`` is measured later, as
+    training goes): what the plan's speed measurements, made before training, must run at."""
+    count = parse_threads(setting)
+    if count is not None:
+        torch.set_num_threads(count)
+
+
 def candidate_counts(cores: int) -> list[int]:
     """The counts ``auto`` tries on ``cores`` cores, most first: all, all but one, halves, down to 1."""
     counts = {cores, max(1, cores - 1), 1}

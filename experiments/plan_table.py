@@ -15,7 +15,8 @@ import argparse
 import torch
 
 from charrnn.config import ModelConfig, TrainConfig
-from charrnn.training.plan import TextFacts, make_plan
+from charrnn.training.plan import TextFacts
+from charrnn.training.planner import make_plan
 from charrnn.training.speeds import Shape, SpeedBook, Workload
 
 QUIET_SPEEDS = {128: 46_801, 256: 20_449, 384: 12_497, 512: 7_789, 768: 3_421, 1024: 2_000}

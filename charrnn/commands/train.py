@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import torch
 from click.core import ParameterSource
 
 from charrnn.commands.common import EXISTING_FILE, declared_options, text_or_bundled_book
@@ -18,9 +17,9 @@ from charrnn.config import FINETUNE_DEFAULTS, ModelConfig, Placement, TrainConfi
 from charrnn.errors import CharRNNError
 from charrnn.formats.runconfig import read_run_config
 from charrnn.options import build, declared
-from charrnn.threads import parse_threads
+from charrnn.threads import use_fixed_threads
 from charrnn.training.loop import fit
-from charrnn.training.plan import Plan
+from charrnn.training.plan import PLANNED_FIELDS, Plan
 from charrnn.training.policy import finetune_run, plan_only, resume_run, start_run
 from charrnn.training.run import TrainingRun
 
@@ -47,6 +46,8 @@ def _read_config(ctx: click.Context, param: click.Parameter, path: Path | None) 
         problem = _text_problem(value) if name == "text" else _value_problem(params[name], value)
         if problem is not None:
             raise click.BadParameter(f"{path}: {name} {problem}", ctx=ctx, param=param)
+    if "plan" not in values and {opt.name for opt in declared(ModelConfig)} <= set(values):
+        values["plan"] = "off"  # a whole run's config.toml from before plans: that run was not planned
     ctx.meta["config_text"] = values.pop("text", None)
     ctx.default_map = {**(ctx.default_map or {}), **values}
     return path
@@ -163,6 +164,7 @@ def train(
         run = resume_run(resume_from, sources=sources or None, overrides=given, **common)
     else:
         model_config, train_config = build(ModelConfig, options), build(TrainConfig, options)
+        use_fixed_threads(threads)  # before the plan measures speeds
         run = start_run(sources or [text_or_bundled_book(None)], model_config, train_config, given=set(given), **common)
     _fit(ctx, run, progress, threads)
 
@@ -271,8 +273,7 @@ def plan(ctx: click.Context, text: tuple[str, ...], device: str, threads: str, a
     if options["plan"] == "off":
         raise click.UsageError("--plan off trains the fixed defaults: there is nothing to plan")
     sources = list(text) or [text_or_bundled_book(None)]
-    if (count := parse_threads(threads)) is not None:
-        torch.set_num_threads(count)
+    use_fixed_threads(threads)  # the speeds are measured at the count training will use
     model_config, train_config = build(ModelConfig, options), build(TrainConfig, options)
     chosen = plan_only(sources, model_config, train_config, given=set(given), device=device, log=_to_stderr)
     if as_json:
@@ -284,11 +285,10 @@ def plan(ctx: click.Context, text: tuple[str, ...], device: str, threads: str, a
 
 
 def _chosen_values(chosen: Plan, model_config: ModelConfig, train_config: TrainConfig) -> dict[str, Any]:
-    """The options the plan sets, by name (as config.toml and the Python API name them)."""
+    """The run's values of every option the plan covers, chosen or given (as config.toml names them)."""
     model_config, train_config = chosen.apply(model_config, train_config)
-    names = ("num_layers", "hidden_size", "dropout", "weight_drop", "head", "eval_every", "max_steps")
     values = {**dataclasses.asdict(model_config), **dataclasses.asdict(train_config)}
-    return {"options": {name: values[name] for name in names}}
+    return {"options": {name: values[name] for name in PLANNED_FIELDS}}
 
 
 def _to_stderr(message: str) -> None:

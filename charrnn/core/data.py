@@ -136,6 +136,17 @@ def split_train_val(ids: np.ndarray, val_frac: float) -> tuple[np.ndarray, np.nd
     return ids[: len(ids) - num_val], ids[len(ids) - num_val :]
 
 
+def check_length(chars: int, batch_size: int, seq_len: int, full_windows: bool, name: str) -> None:
+    """Refuse a split too short for ``batch_size`` streams of (with ``full_windows``) a whole window each."""
+    min_stream_len = seq_len if full_windows else 1
+    if (chars - 1) // batch_size < min_stream_len:
+        options = f"--batch-size {batch_size}" + (f" and --seq-len {seq_len}" if full_windows else "")
+        raise CharRNNError(
+            f"the {name} has {chars:,} characters, fewer than the {batch_size * min_stream_len + 1:,} that "
+            f"{options} need: use a longer text or smaller values"
+        )
+
+
 class StreamBatches:
     """One split laid out as B contiguous streams and served as (B, T) windows.
 
@@ -157,14 +168,7 @@ class StreamBatches:
         part: tuple[int, int] = (0, 1),
     ):
         stream_len = (len(ids) - 1) // batch_size  # n: inputs per stream
-        min_stream_len = seq_len if full_windows else 1
-        if stream_len < min_stream_len:
-            options = f"--batch-size {batch_size}" + (f" and --seq-len {seq_len}" if full_windows else "")
-            raise CharRNNError(
-                f"the {name} has {len(ids):,} characters, fewer than the "
-                f"{batch_size * min_stream_len + 1:,} that {options} need: "
-                "use a longer text or smaller values"
-            )
+        check_length(len(ids), batch_size, seq_len, full_windows, name)
         index, count = part  # this process keeps rows [index·B/count, (index+1)·B/count)
         if batch_size % count:
             raise CharRNNError(f"{batch_size} streams cannot be shared equally by {count} processes")

@@ -35,7 +35,12 @@ from typing import Any
 
 import torch
 
-from charrnn.config import MODEL_OPTIONS_BEFORE_THEY_EXISTED, ModelConfig, TrainConfig
+from charrnn.config import (
+    MODEL_OPTIONS_BEFORE_THEY_EXISTED,
+    TRAIN_OPTIONS_BEFORE_THEY_EXISTED,
+    ModelConfig,
+    TrainConfig,
+)
 from charrnn.core.corpus import Corpus, Document
 from charrnn.core.model import CharRNN
 from charrnn.core.vocab import Vocab
@@ -130,7 +135,7 @@ class Checkpoint:
     def train_config(self, path: str | os.PathLike) -> TrainConfig:
         """The run's whole training config, as a resume needs it."""
         try:
-            return TrainConfig(**self.saved_train_config)
+            return TrainConfig(**{**TRAIN_OPTIONS_BEFORE_THEY_EXISTED, **self.saved_train_config})
         except TypeError as exc:
             raise CharRNNError(f"{path} has a training config this charrnn cannot read: {exc}") from None
 
@@ -222,7 +227,7 @@ class Checkpoint:
                 saved_train_config=dict(raw["train_config"]) if isinstance(raw["train_config"], dict) else {},
                 corpus=_corpus(raw["corpus"]),
                 base=raw.get("base"),
-                plan=raw.get("plan"),
+                plan=_plan(raw.get("plan")),
                 progress=Progress(**raw["progress"]),
                 optimizer_state=raw["optimizer_state"],
                 hidden_state=list(raw["hidden_state"]),
@@ -291,6 +296,15 @@ def _first_damaged_record(path: Path) -> str | None:
             return archive.testzip()
     except (zipfile.BadZipFile, OSError, EOFError):
         return str(path.name)
+
+
+def _plan(saved: Any) -> dict[str, Any] | None:
+    """A planned run's record, or None when there is none or it is not one (it is only shown)."""
+    if not isinstance(saved, dict) or not isinstance(saved.get("line"), str):
+        return None
+    if not isinstance(saved.get("reasons"), list) or not isinstance(saved.get("chose", {}), dict):
+        return None
+    return saved
 
 
 def _corpus_dict(corpus: Corpus) -> dict[str, Any]:

@@ -52,7 +52,7 @@ def write_run_config(
     else:  # finetune takes no --config: `train --config` would train from scratch
         how = [f"# charrnn {__version__}: the options of a fine-tune of {base}."]
         how.append(f"# Repeat it with  charrnn finetune {shlex.quote(base)} TEXT --out NEW_DIR  and these as flags.")
-    if plan:  # what the plan chose is in the values below: repeating the run does not plan again
+    if plan:  # what the plan chose is in the values below, so a repeat keeps the same model
         how.append(f"# {plan['line']}")
     lines = [
         *how,

@@ -33,7 +33,8 @@ from charrnn.formats.runconfig import write_run_config
 from charrnn.options import declared
 from charrnn.training.distributed import Distributed
 from charrnn.training.finetune import grow_vocabulary, init_new_rows
-from charrnn.training.plan import Plan, plan_for, plan_run
+from charrnn.training.plan import Plan
+from charrnn.training.planner import plan_for, plan_run
 from charrnn.training.precision import resolve_precision
 from charrnn.training.reporting import Log, log_to_stdout, silent
 from charrnn.training.run import TrainingRun, restore
@@ -79,6 +80,8 @@ def start_run(
         model_config, train_config, plan = plan_run(found, model_config, train_config, given, device, dist)
         if plan is not None:
             log(plan.line())
+    else:  # recorded as it ran: a repeat with --config must not plan what this run did not
+        train_config = dataclasses.replace(train_config, plan="off")
     vocab = Vocab(found.characters)
     torch.manual_seed(train_config.seed)  # the same initial weights in every process
     model = CharRNN(len(vocab), model_config)
@@ -181,7 +184,8 @@ def resume_run(
             "resumed; fine-tune it instead (`charrnn finetune CHECKPOINT TEXT`)"
         )
     model = checkpoint.model()
-    train_config = _apply_overrides(model.config, checkpoint.train_config(checkpoint_path), overrides, log)
+    saved_config = _without_planned_limit(checkpoint, checkpoint_path, overrides, log)
+    train_config = _apply_overrides(model.config, saved_config, overrides, log)
     if train_config.batch_size % dist.world_size:
         raise CharRNNError(
             f"this run has {train_config.batch_size} streams, which {dist.world_size} processes cannot share "
@@ -231,6 +235,18 @@ def resume_run(
     restore(run, checkpoint)
     log(f"resuming {checkpoint_path} at step {run.progress.step} (epoch {run.progress.epoch})")
     return run
+
+
+def _without_planned_limit(checkpoint: Checkpoint, path: Path, overrides: Mapping[str, Any], log: Log) -> TrainConfig:
+    """The saved config, less the step limit its plan set when the resume gives a new budget: a
+    user's --time-limit or --max-epochs, not a limit the user never set, decides the new end."""
+    saved = checkpoint.train_config(path)
+    planned_steps = (checkpoint.plan or {}).get("chose", {}).get("max_steps")
+    new_budget = {"time_limit", "max_epochs"} & set(overrides) and "max_steps" not in overrides
+    if planned_steps is None or not new_budget or saved.max_steps != planned_steps:
+        return saved
+    log(f"note: the plan's own limit of {planned_steps:,} steps gives way to the new budget")
+    return dataclasses.replace(saved, max_steps=None)
 
 
 def _apply_overrides(

@@ -202,12 +202,12 @@ def overfitting_note(metrics: list[dict], *, finetuning: bool = False, planned: 
     if not (climbed and still_learning):
         return None
     # A fine-tune keeps its base model's architecture, weight drop included: only dropout is open.
-    # A planned run already has the regularisation its passes call for: what is left is the length.
     remedy = "a higher --dropout" if finetuning else "--weight-drop 0.3 --dropout 0.25"
-    if planned:
-        remedy = "a shorter budget"
+    advice = f"a run this long needs {remedy}, or more text"
+    if planned:  # the plan chose the regularisation for this many passes, and it was not enough
+        advice = f"more text would help, or a budget that ends near step {best['step']}"
     return (
         f"note: the model overfits: val loss rose from {best['val_loss']:.4f} (step {best['step']}, kept in "
-        f"best.pt) to {last['val_loss']:.4f} while train loss fell to {last['train_loss']:.4f}; a run this "
-        f"long needs {remedy}, or more text (docs/training.md#overfitting)"
+        f"best.pt) to {last['val_loss']:.4f} while train loss fell to {last['train_loss']:.4f}; {advice} "
+        "(docs/training.md#overfitting)"
     )

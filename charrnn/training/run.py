@@ -91,12 +91,13 @@ class TrainingRun:
         """The step at which this run ends: the earlier of --max-steps and --max-epochs.
 
         Without either, a run with a --time-limit has no last step (infinity: only its budget ends
-        it), and one with no limit at all (an unplanned run: a planned one is given its steps)
-        trains DEFAULT_EPOCHS passes.
+        it). An unplanned run (--plan off, or one from before plans) without --max-epochs or
+        --time-limit also stops after DEFAULT_EPOCHS passes, as charrnn 0.5 did; a planned one
+        trains its --max-steps (a planned run given no budget has steps from its plan).
         """
         config = self.train_config
         epochs = config.max_epochs
-        if epochs is None and config.time_limit is None and config.max_steps is None:
+        if epochs is None and config.time_limit is None and (config.plan == "off" or config.max_steps is None):
             epochs = DEFAULT_EPOCHS
         limits = [config.max_steps] if config.max_steps is not None else []
         if epochs is not None:

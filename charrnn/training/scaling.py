@@ -10,6 +10,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch
+
+from charrnn.config import ModelConfig
+from charrnn.core.model import CharRNN, count_parameters
 from charrnn.training.speeds import Shape
 
 
@@ -64,11 +68,11 @@ def recurrent_parameters(shape: Shape) -> int:
     return 4 * h * h * (2 * layers - 1) + 8 * h * layers
 
 
-def total_parameters(shape: Shape, vocab_size: int, head: str) -> int:
-    """Every trainable scalar of the model (as ``count_parameters`` counts a full-head LSTM)."""
-    h = shape.hidden_size
-    head_size = vocab_size * h + vocab_size if head == "full" else vocab_size * h // 2 + vocab_size
-    return recurrent_parameters(shape) + 4 * h * vocab_size + 8 * h + head_size
+def count_parameters_of(shape: Shape, cell: str, head: str, vocab_size: int) -> int:
+    """Every trainable scalar of that model, counted on a model built without memory (meta tensors)."""
+    config = ModelConfig(hidden_size=shape.hidden_size, num_layers=shape.num_layers, cell=cell, head=head)
+    with torch.device("meta"):
+        return count_parameters(CharRNN(vocab_size, config))
 
 
 def regularisation(passes: float) -> tuple[float, float]:

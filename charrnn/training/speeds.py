@@ -11,6 +11,7 @@ versions and the shape, so a second run on the same machine plans at once.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ SPEEDS_FILE = "speeds.json"
 MEASURE_SECONDS = 1.5  # timed steps per shape, after the warm-up (at least two steps)
 WARMUP_STEPS = 1
 BUSY_CORES = 0.5  # other programs' load (in cores) past which a measurement is not cached
+UNUSABLE = 1e-6  # chars/s of a shape that does not fit in the device's memory
 LOAD_WINDOW = 0.2  # seconds over which other programs' load is read before a measurement
 
 
@@ -81,7 +83,7 @@ class SpeedBook:
         """``others``: what tells how busy other programs kept the cores during a measurement."""
         self.work = work
         self.others = others
-        self.path = path if path is not None else cache_dir() / SPEEDS_FILE
+        self.path = path if path is not None else _default_path()
         self.machine = machine_key(work.device)
         self.measured: list[Shape] = []  # shapes this book timed itself (not found in the cache)
         self.busy: float = 0.0  # the most cores other programs kept busy while it measured
@@ -98,35 +100,55 @@ class SpeedBook:
             return self.known[key]
         saved = self._read()
         if key not in saved:
-            others = self.others()
-            time.sleep(LOAD_WINDOW)
-            before = others() or 0.0
-            threads = torch.get_num_threads()
-            if before >= BUSY_CORES:  # as --threads auto would: no thread on a core another program holds
-                torch.set_num_threads(max(1, round(threads - before)))
-            try:
-                saved[key] = measure(shape, self.work)
-            finally:
-                torch.set_num_threads(threads)
-            self.measured.append(shape)
-            busy = max(before, others() or 0.0)
-            self.busy = max(self.busy, busy)
-            if busy < BUSY_CORES:  # a busy machine's speed is used for this plan, but not kept
+            saved[key], keep = self._measure(shape)
+            if keep:
                 self._write({**self._read(), key: saved[key]})
         self.known[key] = saved[key]
         return saved[key]
 
+    def _measure(self, shape: Shape) -> tuple[float, bool]:
+        """The speed measured now, and whether to keep it: not when other programs kept a core busy
+        (measured on the cores left, as --threads auto would train), nor when the shape did not fit."""
+        others = self.others()
+        time.sleep(LOAD_WINDOW)
+        on_cpu = self.work.device.type == "cpu"  # a GPU's speed does not depend on the CPU's load
+        before = (others() or 0.0) if on_cpu else 0.0
+        threads = torch.get_num_threads()
+        if before >= BUSY_CORES:
+            torch.set_num_threads(max(1, round(threads - before)))
+        try:
+            speed, fits = measure(shape, self.work), True
+        except torch.OutOfMemoryError:  # it does not fit on the device: it cannot be chosen
+            speed, fits = UNUSABLE, False
+            if self.work.device.type == "cuda":
+                torch.cuda.empty_cache()
+        finally:
+            torch.set_num_threads(threads)
+        self.measured.append(shape)
+        busy = max(before, others() or 0.0) if on_cpu else 0.0
+        self.busy = max(self.busy, busy)
+        return speed, fits and busy < BUSY_CORES
+
     def _read(self) -> dict[str, float]:
+        if self.path is None:
+            return {}
         try:
             saved = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}  # no cache yet, or a damaged one: measure again
         if not isinstance(saved, dict):
             return {}
-        return {key: value for key, value in saved.items() if isinstance(value, (int, float)) and value > 0}
+        return {
+            key: value
+            for key, value in saved.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+        }
 
     def _write(self, saved: dict[str, float]) -> None:
-        """Best effort: a cache that cannot be written only means measuring again next time."""
+        """Best effort: a cache that cannot be written only means measuring again next time (two
+        writers at once may lose each other's new entries: the same)."""
+        if self.path is None:
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             partial = self.path.with_name(f".{self.path.name}.{os.getpid()}")
@@ -134,6 +156,14 @@ class SpeedBook:
             os.replace(partial, self.path)
         except OSError:
             pass
+
+
+def _default_path() -> Path | None:
+    """The cache file; None where there is no home directory to keep it in (then nothing is kept)."""
+    try:
+        return cache_dir() / SPEEDS_FILE
+    except RuntimeError:  # Path.home() without HOME or a passwd entry
+        return None
 
 
 def measure(shape: Shape, work: Workload, seconds: float = MEASURE_SECONDS) -> float:

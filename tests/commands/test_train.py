@@ -190,11 +190,15 @@ def test_a_signal_stops_training_saves_and_resume_continues(book_slice, tmp_path
     process = start_cli(
         "train", book_slice, "--out", out, "--max-steps", never, "--eval-every", never, "--save-every", never, *TINY
     )
-    assert process.stdout.readline().startswith("plan: 2 x 32 LSTM")  # TINY gives the width
-    assert process.stdout.readline().startswith("training on")
-    time.sleep(1.0)  # some steps in
-    process.send_signal(signum)
-    stdout, stderr = process.communicate(timeout=60)
+    try:
+        assert process.stdout.readline().startswith("plan: 2 x 32 LSTM")  # TINY gives the width
+        assert process.stdout.readline().startswith("training on")
+        time.sleep(1.0)  # some steps in
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:  # a failed assert must not leave a million-step run behind
+        process.kill()
+        process.wait()
     assert process.returncode == exit_code, stderr
     assert "Traceback" not in stderr
     step = step_of(out / "last.pt")

@@ -9,7 +9,8 @@ import torch
 
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.formats.checkpoint import Checkpoint
-from charrnn.training.plan import ADAPTIVE_FROM, MAX_PASSES, Budget, TextFacts, make_plan
+from charrnn.training.plan import ADAPTIVE_FROM, MAX_PASSES, Budget, TextFacts
+from charrnn.training.planner import make_plan
 from charrnn.training.scaling import REGULARISATION, regularisation
 from charrnn.training.speeds import Shape, SpeedBook, Workload
 from tests.conftest import PINNED_THREADS, invoke
@@ -83,7 +84,7 @@ def test_a_large_alphabet_gets_the_adaptive_head_and_a_small_one_the_full_head()
 
 def test_no_budget_becomes_a_number_of_steps_that_takes_the_default_time():
     plan = plan_for()
-    assert plan.budget == Budget("default", 10)
+    assert plan.budget == Budget() and not plan.budget.given
     model, train = plan.apply(ModelConfig(), TrainConfig())
     assert train.max_steps == plan.max_steps == plan.steps > 0
     assert 0.8 * 600 < plan.seconds <= 600  # the validations take the rest
@@ -100,7 +101,8 @@ def test_under_a_step_budget_the_shape_is_the_one_its_own_time_would_choose():
 def test_validation_of_a_big_text_is_spaced_out_so_it_takes_a_small_share_of_the_time():
     big = TextFacts(train_chars=30_000_000, val_chars=3_000_000, alphabet=90, documents=1000)
     assert plan_for(time_limit=10).eval_every == 400  # tinyshakespeare: the default
-    assert plan_for(big, time_limit=10).eval_every > 5000
+    spaced = plan_for(big, time_limit=60)
+    assert spaced.eval_every > 2000 and spaced.eval_every <= -(-spaced.steps // 2)  # still twice in the run
 
 
 def test_the_big_shapes_are_not_measured_once_the_predicted_loss_turns_up():
@@ -204,3 +206,60 @@ def test_the_python_api_plans_too_and_keeps_what_it_is_given(book_slice, tmp_pat
     given = Checkpoint.load(tmp_path / "b" / "last.pt")
     assert given.model_config.hidden_size == 24 and given.model_config.dropout == 0.05
     assert "hidden_size" in given.plan["reasons"][-1] and "dropout" in given.plan["reasons"][-1]
+
+
+def test_a_time_limit_with_a_step_limit_plans_for_whichever_ends_first():
+    alone = plan_for(time_limit=60)
+    with_steps = plan_for(time_limit=60, max_steps=500)
+    assert all(option.chars_seen <= 500 * 1600 for option in with_steps.options)
+    assert with_steps.steps <= 500 and with_steps.shape.hidden_size < alone.shape.hidden_size
+    assert "whichever ends first" in with_steps.budget.describe()
+    small = TextFacts(train_chars=90_000, val_chars=10_000, alphabet=67, documents=1)
+    assert plan_for(small, time_limit=60, max_epochs=100).max_steps is None  # the user's limit stands
+
+
+def test_validation_comes_at_least_twice_however_big_the_validation_split():
+    big = TextFacts(train_chars=30_000_000, val_chars=3_000_000, alphabet=90, documents=1000)
+    plan = plan_for(big)
+    assert plan.eval_every <= -(-plan.steps // 2)
+
+
+def test_a_damaged_speed_in_the_cache_is_measured_again(tmp_path):
+    work = Workload(vocab_size=20, batch_size=2, seq_len=8, cell="lstm", head="full", device=torch.device("cpu"))
+    key = SpeedBook(work, tmp_path / "speeds.json")._key(Shape(1, 8))
+    for bad in ("Infinity", "0", "-5", "true", '"fast"'):
+        (tmp_path / "speeds.json").write_text(f'{{"{key}": {bad}}}', encoding="utf-8")
+        book = SpeedBook(work, tmp_path / "speeds.json", others=lambda: lambda: 0.0)
+        assert 0 < book.chars_per_second(Shape(1, 8)) < float("inf") and book.measured == [Shape(1, 8)]
+
+
+@pytest.mark.slow
+def test_a_resume_with_a_new_budget_is_not_held_by_the_step_limit_the_plan_set(book_slice, tmp_path):
+    out = tmp_path / "run"
+    options = ["--batch-size", 4, "--seq-len", 16, "--threads", PINNED_THREADS, "--no-progress", "--no-sample"]
+    first = invoke("train", book_slice, "--out", out, "--hidden-size", 16, "--eval-every", 1000, *options)
+    assert first.exit_code == 0, first.output  # no budget: the plan's steps, here 50 passes of a small text
+    saved = Checkpoint.load(out / "last.pt")
+    assert saved.plan["chose"]["max_steps"] == saved.progress.step and saved.progress.epoch == MAX_PASSES
+    more = invoke("train", "--resume", out / "last.pt", "--max-epochs", MAX_PASSES + 5, *options[4:])
+    assert more.exit_code == 0, more.output
+    assert f"the plan's own limit of {saved.progress.step:,} steps gives way to the new budget" in more.output
+    assert Checkpoint.load(out / "last.pt").progress.epoch == MAX_PASSES + 5
+
+
+def test_a_config_file_from_before_plans_repeats_its_run_unplanned(tiny_run, tmp_path):
+    lines = (tiny_run.dir / "config.toml").read_text(encoding="utf-8").splitlines()
+    old = tmp_path / "old.toml"  # as charrnn 0.5 wrote it: every option, no plan
+    old.write_text("\n".join(line for line in lines if not line.startswith(("plan =", "# plan:"))), encoding="utf-8")
+    result = invoke("train", "--config", old, "--out", tmp_path / "again", "--no-progress", "--threads", PINNED_THREADS)
+    assert result.exit_code == 0, result.output
+    assert "plan: " not in result.output
+    assert Checkpoint.load(tmp_path / "again" / "last.pt").saved_train_config["plan"] == "off"
+
+
+def test_a_text_too_short_to_train_on_is_refused_before_any_plan(tmp_path):
+    short = tmp_path / "short.txt"
+    short.write_text("hello", encoding="utf-8")
+    for command in ("plan", "train"):
+        result = invoke(command, short, "--out", tmp_path / "run") if command == "train" else invoke(command, short)
+        assert result.exit_code == 1 and "fewer than" in result.output and "plan: " not in result.output

@@ -164,7 +164,7 @@ def test_a_run_that_learns_its_text_by_heart_says_so_at_the_end(tmp_path):
     assert len(notes) == 1, result.stdout
     best = min(read_rows(out), key=lambda row: row["val_loss"])
     assert f"from {best['val_loss']:.4f} (step {int(best['step'])}, kept in best.pt)" in notes[0]
-    assert "a shorter budget" in notes[0]  # a planned run: the plan already chose its regularisation
+    assert f"a budget that ends near step {int(best['step'])}" in notes[0]  # planned: its regularisation was chosen
 
 
 def test_the_overfitting_note_needs_validation_up_and_training_down():
@@ -175,7 +175,7 @@ def test_the_overfitting_note_needs_validation_up_and_training_down():
     assert "--weight-drop 0.3" in reporting.overfitting_note(overfit)
     assert "--weight-drop" not in reporting.overfitting_note(overfit, finetuning=True)  # not a finetune option
     planned = reporting.overfitting_note(overfit, planned=True)  # the plan chose the regularisation
-    assert "--weight-drop" not in planned and "a shorter budget" in planned
+    assert "--weight-drop" not in planned and "a budget that ends near step 200" in planned
     assert reporting.overfitting_note(rows((2.0, 2.0), (1.5, 1.6), (1.2, 1.61))) is None  # val flat
     assert reporting.overfitting_note(rows((2.0, 2.0), (1.5, 1.6), (1.6, 1.7))) is None  # both rose: not this
     assert reporting.overfitting_note(rows((2.0, 2.0), (1.2, 1.7))) is None  # too few validations to say

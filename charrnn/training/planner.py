@@ -1,0 +1,213 @@
+"""Making the plan (``charrnn.training.plan`` says what a plan is, how it reads, and the rule).
+
+``make_plan`` weighs the candidate shapes for a text and a budget with their measured speeds;
+``plan_for`` measures (or reads) the speeds for a scanned text; ``plan_run`` is what a new run
+calls, and under torchrun hands the first process's choices to the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Collection
+
+import torch
+
+from charrnn.config import ModelConfig, TrainConfig
+from charrnn.core.corpus import Scan
+from charrnn.core.data import check_length
+from charrnn.training.distributed import Distributed
+from charrnn.training.plan import (
+    ADAPTIVE_FROM,
+    CANDIDATES,
+    EVAL_SPEEDUP,
+    MAX_PASSES,
+    MIN_EVAL_EVERY,
+    PLANNED_FIELDS,
+    TIE,
+    VALIDATION_SHARE,
+    Budget,
+    Option,
+    Plan,
+    TextFacts,
+)
+from charrnn.training.scaling import LOSS_FIT, LossFit, count_parameters_of, recurrent_parameters, regularisation
+from charrnn.training.speeds import Shape, SpeedBook, Workload
+
+
+def make_plan(
+    text: TextFacts,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    given: Collection[str],
+    speeds: SpeedBook,
+    fit: LossFit = LOSS_FIT,
+    processes: int = 1,
+) -> Plan:
+    """The plan for a new run; ``given`` names the options the user set (they are kept).
+    ``processes``: under torchrun, each trains its share of the streams as fast as one measured alone."""
+    budget = Budget.of(train_config)
+    kept = tuple(name for name in PLANNED_FIELDS if name in given)
+    head = choose_head(text, model_config, given)
+    candidates = _candidates(model_config, given)
+    chars_per_window = train_config.batch_size * train_config.seq_len
+    eval_every = train_config.eval_every if "eval_every" in given else _eval_every(text, chars_per_window)
+    cap = min(budget.chars_cap(chars_per_window, text.train_chars), MAX_PASSES * text.train_chars)
+
+    def option(shape: Shape, seconds: float | None, limited: bool = True) -> Option:
+        """``limited``: within --max-steps and --max-epochs too (``best_in`` asks about time alone)."""
+        speed = speeds.chars_per_second(shape) * processes
+        seen = budget.chars_cap(chars_per_window, text.train_chars)  # steps and passes: fixed
+        if seconds is not None:  # a time budget: what fits in it, up to the passes that still teach something
+            in_time = _chars_in(seconds, speed, text, chars_per_window, eval_every)
+            seen = min(in_time, cap if limited else MAX_PASSES * text.train_chars)
+        parameters = recurrent_parameters(shape)
+        return Option(shape, speed, seen, seen / text.train_chars, fit.excess(parameters, seen, text.train_chars))
+
+    def best_in(seconds: float) -> Option:
+        return _lowest(_weigh(candidates, lambda shape: option(shape, seconds, limited=False)))
+
+    options = _weigh(candidates, lambda shape: option(shape, budget.seconds))
+    limit = budget.chars_cap(chars_per_window, text.train_chars)
+    if budget.seconds is not None and any(o.chars_seen < limit * 0.999 for o in options):
+        chosen = _lowest(options)  # the clock ends some of them: it is a time budget
+    else:  # steps or passes end every shape first: choose as for a step budget
+        chosen = _fitting_for(options, best_in)
+    steps = max(1, int(chosen.chars_seen // chars_per_window))
+    dropout, weight_drop = regularisation(chosen.passes)
+    plan = Plan(
+        shape=chosen.shape,
+        cell=model_config.cell,
+        parameters=count_parameters_of(chosen.shape, model_config.cell, head, text.alphabet),
+        dropout=model_config.dropout if "dropout" in given else dropout,
+        weight_drop=model_config.weight_drop if "weight_drop" in given else weight_drop,
+        head=head,
+        eval_every=min(eval_every, max(1, -(-steps // 2))) if "eval_every" not in given else eval_every,
+        max_steps=None,
+        steps=steps,
+        chars_seen=chosen.chars_seen,
+        passes=chosen.passes,
+        seconds=chosen.chars_seen / chosen.chars_per_second,
+        chars_per_second=chosen.chars_per_second,
+        budget=budget,
+        text=text,
+        options=tuple(options),
+        kept=kept,
+        busy_cores=speeds.busy,
+    )
+    # The plan's own step limit: the default budget as steps, or the end of a text used up early
+    # (never over a --max-steps or --max-epochs the user gave: those are the budget already).
+    if not budget.given or (plan.used_up and budget.steps is None and budget.epochs is None):
+        plan = dataclasses.replace(plan, max_steps=steps)
+    return plan
+
+
+def choose_head(text: TextFacts, model_config: ModelConfig, given: Collection[str]) -> str:
+    """The adaptive softmax for a large alphabet, unless the user chose a head."""
+    if "head" in given:
+        return model_config.head
+    return "adaptive" if text.alphabet >= ADAPTIVE_FROM else "full"
+
+
+def _candidates(model_config: ModelConfig, given: Collection[str]) -> list[Shape]:
+    """The standard widths at the given (or default) depth, or only the given width: the runs
+    behind the fit measured two layers, so the plan does not choose the depth."""
+    if "hidden_size" in given:
+        return [Shape(model_config.num_layers, model_config.hidden_size)]
+    return [Shape(model_config.num_layers, shape.hidden_size) for shape in CANDIDATES]
+
+
+def _weigh(candidates: list[Shape], weigh: Callable[[Shape], Option]) -> list[Option]:
+    """Each candidate's option, from the smallest up, stopping two past the best so far: the
+    predicted loss has one minimum over size, and the big shapes are the slow ones to measure."""
+    options: list[Option] = []
+    for shape in candidates:
+        options.append(weigh(shape))
+        best = min(range(len(options)), key=lambda i: options[i].excess_loss)
+        if len(options) - 1 - best >= 2:
+            break
+    return options
+
+
+def _lowest(options: list[Option]) -> Option:
+    """The option with the lowest predicted loss; of those within TIE of it, the fastest to train."""
+    best = min(option.excess_loss for option in options)
+    return max((o for o in options if o.excess_loss <= best + TIE), key=lambda o: o.chars_per_second)
+
+
+def _fitting_for(options: list[Option], best_in: Callable[[float], Option]) -> Option:
+    """Under a fixed number of characters: the largest shape that a time budget as long as its
+    own run would also choose (the smallest shape when none would)."""
+    fitting = [o for o in options if best_in(o.chars_seen / o.chars_per_second).shape == o.shape]
+    return max(fitting, key=lambda o: recurrent_parameters(o.shape)) if fitting else options[0]
+
+
+def _chars_in(seconds: float, speed: float, text: TextFacts, chars_per_window: int, eval_every: int) -> float:
+    """Characters trained on in ``seconds``, the validations' time taken out."""
+    per_validation = text.val_chars / (EVAL_SPEEDUP * speed)  # seconds
+    per_step = chars_per_window / speed + per_validation / eval_every
+    steps = max(1.0, (seconds - per_validation) / per_step)  # the last validation, then one every eval_every
+    return steps * chars_per_window
+
+
+def _eval_every(text: TextFacts, chars_per_window: int) -> int:
+    """Steps between validations such that scoring the validation split takes ~VALIDATION_SHARE of
+    the time (a 3 MB text's split scored every 400 steps would take a third of it)."""
+    steps = text.val_chars / (EVAL_SPEEDUP * VALIDATION_SHARE * chars_per_window)
+    return max(MIN_EVAL_EVERY, int(math.ceil(steps / 100) * 100))
+
+
+def plan_for(
+    found: Scan,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    given: Collection[str],
+    device: torch.device,
+    processes: int = 1,
+) -> Plan:
+    """The plan for a scanned text, with speeds measured on ``device`` (or found in the cache).
+    A text too short for one window per stream is refused first, as training would refuse it."""
+    text = TextFacts.of(found, train_config)
+    check_length(text.train_chars, train_config.batch_size, train_config.seq_len, True, "training split")
+    share = train_config.batch_size // processes  # each process's streams
+    head = choose_head(text, model_config, given)  # the head the shapes will be trained with
+    work = Workload(text.alphabet, share, train_config.seq_len, model_config.cell, head, device)
+    return make_plan(text, model_config, train_config, given, SpeedBook(work), processes=processes)
+
+
+def plan_run(
+    found: Scan,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    given: Collection[str],
+    device: torch.device,
+    dist: Distributed,
+) -> tuple[ModelConfig, TrainConfig, Plan | None]:
+    """A new run's configs with its plan applied, and the plan (None in processes other than the
+    first under torchrun: the first plans, from its own measurements, and the others take its choices)."""
+    plan = None
+    if dist.is_main:
+        plan = plan_for(found, model_config, train_config, given, device, processes=dist.world_size)
+        model_config, train_config = plan.apply(model_config, train_config)
+    if dist.enabled:  # every process trains the first one's choices: a sum where the others add 0
+        mine = [
+            model_config.num_layers,
+            model_config.hidden_size,
+            model_config.dropout,
+            model_config.weight_drop,
+            float(model_config.head == "adaptive"),
+            train_config.eval_every,
+            train_config.max_steps or 0,
+        ]
+        agreed = dist.sum([value if dist.is_main else 0.0 for value in mine], device)
+        layers, hidden, dropout, weight_drop, adaptive, eval_every, max_steps = agreed
+        model_config = dataclasses.replace(
+            model_config,
+            num_layers=int(layers),
+            hidden_size=int(hidden),
+            dropout=dropout,
+            weight_drop=weight_drop,
+            head="adaptive" if adaptive else "full",
+        )
+        train_config = dataclasses.replace(train_config, eval_every=int(eval_every), max_steps=int(max_steps) or None)
+    return model_config, train_config, plan
