@@ -35,8 +35,8 @@ VALIDATION_SHARE = 0.1  # validations take at most about this share of a run's t
 EVAL_SPEEDUP = 3.0  # scoring a character costs about a third of training on it (no backward, no update)
 MIN_EVAL_EVERY = 400
 # Passes over a text past which a regularised model learns nothing more (docs/results.md: on 100 KB,
-# 2 x 256 with dropout and weight drop 0.3 had its best at 36-53 passes, whatever the schedule).
-MAX_PASSES = 50
+# 2 x 256 with dropout and weight drop 0.45 had its best at pass 115 of 126; none went further).
+MAX_PASSES = 120
 TIE = 0.003  # nats/char: predicted losses closer than this are a tie, which the faster shape wins
 PLANNED_FIELDS = ("num_layers", "hidden_size", "dropout", "weight_drop", "head", "eval_every", "max_steps")
 

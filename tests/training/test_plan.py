@@ -238,7 +238,7 @@ def test_a_resume_with_a_new_budget_is_not_held_by_the_step_limit_the_plan_set(b
     out = tmp_path / "run"
     options = ["--batch-size", 4, "--seq-len", 16, "--threads", PINNED_THREADS, "--no-progress", "--no-sample"]
     first = invoke("train", book_slice, "--out", out, "--hidden-size", 16, "--eval-every", 1000, *options)
-    assert first.exit_code == 0, first.output  # no budget: the plan's steps, here 50 passes of a small text
+    assert first.exit_code == 0, first.output  # no budget: the plan's steps, here MAX_PASSES over a small text
     saved = Checkpoint.load(out / "last.pt")
     assert saved.plan["chose"]["max_steps"] == saved.progress.step and saved.progress.epoch == MAX_PASSES
     more = invoke("train", "--resume", out / "last.pt", "--max-epochs", MAX_PASSES + 5, *options[4:])
