@@ -1,6 +1,6 @@
 """Fit the plan's loss rule to measured runs (charrnn/training/scaling.py holds the result).
 
-Usage: python experiments/fit_plan.py [experiments/plan_runs.csv] [--leave-one-out] [--write]
+Usage: python experiments/fit_plan.py [experiments/plan_runs.csv] [--leave-one-out]
 
 Needs scipy (`pip install scipy`; only this script does). Each row of the CSV is one finished run:
 its text, the characters it trains on (U), its shape, its steps (D = steps x 1,600 characters)
@@ -20,14 +20,48 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy.optimize import least_squares
 
-from charrnn.training.scaling import LossFit, recurrent_parameters
+from charrnn.training.scaling import recurrent_parameters
 from charrnn.training.speeds import Shape
+
+
+@dataclass(frozen=True)
+class LossFit:
+    """loss - E(text) ≈ a / N_eff^alpha + b / D_eff^beta: N recurrent parameters, D characters seen,
+    both discounted past what U characters of text can feed (``effective``)."""
+
+    a: float
+    alpha: float
+    b: float
+    beta: float
+    repeat_scale: float  # R_D: passes beyond the first are worth less and less, on this scale
+    chars_per_parameter: float  # U characters feed about U / this parameters at full value
+    excess_scale: float  # R_N: parameters beyond those are worth less and less, on this scale
+
+    def effective_chars(self, seen: float, unique: float) -> float:
+        return effective(seen, unique, self.repeat_scale)
+
+    def effective_parameters(self, parameters: float, unique: float) -> float:
+        return effective(parameters, unique / self.chars_per_parameter, self.excess_scale)
+
+    def excess(self, parameters: float, seen: float, unique: float) -> float:
+        """Predicted loss above the text's own floor, in nats per character."""
+        n_eff = self.effective_parameters(parameters, unique)
+        return self.a / n_eff**self.alpha + self.b / self.effective_chars(seen, unique) ** self.beta
+
+
+def effective(amount: float, useful: float, scale: float) -> float:
+    """``amount`` counted in full up to ``useful``, and beyond it with returns that fade on ``scale``
+    (Muennighoff et al., 2023): at most ``useful`` x (1 + scale)."""
+    if amount <= useful:
+        return amount
+    return useful * (1 + scale * (1 - math.exp(-(amount / useful - 1) / scale)))
+
 
 HERE = Path(__file__).resolve().parent
 CHARS_PER_STEP = 16 * 100
@@ -71,19 +105,10 @@ def fit_runs(runs: list[dict], texts: list[str]) -> tuple[dict[str, float], Loss
     return unpack(result.x, texts)
 
 
-def write_fit(fit: LossFit) -> None:
-    """Replace the LOSS_FIT assignment in scaling.py with ``fit`` (run ruff format afterwards)."""
-    path = HERE.parent / "charrnn" / "training" / "scaling.py"
-    values = ", ".join(f"{name}={getattr(fit, name):.4g}" for name in LossFit.__dataclass_fields__)
-    text = re.sub(r"LOSS_FIT = LossFit\(.*?\)\n", f"LOSS_FIT = LossFit({values})\n", path.read_text(), flags=re.S)
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("runs", nargs="?", default=HERE / "plan_runs.csv", type=Path)
     parser.add_argument("--leave-one-out", action="store_true")
-    parser.add_argument("--write", action="store_true", help="put the fitted values into charrnn/training/scaling.py")
     args = parser.parse_args()
     runs = read_runs(args.runs)
     texts = sorted({r["text"] for r in runs})
@@ -95,8 +120,6 @@ def main() -> None:
         f"repeat_scale={fit.repeat_scale:.4g}, chars_per_parameter={fit.chars_per_parameter:.4g}, "
         f"excess_scale={fit.excess_scale:.4g})"
     )
-    if args.write:
-        write_fit(fit)
     print("floors E(text): " + ", ".join(f"{text} {value:.4f}" for text, value in floors.items()))
     print(f"{'run':<18} {'N':>9} {'D':>11} {'passes':>7} {'best val':>9} {'fit':>7} {'error':>7}")
     for run, value in zip(runs, predicted, strict=True):

@@ -8,14 +8,12 @@ A new run that is not given its shape gets one chosen before the first step, fro
   (with none: DEFAULT_MINUTES' worth of steps);
 - the machine: the training speed of each candidate shape, measured here (``speeds.SpeedBook``).
 
-The rule is a fit to measured runs (``scaling.LossFit``; experiments/fit_plan.py, and the runs in
-docs/results.md, "The plan"): the predicted loss falls with the model's recurrent parameters N and
-the characters it sees D, both discounted past what U characters can feed. Under a time budget D =
-speed(shape) x time, capped at MAX_PASSES over the text, and the plan takes the shape with the
-lowest predicted loss (a tie goes to the faster shape); under a step or pass budget D is fixed, and
-it takes the shape that a time budget as long as those steps take would choose (at a fixed D a
-bigger model always wins, but takes longer than the budget was meant to). Dropout and weight drop
-follow the number of passes (``scaling.REGULARISATION``). Every option the user gives wins.
+The rule (``scaling``) is measured (docs/results.md, "The plan"): the widest shape that makes
+MIN_STEPS optimizer steps in the budget, as long as the text can feed it (PARAMS_PER_CHAR), under
+a time budget, where the characters seen are the measured speed times the time, at most
+MAX_PASSES over the text; under a step or pass budget, the shape that the time the default shape
+needs for those steps would give. Dropout and weight drop follow the number of passes
+(``scaling.REGULARISATION``). Every option the user gives wins over its part of the plan.
 """
 
 from __future__ import annotations
@@ -26,6 +24,7 @@ from dataclasses import dataclass
 
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.core.corpus import Scan
+from charrnn.training.scaling import ENOUGH_PASSES, MIN_STEPS, PARAMS_PER_CHAR, recurrent_parameters
 from charrnn.training.speeds import BUSY_CORES, Shape
 
 CANDIDATES = tuple(Shape(2, hidden) for hidden in (128, 256, 384, 512, 768, 1024))
@@ -37,7 +36,6 @@ MIN_EVAL_EVERY = 400
 # Passes over a text past which a regularised model learns nothing more (docs/results.md: on 100 KB,
 # 2 x 256 with dropout and weight drop 0.45 had its best at pass 115 of 126; none went further).
 MAX_PASSES = 120
-TIE = 0.003  # nats/char: predicted losses closer than this are a tie, which the faster shape wins
 PLANNED_FIELDS = ("num_layers", "hidden_size", "dropout", "weight_drop", "head", "eval_every", "max_steps")
 
 
@@ -107,13 +105,15 @@ class Budget:
 
 @dataclass(frozen=True)
 class Option:
-    """One shape the plan weighed: its measured speed, what it would see, its predicted excess loss."""
+    """One shape the plan weighed: its measured speed, what it would see in the budget, whether the
+    text can feed it (``scaling.PARAMS_PER_CHAR``)."""
 
     shape: Shape
     chars_per_second: float
     chars_seen: float
     passes: float
-    excess_loss: float
+    steps: float
+    fits_text: bool
 
 
 @dataclass(frozen=True)
@@ -185,14 +185,17 @@ class Plan:
         given = {name: " (given)" if name in self.kept else "" for name in PLANNED_FIELDS}
         lines = [f"text: {self.text.describe()}", f"budget: {self.budget.describe()}"]
         lines.append(
-            "shapes weighed (speed measured on this machine; predicted loss above the text's own floor; "
-            f"within {TIE} of the lowest, the faster wins):"
+            f"shapes weighed, smallest first (speed measured on this machine): the largest that makes "
+            f"{MIN_STEPS:,} steps (or {ENOUGH_PASSES} passes) and has at most {PARAMS_PER_CHAR:g} recurrent "
+            "parameters per training character"
         )
         for option in self.options:
             mark = "  <- chosen" if option.shape == self.shape else ""
+            too_big = "" if option.fits_text else "  (too big for the text)"
             lines.append(
-                f"  {str(option.shape):>10}  {option.chars_per_second:>9,.0f} chars/s  {_count(option.chars_seen):>7} "
-                f"characters = {option.passes:>6,.1f} passes  +{option.excess_loss:.3f} nats/char{mark}"
+                f"  {str(option.shape):>10}  {option.chars_per_second:>9,.0f} chars/s  {option.steps:>9,.0f} steps = "
+                f"{option.passes:>6,.1f} passes  {recurrent_parameters(option.shape) / self.text.train_chars:>7,.1f} "
+                f"parameters/char{too_big}{mark}"
             )
         if self.used_up:
             lines.append(

@@ -24,14 +24,20 @@ from charrnn.training.plan import (
     MAX_PASSES,
     MIN_EVAL_EVERY,
     PLANNED_FIELDS,
-    TIE,
     VALIDATION_SHARE,
     Budget,
     Option,
     Plan,
     TextFacts,
 )
-from charrnn.training.scaling import LOSS_FIT, LossFit, count_parameters_of, recurrent_parameters, regularisation
+from charrnn.training.scaling import (
+    ENOUGH_PASSES,
+    MIN_STEPS,
+    PARAMS_PER_CHAR,
+    count_parameters_of,
+    recurrent_parameters,
+    regularisation,
+)
 from charrnn.training.speeds import Shape, SpeedBook, Workload
 
 
@@ -41,7 +47,6 @@ def make_plan(
     train_config: TrainConfig,
     given: Collection[str],
     speeds: SpeedBook,
-    fit: LossFit = LOSS_FIT,
     processes: int = 1,
 ) -> Plan:
     """The plan for a new run; ``given`` names the options the user set (they are kept).
@@ -52,27 +57,25 @@ def make_plan(
     candidates = _candidates(model_config, given)
     chars_per_window = train_config.batch_size * train_config.seq_len
     eval_every = train_config.eval_every if "eval_every" in given else _eval_every(text, chars_per_window)
-    cap = min(budget.chars_cap(chars_per_window, text.train_chars), MAX_PASSES * text.train_chars)
+    limit = budget.chars_cap(chars_per_window, text.train_chars)  # --max-steps, --max-epochs
 
-    def option(shape: Shape, seconds: float | None, limited: bool = True) -> Option:
-        """``limited``: within --max-steps and --max-epochs too (``best_in`` asks about time alone)."""
+    def option(shape: Shape, seconds: float | None) -> Option:
         speed = speeds.chars_per_second(shape) * processes
-        seen = budget.chars_cap(chars_per_window, text.train_chars)  # steps and passes: fixed
-        if seconds is not None:  # a time budget: what fits in it, up to the passes that still teach something
+        seen = limit  # steps and passes: fixed
+        if seconds is not None:  # time: what fits in it, up to the passes that still teach something
             in_time = _chars_in(seconds, speed, text, chars_per_window, eval_every)
-            seen = min(in_time, cap if limited else MAX_PASSES * text.train_chars)
-        parameters = recurrent_parameters(shape)
-        return Option(shape, speed, seen, seen / text.train_chars, fit.excess(parameters, seen, text.train_chars))
+            seen = min(in_time, limit, MAX_PASSES * text.train_chars)
+        fits = recurrent_parameters(shape) <= PARAMS_PER_CHAR * text.train_chars
+        return Option(shape, speed, seen, seen / text.train_chars, seen / chars_per_window, fits)
 
-    def best_in(seconds: float) -> Option:
-        return _lowest(_weigh(candidates, lambda shape: option(shape, seconds, limited=False)))
-
-    options = _weigh(candidates, lambda shape: option(shape, budget.seconds))
-    limit = budget.chars_cap(chars_per_window, text.train_chars)
-    if budget.seconds is not None and any(o.chars_seen < limit * 0.999 for o in options):
-        chosen = _lowest(options)  # the clock ends some of them: it is a time budget
-    else:  # steps or passes end every shape first: choose as for a step budget
-        chosen = _fitting_for(options, best_in)
+    if budget.seconds is not None:
+        options = _weigh(candidates, lambda shape: option(shape, budget.seconds))
+        chosen = _choose(options)
+    else:  # steps or passes only: chosen as for the time the default shape takes to make them
+        reference = Shape(model_config.num_layers, ModelConfig.hidden_size)
+        as_time = limit / (speeds.chars_per_second(reference) * processes)
+        options = _weigh(candidates, lambda shape: option(shape, as_time))
+        chosen = option(_choose(options).shape, None)  # and then trains exactly those steps or passes
     steps = max(1, int(chosen.chars_seen // chars_per_window))
     dropout, weight_drop = regularisation(chosen.passes)
     plan = Plan(
@@ -118,28 +121,27 @@ def _candidates(model_config: ModelConfig, given: Collection[str]) -> list[Shape
 
 
 def _weigh(candidates: list[Shape], weigh: Callable[[Shape], Option]) -> list[Option]:
-    """Each candidate's option, from the smallest up, stopping two past the best so far: the
-    predicted loss has one minimum over size, and the big shapes are the slow ones to measure."""
+    """Each candidate's option, from the smallest up, stopping after the first that is too big for
+    the text or gets too few steps: the bigger ones would too, and they are the slow ones to measure."""
     options: list[Option] = []
     for shape in candidates:
         options.append(weigh(shape))
-        best = min(range(len(options)), key=lambda i: options[i].excess_loss)
-        if len(options) - 1 - best >= 2:
+        if not options[-1].fits_text or not _trained(options[-1]):
             break
     return options
 
 
-def _lowest(options: list[Option]) -> Option:
-    """The option with the lowest predicted loss; of those within TIE of it, the fastest to train."""
-    best = min(option.excess_loss for option in options)
-    return max((o for o in options if o.excess_loss <= best + TIE), key=lambda o: o.chars_per_second)
+def _trained(option: Option) -> bool:
+    """Whether the budget trains the shape enough: MIN_STEPS steps, or ENOUGH_PASSES over a small text."""
+    return option.steps >= MIN_STEPS or option.passes >= ENOUGH_PASSES
 
 
-def _fitting_for(options: list[Option], best_in: Callable[[float], Option]) -> Option:
-    """Under a fixed number of characters: the largest shape that a time budget as long as its
-    own run would also choose (the smallest shape when none would)."""
-    fitting = [o for o in options if best_in(o.chars_seen / o.chars_per_second).shape == o.shape]
-    return max(fitting, key=lambda o: recurrent_parameters(o.shape)) if fitting else options[0]
+def _choose(options: list[Option]) -> Option:
+    """The largest shape that the text can feed and that the budget trains enough; when none is
+    trained enough, the fastest that the text can feed; when none fits the text, the smallest."""
+    fitting = [o for o in options if o.fits_text] or options[:1]
+    trained = [o for o in fitting if _trained(o)]
+    return trained[-1] if trained else max(fitting, key=lambda o: o.chars_per_second)
 
 
 def _chars_in(seconds: float, speed: float, text: TextFacts, chars_per_window: int, eval_every: int) -> float:

@@ -1,14 +1,13 @@
-"""The measured rule behind the plan: predicted loss from model size and characters seen, and
-the regularisation that a number of passes over a text needs.
+"""The measured rule behind the plan: how wide a model a budget and a text call for, and the
+regularisation a number of passes over a text needs.
 
-The numbers come from runs on this project's 2-core CPU (docs/results.md, "The plan"), fitted by
-experiments/fit_plan.py; change them only with new runs and the fit.
+The numbers come from step-driven runs on this project's 2-core CPU (docs/results.md, "The plan",
+where a fitted scaling law is also compared with them); change them only with new runs.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
@@ -16,44 +15,15 @@ from charrnn.config import ModelConfig
 from charrnn.core.model import CharRNN, count_parameters
 from charrnn.training.speeds import Shape
 
-
-@dataclass(frozen=True)
-class LossFit:
-    """loss - E(text) ≈ a / N_eff^alpha + b / D_eff^beta: N recurrent parameters, D characters seen,
-    both discounted past what U characters of text can feed (``effective``)."""
-
-    a: float
-    alpha: float
-    b: float
-    beta: float
-    repeat_scale: float  # R_D: passes beyond the first are worth less and less, on this scale
-    chars_per_parameter: float  # U characters feed about U / this parameters at full value
-    excess_scale: float  # R_N: parameters beyond those are worth less and less, on this scale
-
-    def effective_chars(self, seen: float, unique: float) -> float:
-        return effective(seen, unique, self.repeat_scale)
-
-    def effective_parameters(self, parameters: float, unique: float) -> float:
-        return effective(parameters, unique / self.chars_per_parameter, self.excess_scale)
-
-    def excess(self, parameters: float, seen: float, unique: float) -> float:
-        """Predicted loss above the text's own floor, in nats per character."""
-        n_eff = self.effective_parameters(parameters, unique)
-        return self.a / n_eff**self.alpha + self.b / self.effective_chars(seen, unique) ** self.beta
-
-
-def effective(amount: float, useful: float, scale: float) -> float:
-    """``amount`` counted in full up to ``useful``, and beyond it with returns that fade on ``scale``
-    (Muennighoff et al., 2023): at most ``useful`` x (1 + scale)."""
-    if amount <= useful:
-        return amount
-    return useful * (1 + scale * (1 - math.exp(-(amount / useful - 1) / scale)))
-
-
-# From experiments/fit_plan.py over the runs of docs/results.md ("The plan").
-LOSS_FIT = LossFit(
-    a=4.206, alpha=0.09218, b=1536, beta=0.5881, repeat_scale=17.92, chars_per_parameter=0.1685, excess_scale=0.1
-)
+# The width rule, from the step-driven runs of docs/results.md ("The plan"): a wider model wins
+# once it makes enough steps (2 x 384 beat 2 x 256 at 4,350 steps against 7,100 on Shakespeare and
+# War and Peace, and lost at 2,700 against 5,000), and as long as the text can feed it (on 100 KB
+# 2 x 256, 0.8 M recurrent parameters, beat 2 x 384, 1.8 M, at every budget tried).
+# On a small text passes count instead: on 100 KB, 2 x 256 at 2,130 steps (38 passes) beat 2 x 128
+# at 4,900.
+MIN_STEPS = 4000
+ENOUGH_PASSES = 30
+PARAMS_PER_CHAR = 10.0  # recurrent parameters per training character, at most
 
 # (passes below, dropout, weight drop): measured on tinyshakespeare and War and Peace
 # (docs/results.md): under ~12 passes plain dropout 0.2 wins (weight drop slows the start);

@@ -11,7 +11,7 @@ from charrnn.config import ModelConfig, TrainConfig
 from charrnn.formats.checkpoint import Checkpoint
 from charrnn.training.plan import ADAPTIVE_FROM, MAX_PASSES, Budget, TextFacts
 from charrnn.training.planner import make_plan
-from charrnn.training.scaling import REGULARISATION, regularisation
+from charrnn.training.scaling import MIN_STEPS, REGULARISATION, regularisation
 from charrnn.training.speeds import Shape, SpeedBook, Workload
 from tests.conftest import PINNED_THREADS, invoke
 
@@ -47,13 +47,18 @@ def test_a_longer_time_budget_never_gets_a_smaller_model_and_gets_a_bigger_one_e
     assert sizes == sorted(sizes) and sizes[-1] > sizes[0]
 
 
-def test_the_chosen_shape_has_the_lowest_predicted_loss_of_those_weighed():
+def test_the_chosen_shape_is_the_widest_the_budget_trains_enough_and_the_text_can_feed():
     plan = plan_for(time_limit=30)
-    best = min(plan.options, key=lambda option: option.excess_loss)
-    assert plan.shape == best.shape and len(plan.options) >= 3
+    trained = [o for o in plan.options if o.steps >= MIN_STEPS and o.fits_text]
+    assert plan.shape == trained[-1].shape and len(plan.options) >= 3
+    assert all(o.shape.hidden_size < plan.shape.hidden_size for o in trained[:-1])
     # characters seen follow the measured speed: a faster shape sees more in the same time
     seen = {option.shape.hidden_size: option.chars_seen for option in plan.options}
     assert seen[128] > seen[256] > seen[384]
+    small = TextFacts(train_chars=90_000, val_chars=10_000, alphabet=67, documents=1)
+    on_small = plan_for(small, time_limit=30)
+    assert on_small.shape.hidden_size == 256  # 2 x 384 has more than PARAMS_PER_CHAR parameters a character
+    assert not [o for o in on_small.options if o.shape.hidden_size == 384][0].fits_text
 
 
 def test_more_passes_over_a_text_get_more_regularisation():
@@ -91,11 +96,12 @@ def test_no_budget_becomes_a_number_of_steps_that_takes_the_default_time():
     assert "10 minutes' worth" in "\n".join(plan.reasons())
 
 
-def test_under_a_step_budget_the_shape_is_the_one_its_own_time_would_choose():
+def test_under_a_step_budget_the_shape_is_the_one_the_default_shapes_time_for_it_would_get():
     plan = plan_for(max_steps=20_000)
-    assert all(option.chars_seen == 20_000 * 1600 for option in plan.options)
-    as_time = plan_for(time_limit=plan.seconds / 60 + 0.5)
-    assert as_time.shape == plan.shape
+    assert plan.steps == 20_000 and plan.chars_seen == 20_000 * 1600  # the run makes exactly those steps
+    default_time = 20_000 * 1600 / MEASURED[256]  # seconds the default 2 x 256 takes for them
+    assert plan.shape == plan_for(time_limit=default_time / 60).shape
+    assert plan.shape.hidden_size > 256  # 20,000 steps of 2 x 256 is time enough for a wider model
 
 
 def test_validation_of_a_big_text_is_spaced_out_so_it_takes_a_small_share_of_the_time():
