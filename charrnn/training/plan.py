@@ -9,7 +9,7 @@ A new run that is not given its shape gets one chosen before the first step, fro
 - the machine: the training speed of each candidate shape, measured here (``speeds.SpeedBook``).
 
 The rule (``scaling``) is measured (docs/results.md, "The plan"): the widest shape that makes
-MIN_STEPS optimizer steps in the budget, as long as the text can feed it (PARAMS_PER_CHAR), under
+STEPS_PER_UNIT optimizer steps per hidden unit in the budget, as long as the text can feed it (PARAMS_PER_CHAR), under
 a time budget, where the characters seen are the measured speed times the time, at most
 MAX_PASSES over the text; under a step or pass budget, the shape that the time the default shape
 needs for those steps would give. Dropout and weight drop follow the number of passes
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.core.corpus import Scan
-from charrnn.training.scaling import ENOUGH_PASSES, MIN_STEPS, PARAMS_PER_CHAR, recurrent_parameters
+from charrnn.training.scaling import ENOUGH_PASSES, PARAMS_PER_CHAR, STEPS_PER_UNIT, recurrent_parameters
 from charrnn.training.speeds import BUSY_CORES, Shape
 
 CANDIDATES = tuple(Shape(2, hidden) for hidden in (128, 256, 384, 512, 768, 1024))
@@ -185,9 +185,9 @@ class Plan:
         given = {name: " (given)" if name in self.kept else "" for name in PLANNED_FIELDS}
         lines = [f"text: {self.text.describe()}", f"budget: {self.budget.describe()}"]
         lines.append(
-            f"shapes weighed, smallest first (speed measured on this machine): the largest that makes "
-            f"{MIN_STEPS:,} steps (or {ENOUGH_PASSES} passes) and has at most {PARAMS_PER_CHAR:g} recurrent "
-            "parameters per training character"
+            f"shapes weighed, smallest first (speed measured on this machine): the widest that makes "
+            f"{STEPS_PER_UNIT} steps per unit (or {ENOUGH_PASSES} passes) and has at most {PARAMS_PER_CHAR:g} "
+            "recurrent parameters per training character"
         )
         for option in self.options:
             mark = "  <- chosen" if option.shape == self.shape else ""

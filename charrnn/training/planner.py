@@ -32,8 +32,8 @@ from charrnn.training.plan import (
 )
 from charrnn.training.scaling import (
     ENOUGH_PASSES,
-    MIN_STEPS,
     PARAMS_PER_CHAR,
+    STEPS_PER_UNIT,
     count_parameters_of,
     recurrent_parameters,
     regularisation,
@@ -132,8 +132,9 @@ def _weigh(candidates: list[Shape], weigh: Callable[[Shape], Option]) -> list[Op
 
 
 def _trained(option: Option) -> bool:
-    """Whether the budget trains the shape enough: MIN_STEPS steps, or ENOUGH_PASSES over a small text."""
-    return option.steps >= MIN_STEPS or option.passes >= ENOUGH_PASSES
+    """Whether the budget trains the shape enough: STEPS_PER_UNIT steps per hidden unit, or
+    ENOUGH_PASSES over a small text."""
+    return option.steps >= STEPS_PER_UNIT * option.shape.hidden_size or option.passes >= ENOUGH_PASSES
 
 
 def _choose(options: list[Option]) -> Option:

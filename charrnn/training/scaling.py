@@ -16,12 +16,13 @@ from charrnn.core.model import CharRNN, count_parameters
 from charrnn.training.speeds import Shape
 
 # The width rule, from the step-driven runs of docs/results.md ("The plan"): a wider model wins
-# once it makes enough steps (2 x 384 beat 2 x 256 at 4,350 steps against 7,100 on Shakespeare and
-# War and Peace, and lost at 2,700 against 5,000), and as long as the text can feed it (on 100 KB
-# 2 x 256, 0.8 M recurrent parameters, beat 2 x 384, 1.8 M, at every budget tried).
-# On a small text passes count instead: on 100 KB, 2 x 256 at 2,130 steps (38 passes) beat 2 x 128
-# at 4,900.
-MIN_STEPS = 4000
+# once it makes enough steps, and a wider one needs more (on Shakespeare 2 x 384 beat 2 x 256 at
+# 4,350 steps against 7,100, and lost at 1,300 against 2,130 and at 2,700 against 5,000): at least
+# STEPS_PER_UNIT steps per hidden unit (between 7.0, which 2 x 384's 2,700 losing steps reach, and
+# 8.0, which 2 x 256's 2,039 in three minutes of War and Peace must reach). On a small text passes count instead (on 100 KB, 2 x 256
+# at 2,130 steps, 38 passes, beat 2 x 128 at 4,900). And the text must feed it (on 100 KB 2 x 256,
+# 0.8 M recurrent parameters, beat 2 x 384, 1.8 M, at every budget tried).
+STEPS_PER_UNIT = 7.5
 ENOUGH_PASSES = 30
 PARAMS_PER_CHAR = 10.0  # recurrent parameters per training character, at most
 

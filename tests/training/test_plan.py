@@ -11,7 +11,7 @@ from charrnn.config import ModelConfig, TrainConfig
 from charrnn.formats.checkpoint import Checkpoint
 from charrnn.training.plan import ADAPTIVE_FROM, MAX_PASSES, Budget, TextFacts
 from charrnn.training.planner import make_plan
-from charrnn.training.scaling import MIN_STEPS, REGULARISATION, regularisation
+from charrnn.training.scaling import REGULARISATION, STEPS_PER_UNIT, regularisation
 from charrnn.training.speeds import Shape, SpeedBook, Workload
 from tests.conftest import PINNED_THREADS, invoke
 
@@ -49,7 +49,7 @@ def test_a_longer_time_budget_never_gets_a_smaller_model_and_gets_a_bigger_one_e
 
 def test_the_chosen_shape_is_the_widest_the_budget_trains_enough_and_the_text_can_feed():
     plan = plan_for(time_limit=30)
-    trained = [o for o in plan.options if o.steps >= MIN_STEPS and o.fits_text]
+    trained = [o for o in plan.options if o.steps >= STEPS_PER_UNIT * o.shape.hidden_size and o.fits_text]
     assert plan.shape == trained[-1].shape and len(plan.options) >= 3
     assert all(o.shape.hidden_size < plan.shape.hidden_size for o in trained[:-1])
     # characters seen follow the measured speed: a faster shape sees more in the same time
