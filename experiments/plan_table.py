@@ -45,17 +45,30 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--speeds", default=",".join(f"{h}={s}" for h, s in QUIET_SPEEDS.items()))
     parser.add_argument("--measure", action="store_true", help="measure the speeds on this machine instead")
+    parser.add_argument("--markdown", action="store_true", help="one table row per text")
     args = parser.parse_args()
     if args.measure:
         work = Workload(65, 16, 100, "lstm", "full", torch.device("cpu"))
         speeds = SpeedBook(work)
     else:
         speeds = FixedSpeeds({int(h): float(s) for h, s in (pair.split("=") for pair in args.speeds.split(","))})
+    if args.markdown:
+        print("| text | " + " | ".join(f"{minutes} min" for minutes in BUDGETS) + " |")
+        print("|---" * (len(BUDGETS) + 1) + "|")
     for name, text in TEXTS.items():
+        plans = [make_plan(text, ModelConfig(), TrainConfig(time_limit=m), {"time_limit"}, speeds) for m in BUDGETS]
+        if args.markdown:
+            print(f"| {name} | " + " | ".join(_cell(plan) for plan in plans) + " |")
+            continue
         print(f"{name}: {text.describe()}")
-        for minutes in BUDGETS:
-            plan = make_plan(text, ModelConfig(), TrainConfig(time_limit=minutes), {"time_limit"}, speeds)
+        for minutes, plan in zip(BUDGETS, plans, strict=True):
             print(f"  {minutes:>3} min  {plan.line().removeprefix('plan: ')}  ({plan.steps:,} steps)")
+
+
+def _cell(plan) -> str:
+    regularised = f"{plan.dropout:g}" + (f" / {plan.weight_drop:g}" if plan.weight_drop else "")
+    head = ", adaptive" if plan.head == "adaptive" else ""
+    return f"{plan.shape}, {regularised}{head}: {plan.steps:,} steps, {plan.passes:,.1f} passes"
 
 
 if __name__ == "__main__":

@@ -188,6 +188,9 @@ def plan_run(
 ) -> tuple[ModelConfig, TrainConfig, Plan | None]:
     """A new run's configs with its plan applied, and the plan (None in processes other than the
     first under torchrun: the first plans, from its own measurements, and the others take its choices)."""
+    text = TextFacts.of(found, train_config)
+    if (text.train_chars - 1) // train_config.batch_size < train_config.seq_len:
+        return model_config, train_config, None  # too short to train: the run says so as it is built
     plan = None
     if dist.is_main:
         plan = plan_for(found, model_config, train_config, given, device, processes=dist.world_size)

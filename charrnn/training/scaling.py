@@ -19,9 +19,10 @@ from charrnn.training.speeds import Shape
 # once it makes enough steps, and a wider one needs more (on Shakespeare 2 x 384 beat 2 x 256 at
 # 4,350 steps against 7,100, and lost at 1,300 against 2,130 and at 2,700 against 5,000): at least
 # STEPS_PER_UNIT steps per hidden unit (between 7.0, which 2 x 384's 2,700 losing steps reach, and
-# 8.0, which 2 x 256's 2,039 in three minutes of War and Peace must reach). On a small text passes count instead (on 100 KB, 2 x 256
-# at 2,130 steps, 38 passes, beat 2 x 128 at 4,900). And the text must feed it (on 100 KB 2 x 256,
-# 0.8 M recurrent parameters, beat 2 x 384, 1.8 M, at every budget tried).
+# 8.0, which 2 x 256's 2,039 in three minutes of War and Peace must reach). On a small text passes
+# count instead (on 100 KB, 2 x 256 at 2,130 steps, 38 passes, beat 2 x 128 at 4,900). And the
+# text must feed it (on 100 KB 2 x 256, 0.8 M recurrent parameters, beat 2 x 384, 1.8 M, at every
+# budget tried).
 STEPS_PER_UNIT = 7.5
 ENOUGH_PASSES = 30
 PARAMS_PER_CHAR = 10.0  # recurrent parameters per training character, at most
