@@ -114,7 +114,7 @@ def choose_head(text: TextFacts, model_config: ModelConfig, given: Collection[st
 
 def _candidates(model_config: ModelConfig, given: Collection[str]) -> list[Shape]:
     """The standard widths at the given (or default) depth, or only the given width: the runs
-    behind the fit measured two layers, so the plan does not choose the depth."""
+    behind the rule measured two layers, so the plan does not choose the depth."""
     if "hidden_size" in given:
         return [Shape(model_config.num_layers, model_config.hidden_size)]
     return [Shape(model_config.num_layers, shape.hidden_size) for shape in CANDIDATES]
