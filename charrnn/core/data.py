@@ -136,10 +136,15 @@ def split_train_val(ids: np.ndarray, val_frac: float) -> tuple[np.ndarray, np.nd
     return ids[: len(ids) - num_val], ids[len(ids) - num_val :]
 
 
+def too_short(chars: int, batch_size: int, seq_len: int, full_windows: bool = True) -> bool:
+    """Whether a split of ``chars`` cannot give ``batch_size`` streams (with ``full_windows``) a whole window each."""
+    return (chars - 1) // batch_size < (seq_len if full_windows else 1)
+
+
 def check_length(chars: int, batch_size: int, seq_len: int, full_windows: bool, name: str) -> None:
     """Refuse a split too short for ``batch_size`` streams of (with ``full_windows``) a whole window each."""
     min_stream_len = seq_len if full_windows else 1
-    if (chars - 1) // batch_size < min_stream_len:
+    if too_short(chars, batch_size, seq_len, full_windows):
         options = f"--batch-size {batch_size}" + (f" and --seq-len {seq_len}" if full_windows else "")
         raise CharRNNError(
             f"the {name} has {chars:,} characters, fewer than the {batch_size * min_stream_len + 1:,} that "

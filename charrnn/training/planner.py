@@ -15,7 +15,7 @@ import torch
 
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.core.corpus import Scan
-from charrnn.core.data import check_length
+from charrnn.core.data import check_length, too_short
 from charrnn.training.distributed import Distributed
 from charrnn.training.plan import (
     ADAPTIVE_FROM,
@@ -188,8 +188,7 @@ def plan_run(
 ) -> tuple[ModelConfig, TrainConfig, Plan | None]:
     """A new run's configs with its plan applied, and the plan (None in processes other than the
     first under torchrun: the first plans, from its own measurements, and the others take its choices)."""
-    text = TextFacts.of(found, train_config)
-    if (text.train_chars - 1) // train_config.batch_size < train_config.seq_len:
+    if too_short(TextFacts.of(found, train_config).train_chars, train_config.batch_size, train_config.seq_len):
         return model_config, train_config, None  # too short to train: the run says so as it is built
     plan = None
     if dist.is_main:
