@@ -255,9 +255,9 @@ def test_training_says_what_it_chose_and_why_and_metrics_record_it(tiny_run, tmp
         "--out",
         out,
         "--max-steps",
-        400,  # tiny steps: the first measurement takes a third of a second of them at each count
+        2000,  # ~1 ms steps: the first measurement takes 0.3 s of them at each count, so room for 2+
         "--eval-every",
-        200,
+        1000,
         "--hidden-size",
         16,
         "--batch-size",
