@@ -25,9 +25,9 @@ from charrnn.errors import CharRNNError
 from charrnn.formats.checkpoint import Checkpoint
 from charrnn.formats.export import is_export, load_export
 from charrnn.generation.beam import Beam
-from charrnn.generation.decoder import Decoder, Piece
+from charrnn.generation.decoder import CharScore, Decoder, Piece
 from charrnn.generation.engine import Engine, Events
-from charrnn.generation.evaluate import Evaluation, evaluate_dynamic, evaluate_text
+from charrnn.generation.evaluate import Evaluation, evaluate_dynamic, evaluate_text, score_chars
 from charrnn.generation.runtime import StepRuntime
 from charrnn.generation.sample import collect, collect_steps, most_likely, stream_steps
 from charrnn.generation.session import Session
@@ -186,11 +186,17 @@ class CharModel:
         decoder = Decoder(self.model, self.vocab, self.runtime.stepper(1, work=0), self.runtime.threads)
         return Session(decoder, seed, self._sampling(sampling))
 
-    def engine(self, emit: Callable[[Events], None], max_streams: int = 64) -> Engine:
+    def engine(
+        self,
+        emit: Callable[[Events], None],
+        max_streams: int = 64,
+        observe: Callable[[float, int], None] | None = None,
+    ) -> Engine:
         """Many streams stepped together as they come and go (what `charrnn serve` runs): the
-        compiled step for any number of streams is built (once per shape, cached) when it pays."""
+        compiled step for any number of streams is built (once per shape, cached) when it pays.
+        ``observe(seconds, batch)`` is called after every step."""
         decoder = Decoder(self.model, self.vocab, self.runtime.stepper(None), self.runtime.threads)
-        return Engine(decoder, emit, max_streams)
+        return Engine(decoder, emit, max_streams, observe=observe)
 
     @staticmethod
     def _sampling(settings: dict[str, Any]) -> Sampling:
@@ -243,6 +249,13 @@ class CharModel:
             Item((prime + text).strip(), new=not seen, whole=len(text) < max_length)
             for text, seen in zip(texts, known, strict=True)
         ]
+
+    def score(self, text: str, top: int = 0) -> list[CharScore]:
+        """Every character of ``text`` after the first, given all the text before it: its
+        log-probability (nats) and the ``top`` (at most 20) likeliest characters in its place. Minus
+        their mean is ``evaluate(text, batch_size=1)``. Unknown characters raise
+        ``UnknownCharactersError``."""
+        return score_chars(self.model, self.vocab, text, top)
 
     def evaluate(
         self, text: str, *, batch_size: int | None = None, seq_len: int | None = None, strict: bool = False

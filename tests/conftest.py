@@ -122,8 +122,8 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_server(checkpoint: Path, *options, patience: float = 60) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`charrnn serve CHECKPOINT OPTIONS` on a free port, once it answers (within ``patience``
-    seconds: a server that builds a compiled step first needs minutes); its URL and process."""
+    """`charrnn serve CHECKPOINT OPTIONS` on a free port, once its /health says ready (within
+    ``patience`` seconds: a server that builds a compiled step first needs minutes); its URL and process."""
     import httpx
 
     port = free_port()
@@ -132,8 +132,9 @@ def running_server(checkpoint: Path, *options, patience: float = 60) -> Iterator
     deadline = time.monotonic() + patience
     while True:
         try:
-            httpx.get(f"{url}/v1/models", timeout=1).raise_for_status()
-            break
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                break
+            raise httpx.TransportError("loading")
         except httpx.TransportError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()  # still starting: reading its output would wait for it forever

@@ -145,12 +145,16 @@ def served(tiny_run):
 
     from starlette.testclient import TestClient
 
-    from charrnn.commands.server import Limits, Server, create_app
+    from charrnn.commands.serving.app import create_app
+    from charrnn.commands.serving.requests import Limits
+    from charrnn.commands.serving.state import Deployment, Server
 
-    server = Server(charrnn.load(tiny_run.best, "cpu", compile="off"), "tiny", Limits(max_tokens=500), 8)
+    server = Server("tiny", Deployment(limits=Limits(max_tokens=500), max_streams=8))
+    app = create_app(server)
+    server.ready(charrnn.load(tiny_run.best, "cpu", compile="off"))
     runner = threading.Thread(target=server.engine.run, daemon=True)
     runner.start()
-    with TestClient(create_app(server)) as client:
+    with TestClient(app) as client:
         yield client
     server.engine.close()
     runner.join(10)

@@ -155,8 +155,12 @@ def load_model(
             f"val loss {loss:.3f} nats/char)",
             err=True,
         )
-        return model, "charrnn/shakespeare"
-    return model, f"{checkpoint.resolve().parent.name}/{checkpoint.stem}"
+    return model, model_name(checkpoint)
+
+
+def model_name(checkpoint: Path | None) -> str:
+    """What the model in CHECKPOINT is called where it is served: its run directory and name."""
+    return "charrnn/shakespeare" if checkpoint is None else f"{checkpoint.resolve().parent.name}/{checkpoint.stem}"
 
 
 def unescape(text: str) -> str:

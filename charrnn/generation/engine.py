@@ -58,8 +58,10 @@ class Engine:
         emit: Callable[[Events], None],
         max_streams: int = 64,
         log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+        observe: Callable[[float, int], None] | None = None,
     ):
         self.decoder = decoder
+        self.observe = observe  # called after each step with its seconds and its batch size
         self.log = log
         self.emit = emit
         self.max_streams = max_streams
@@ -91,6 +93,11 @@ class Engine:
     @property
     def active(self) -> int:
         return len(self.decoder.rows)
+
+    @property
+    def waiting(self) -> int:
+        """Streams submitted that have not joined the batch yet."""
+        return len(self._waiting)
 
     def run(self) -> None:
         """Step until ``close``. Run it on the main thread where possible: torch's CPU kernels ran
@@ -139,9 +146,12 @@ class Engine:
         self.steps += 1
         self.characters += batch
         self.largest_batch = max(self.largest_batch, batch)
+        began = time.perf_counter() if self.observe is not None else 0.0
         pieces = self.decoder.step()
         self._outbox += pieces
         now = time.perf_counter()
+        if self.observe is not None:
+            self.observe(now - began, batch)
         ended = any(piece.finish for piece in pieces)
         if self._outbox and (now - self._emitted_at >= EMIT_SECONDS or ended):
             self.emit(self._outbox)  # a listener woken every few ms, not every step

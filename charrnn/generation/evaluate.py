@@ -15,7 +15,7 @@ from charrnn.core.model import CharRNN, detach
 from charrnn.core.vocab import UnknownCharactersError, Vocab
 from charrnn.errors import CharRNNError
 from charrnn.generation.compiled import CompiledSteps
-from charrnn.generation.decoder import Decoder, score_stepwise
+from charrnn.generation.decoder import MAX_LOGPROBS, READ_CHARS, CharScore, Decoder, score_stepwise
 from charrnn.generation.stepper import Stepper
 from charrnn.threads import ThreadTuner, timed_step
 
@@ -134,6 +134,42 @@ def evaluate_dynamic(
             state = detach(state)
     total = torch.stack(segment_sums).cpu().double().sum().item()
     return Evaluation(total / batches.num_chars, batches.num_chars, 1, unknown)
+
+
+@torch.inference_mode()
+def score_chars(model: CharRNN, vocab: Vocab, text: str, top: int = 0) -> list[CharScore]:
+    """Each character of ``text`` after the first, scored given all of the text before it (one
+    stream from the zero state, as ``evaluate_text`` with ``batch_size=1``, so minus their sum is
+    its total): its log-probability and the ``top`` most likely characters in its place.
+
+    Characters outside the vocabulary raise ``UnknownCharactersError``. The first character has
+    no score: nothing predicts it.
+    """
+    if not 0 <= top <= MAX_LOGPROBS:
+        raise ValueError(f"top must be from 0 to {MAX_LOGPROBS}, got {top}")
+    was_training = model.training
+    model.eval()
+    try:
+        ids = torch.from_numpy(vocab.encode(text, what="text")).to(model.device)  # (P,)
+        state, pieces = model.init_state(1), []
+        for start in range(0, len(ids) - 1, READ_CHARS):
+            logits, state = model(ids[start : min(start + READ_CHARS, len(ids) - 1)].view(1, -1), state)  # (P', V)
+            pieces.append(torch.log_softmax(logits.double(), dim=-1).cpu())
+    finally:
+        model.train(was_training)
+    if not pieces:
+        return []
+    log_probs = torch.cat(pieces)  # (P - 1, V): row t predicts character t + 1
+    targets = ids[1:].cpu().long()
+    chosen = log_probs.gather(1, targets.view(-1, 1)).squeeze(1).tolist()
+    best_values, best_ids = torch.topk(log_probs, min(top, len(vocab)), dim=-1)  # (P - 1, top)
+    chars = vocab.chars
+    return [
+        CharScore(chars[target], value, tuple((chars[j], v) for j, v in zip(alt_ids, alt_values, strict=True)))
+        for target, value, alt_ids, alt_values in zip(
+            targets.tolist(), chosen, best_ids.tolist(), best_values.tolist(), strict=True
+        )
+    ]
 
 
 # More of the text than this outside the vocabulary: the model was trained on another alphabet,

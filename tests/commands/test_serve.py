@@ -237,8 +237,8 @@ def test_without_the_serve_extra_it_says_what_to_install(tiny_run, monkeypatch):
     result = invoke("serve", tiny_run.best)
     assert result.exit_code == 1
     assert (
-        result.output.strip()
-        == 'Error: charrnn serve needs Starlette and uvicorn: install them with  pip install "charrnn[serve]"'
+        result.output.strip() == "Error: charrnn serve needs the serve extra (Starlette, uvicorn, prometheus-client): "
+        'pip install "charrnn[serve]"'
     )
 
 
