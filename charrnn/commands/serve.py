@@ -23,7 +23,6 @@ from charrnn.config import Acceleration, Placement
 from charrnn.errors import CharRNNError
 
 MISSING = 'charrnn serve needs the serve extra (Starlette, uvicorn, prometheus-client): pip install "charrnn[serve]"'
-STALL_SECONDS = 15  # a client that reads nothing for this long while its response waits is cut off
 
 
 @click.command()
@@ -49,6 +48,12 @@ STALL_SECONDS = 15  # a client that reads nothing for this long while its respon
     type=click.FloatRange(0, min_open=True),
     default=300.0,
     help="Seconds a request may take, waiting included; then it ends with finish_reason 'timeout'.",
+)
+@click.option(
+    "--stall-timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=15.0,
+    help="Seconds a client may read nothing while its response waits; then it is cut off and counted.",
 )
 @click.option(
     "--api-key",
@@ -87,6 +92,7 @@ def serve(
     max_streams: int,
     max_queue: int,
     request_timeout: float,
+    stall_timeout: float,
     api_keys: tuple[str, ...],
     api_key_file: Path | None,
     cors_origins: tuple[str, ...],
@@ -141,8 +147,8 @@ def serve(
         chat=CHAT_FORMATS[chat_format],
     )
     server = Server(model_name(checkpoint), deployment)
-    on_stall = lambda: server.counts.__setitem__("stalled", server.counts["stalled"] + 1)
-    http = http_server(create_app(server), host, port, STALL_SECONDS, on_stall)
+    on_stall = lambda: server.counts.__setitem__("cut_off", server.counts["cut_off"] + 1)
+    http = http_server(create_app(server), host, port, stall_timeout, on_stall)
     # The HTTP side runs in a thread (it mostly waits); the engine's steps run on the main thread,
     # where torch's CPU kernels are fastest. Ctrl-C or SIGTERM stops both.
     listener = threading.Thread(target=http.run, name="charrnn-http", daemon=True)

@@ -37,6 +37,7 @@ from charrnn.commands.serving.requests import BadRequest, parse_chat, parse_comp
 from charrnn.commands.serving.state import Busy, Loading, Server
 
 MAX_BODY_BYTES = 1 << 20
+DRAINED_BYTES = 16 << 20  # a body over the limit is read to here (and dropped) before the 413
 RETRY_SECONDS = 1  # Retry-After when the server is full or still loading
 OPEN_PATHS = ("/health",)  # answered without a key (and "/" itself: the page then asks for it)
 
@@ -133,7 +134,8 @@ def create_app(server: Server) -> Starlette:
     ]
     if metrics is not None:
         routes.append(Route("/metrics", prometheus))
-    middleware = [Middleware(Guard, server=server, metrics=metrics)]
+    paths = frozenset(route.path for route in routes)  # metrics label only these: a client picks paths
+    middleware = [Middleware(Guard, server=server, paths=paths, metrics=metrics)]
     if deployment.cors_origins:  # outermost: a preflight is answered before the key is asked for
         middleware.insert(
             0,
@@ -160,14 +162,19 @@ async def json_body(request: Request):
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json":
         raise BadRequest("send the request body as JSON, with Content-Type: application/json", status=415)
+    too_big = BadRequest(f"the request body is over {MAX_BODY_BYTES:,} bytes", status=413)
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise BadRequest(f"the request body is over {MAX_BODY_BYTES:,} bytes", status=413)
-    body = bytearray()
-    async for piece in request.stream():  # read no further than the limit, whatever was declared
-        body += piece
-        if len(body) > MAX_BODY_BYTES:
-            raise BadRequest(f"the request body is over {MAX_BODY_BYTES:,} bytes", status=413)
+    if declared.isdigit() and int(declared) > DRAINED_BYTES:
+        raise too_big  # not read at all: the client may see the connection reset instead
+    body, size = bytearray(), 0
+    async for piece in request.stream():  # kept up to the limit; beyond it read and dropped, so
+        size += len(piece)  # that the client, still sending, reads the 413 rather than a reset
+        if size <= MAX_BODY_BYTES:
+            body += piece
+        elif size > DRAINED_BYTES:
+            raise too_big
+    if size > MAX_BODY_BYTES:
+        raise too_big
     try:
         return json.loads(body.decode("utf-8"))
     except UnicodeDecodeError:
@@ -186,8 +193,8 @@ class Guard:
     prompts and generated text only with ``--log-prompts``.
     """
 
-    def __init__(self, app, server: Server, metrics=None):
-        self.app, self.server, self.metrics = app, server, metrics
+    def __init__(self, app, server: Server, paths: frozenset[str], metrics=None):
+        self.app, self.server, self.metrics, self.paths = app, server, metrics, paths
         self.keys = [key.encode() for key in server.deployment.keys]
 
     async def __call__(self, scope, receive, send):
@@ -227,8 +234,8 @@ class Guard:
         self._record(scope, response.status_code, began)
 
     def _record(self, scope, status: int, began: float) -> None:
-        route = scope.get("route")
-        endpoint = route.path if route is not None else "other"
+        route = scope.get("route")  # None when the key was refused before routing, or no route matched
+        endpoint = route.path if route is not None else scope["path"] if scope["path"] in self.paths else "other"
         if self.metrics is not None:
             self.metrics.count(endpoint, status)
         if not self.server.deployment.access_log:

@@ -76,3 +76,8 @@ class _EngineCounts(Collector):
         yield CounterMetricFamily(
             "charrnn_timed_out_requests", "Requests ended by --request-timeout.", value=counts["timed_out"]
         )
+        yield CounterMetricFamily(
+            "charrnn_cut_off_connections",
+            "Connections aborted after --stall-timeout without the client reading.",
+            value=counts["cut_off"],
+        )

@@ -70,7 +70,8 @@ class Server:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.routes: dict[Stream, tuple[Job, int]] = {}  # a stream's job and its choice index
         self.created = int(time.time())
-        self.counts = {"rejected": 0, "stalled": 0, "timed_out": 0}  # streams/requests the server ended
+        # Requests refused (no room), ended (client not reading; --request-timeout), connections cut off.
+        self.counts = {"rejected": 0, "stalled": 0, "timed_out": 0, "cut_off": 0}
         self.observe_step: Callable[[float, int], None] | None = None  # the metrics' hook, if on
         self.first_text: Callable[[float], None] | None = None
 
