@@ -121,15 +121,32 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(checkpoint: Path, *options, patience: float = 60) -> Iterator[tuple[str, subprocess.Popen]]:
+def running_server(
+    checkpoint: Path | None, *options, patience: float = 60, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen]]:
     """`charrnn serve CHECKPOINT OPTIONS` on a free port, once its /health says ready (within
-    ``patience`` seconds: a server that builds a compiled step first needs minutes); its URL and process."""
+    ``patience`` seconds: a server that builds a compiled step first needs minutes); its URL and
+    process. Its output goes to a file (a pipe nobody reads would fill with access log lines and
+    stop the server); once it has stopped, ``process.log`` holds it."""
+    import tempfile
+
     import httpx
 
     port = free_port()
-    process = start_cli("serve", checkpoint, "--port", port, *options)
+    log = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 (closed by ``stop``)
+    arguments = ["serve"] + ([checkpoint] if checkpoint is not None else [])
+    process = start_cli(*arguments, "--port", port, *options, stdout=log, stderr=subprocess.STDOUT,
+                        env={**os.environ, **(env or {})})  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + patience
+
+    def stop() -> None:
+        process.terminate()
+        process.wait(timeout=30)
+        log.seek(0)
+        process.log = log.read()
+        log.close()
+
     while True:
         try:
             if httpx.get(f"{url}/health", timeout=1).status_code == 200:
@@ -137,15 +154,13 @@ def running_server(checkpoint: Path, *options, patience: float = 60) -> Iterator
             raise httpx.TransportError("loading")
         except httpx.TransportError:
             if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()  # still starting: reading its output would wait for it forever
-                out, err = process.communicate(timeout=30)
-                pytest.fail(f"charrnn serve did not answer within {patience:g} s:\n{out}\n{err}")
+                stop()
+                pytest.fail(f"charrnn serve did not answer within {patience:g} s:\n{process.log}")
             time.sleep(0.2)
     try:
         yield url, process
     finally:
-        process.terminate()
-        process.communicate(timeout=30)
+        stop()
 
 
 # Options of a tiny, fast model for the CLI.

@@ -135,22 +135,18 @@ async def idle(address: tuple[str, int], half: bool, held: list[tuple]):
 
 async def hostile_cases(url: str, address: tuple[str, int], report: Report):
     host = f"{address[0]}:{address[1]}"
-    big = json.dumps({"prompt": "a" * (1 << 20)}).encode()
-    report.hostile["body over 1 MB"] = status_of(
-        await raw_exchange(address, request_bytes(host, big, {"Connection": "close"}))
-    )
-    bad_utf8 = b'{"prompt": "\xff\xfe"}'
-    report.hostile["invalid UTF-8"] = status_of(
-        await raw_exchange(address, request_bytes(host, bad_utf8, {"Connection": "close"}))
-    )
-    nested = b"[" * 100_000 + b"]" * 100_000
-    report.hostile["nested JSON"] = status_of(
-        await raw_exchange(address, request_bytes(host, nested, {"Connection": "close"}))
-    )
+    closing = {"Connection": "close"}
+    bodies = {
+        "body over 1 MB": json.dumps({"prompt": "a" * (1 << 20)}).encode(),
+        "invalid UTF-8": b'{"prompt": "\xff\xfe"}',
+        "nested JSON": b"[" * 100_000 + b"]" * 100_000,
+    }
+    for case, body in bodies.items():
+        report.hostile[case] = status_of(await raw_exchange(address, request_bytes(host, body, closing)))
     malformed = b"GET /health HTTP/1.1\r\nHost: x\r\nthis is no header\r\n\r\n"
     report.hostile["malformed header"] = status_of(await raw_exchange(address, malformed))
     async with httpx.AsyncClient(timeout=60) as client:  # leaves after its first chunk
-        body = {"prompt": PROMPT, "max_tokens": 5000, "stream": True}
+        body = {"prompt": PROMPT, "max_tokens": 2000, "stream": True}  # the default --max-tokens
         async with client.stream("POST", f"{url}/v1/completions", json=body) as response:
             async for _ in response.aiter_bytes():
                 break

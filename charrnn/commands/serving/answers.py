@@ -108,22 +108,25 @@ class Collected:
         return True
 
 
-async def next_items(queue: asyncio.Queue, deadline: float, request: Request | None) -> list | None:
-    """What the queue holds, waiting for at least one item; None once ``deadline`` (perf_counter)
-    passes. A whole answer's client is checked every second: if it left, ``ConnectionError``."""
-    while True:
+async def next_items(server: Server, job: Job, collected: Collected, request: Request | None) -> list:
+    """What the job's queue holds, waiting for at least one item. Past the request's deadline the
+    job is ended, and its unfinished choices end with "timeout". A whole answer's client is
+    checked every second: if it has left, ``ConnectionError``."""
+    deadline = job.started + server.deployment.request_timeout
+    items = []
+    while not items and job.queue.empty():
         left = deadline - time.perf_counter()
         if left <= 0:
-            return None
+            server.end(job, "timeout")
+            return [(i, "", "timeout", ()) for i, reason in enumerate(collected.reasons) if reason is None]
         try:
-            items = [await asyncio.wait_for(queue.get(), timeout=min(left, 1.0))]
+            items.append(await asyncio.wait_for(job.queue.get(), timeout=min(left, 1.0)))
         except TimeoutError:
             if request is not None and await request.is_disconnected():
                 raise ConnectionError from None
-            continue
-        while not queue.empty():
-            items.append(queue.get_nowait())
-        return items
+    while not job.queue.empty():
+        items.append(job.queue.get_nowait())
+    return items
 
 
 def header(server: Server, shape: Shape, streamed: bool) -> dict[str, Any]:
@@ -141,14 +144,9 @@ def usage(job: Job, collected: Collected) -> dict[str, int]:
 
 async def whole(server: Server, request: Request, job: Job, collected: Collected, shape: Shape) -> Response:
     """Wait for every choice to end (or the deadline), then answer at once."""
-    deadline = job.started + server.deployment.request_timeout
     try:
         while collected.running:
-            items = await next_items(job.queue, deadline, request)
-            if items is None:
-                server.end(job, "timeout")
-                continue
-            for item in items:
+            for item in await next_items(server, job, collected, request):
                 collected.add(item)
     except ConnectionError:
         return Response(status_code=499)
@@ -189,17 +187,12 @@ async def _events(server: Server, request: Request, job: Job, collected: Collect
         offsets[index] += len(scores)
         return f"data: {json.dumps({**base, 'choices': [choice]}, ensure_ascii=False)}\n\n".encode()
 
-    deadline = job.started + server.deployment.request_timeout
     try:
         if collected.echo:  # the prompt (and its scores) first
             yield b"".join(chunk(i, collected.texts[i], None, collected.scores[i]) for i in range(collected.count))
         while collected.running:
-            items = await next_items(job.queue, deadline, None)
-            if items is None:
-                server.end(job, "timeout")
-                continue
             pieces: dict[int, list] = {}
-            for item in items:
+            for item in await next_items(server, job, collected, None):
                 index, text, reason, scores = item
                 if collected.add(item):
                     texts, scored_so_far, _ = pieces.setdefault(index, [[], [], None])
