@@ -137,3 +137,33 @@ def test_a_bad_value_shows_the_servers_message(page, field, value, message):
     expect(status).to_have_class("error")
     expect(page.locator("#generate")).to_be_enabled()
     expect(page.locator("#stop")).to_be_disabled()
+
+
+def test_with_a_key_the_page_asks_for_it_and_then_works(tiny_run, browser):
+    options = ("--max-tokens", MAX_TOKENS, "--device", "cpu", "--compile", "off", "--api-key", "class-key")
+    with running_server(tiny_run.best, *options) as (url, _):
+        page = browser.new_page(locale="en-US")
+        script_errors = []
+        page.on("pageerror", lambda error: script_errors.append(error))
+        page.set_default_timeout(PATIENCE_MS)
+        page.goto(url)
+        expect(page.locator("#key-box")).to_be_visible()
+        expect(page.locator("#model")).to_have_text("this server needs an API key")
+        page.fill("#key", "wrong-key")
+        page.click("#use-key")
+        expect(page.locator("#model")).to_have_text("that key was refused: give another")
+        page.fill("#key", "class-key")
+        page.click("#use-key")
+        expect(page.locator("#model")).to_contain_text("run/best: 2 x 32 LSTM")
+        expect(page.locator("#key-box")).to_be_hidden()
+        page.fill("#prime", "ROMEO:")
+        page.fill("#length", "40")
+        page.fill("#seed", "5")
+        page.click("#generate")
+        expect(page.locator("#status")).to_have_text("done: 40 characters (length reached)")
+        temperature = float(page.input_value("#temperature"))
+        body = {"prompt": "ROMEO:", "max_tokens": 40, "seed": 5, "temperature": temperature}
+        answer = httpx.post(f"{url}/v1/completions", json=body, headers={"Authorization": "Bearer class-key"}).json()
+        assert page.text_content("#generated") == answer["choices"][0]["text"]
+        page.close()
+    assert not script_errors
