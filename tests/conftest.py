@@ -122,7 +122,11 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_server(
-    checkpoint: Path | None, *options, patience: float = 60, env: dict[str, str] | None = None
+    checkpoint: Path | None,
+    *options,
+    patience: float = 60,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """`charrnn serve CHECKPOINT OPTIONS` on a free port, once its /health says ready (within
     ``patience`` seconds: a server that builds a compiled step first needs minutes); its URL and
@@ -132,7 +136,7 @@ def running_server(
 
     import httpx
 
-    port = free_port()
+    port = port or free_port()
     log = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 (closed by ``stop``)
     arguments = ["serve"] + ([checkpoint] if checkpoint is not None else [])
     process = start_cli(*arguments, "--port", port, *options, stdout=log, stderr=subprocess.STDOUT,
