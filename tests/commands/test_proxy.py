@@ -9,6 +9,7 @@ compiled step gets no request until its /health says 200.
 import contextlib
 import os
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -36,6 +37,11 @@ def with_ports(config: str, first: int, second: int, proxy: int) -> str:
 @contextlib.contextmanager
 def proxy(kind: str, config: str, directory: Path):
     """Caddy or nginx running ``config`` (the documented block), as this user, in ``directory``."""
+    binary = "caddy" if kind == "caddyfile" else "nginx"
+    if shutil.which(binary) is None:
+        pytest.fail(
+            f"the proxy tests need {binary} on PATH: on Debian, apt-get install caddy nginx-light", pytrace=False
+        )
     if kind == "caddyfile":
         path = directory / "Caddyfile"
         path.write_text("{\n\tadmin off\n}\n" + config, encoding="utf-8")
