@@ -41,9 +41,13 @@ class Report:
     seconds: float = 0.0
     characters: int = 0
 
-    def summary(self) -> str:
+    @property
+    def p95_first_char(self) -> float:
         ttfc = sorted(self.first_char) or [float("nan")]
-        p95 = ttfc[min(len(ttfc) - 1, int(0.95 * len(ttfc)))]
+        return ttfc[min(len(ttfc) - 1, int(0.95 * len(ttfc)))]
+
+    def summary(self) -> str:
+        ttfc, p95 = sorted(self.first_char) or [float("nan")], self.p95_first_char
         return (
             f"{self.completed} requests correct, {len(self.wrong)} wrong; {self.characters:,} characters in "
             f"{self.seconds:.1f} s ({self.characters / max(self.seconds, 1e-9):,.0f} chars/s); time to first "
