@@ -81,6 +81,7 @@ def main() -> None:
                         length=args.length,
                         silent_clients=args.silent if hostile else 0,
                         idle_connections=args.idle if hostile else 0,
+                        hostile=hostile,
                     )
                     mismatched = check_texts(url, args.length, texts)
                     alive = server.poll() is None and httpx.get(f"{url}/health").status_code == 200

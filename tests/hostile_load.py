@@ -158,7 +158,14 @@ async def hostile_cases(url: str, address: tuple[str, int], report: Report):
 
 
 async def attack(
-    url: str, pid: int, clients: int, rounds: int, length: int, silent_clients: int, idle_connections: int
+    url: str,
+    pid: int,
+    clients: int,
+    rounds: int,
+    length: int,
+    silent_clients: int,
+    idle_connections: int,
+    hostile: bool = True,
 ):
     """Run the load; the report (and the texts each seed gave, to compare with a quiet request)."""
     host, port = url.removeprefix("http://").split(":")
@@ -185,9 +192,11 @@ async def attack(
     await asyncio.gather(*(silent(address, 4 * length, held_sockets) for _ in range(silent_clients)))
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(timeout=180, limits=limits) as client:
-        await asyncio.gather(hostile_cases(url, address, report), *(one_client(client, i) for i in range(clients)))
+        bad = [hostile_cases(url, address, report)] if hostile else []
+        await asyncio.gather(*bad, *(one_client(client, i) for i in range(clients)))
     report.seconds = time.perf_counter() - began
-    await asyncio.sleep(max(0.0, began + IDLE_CHECK_SECONDS - time.perf_counter()))
+    if held_idle:
+        await asyncio.sleep(max(0.0, began + IDLE_CHECK_SECONDS - time.perf_counter()))
 
     async def closed_by_server(reader, writer) -> bool:
         try:
