@@ -39,6 +39,10 @@ from charrnn.commands.serving.state import Busy, Loading, Server
 MAX_BODY_BYTES = 1 << 20
 DRAINED_BYTES = 16 << 20  # a body over the limit is read to here (and dropped) before the 413
 RETRY_SECONDS = 1  # Retry-After when the server is full or still loading
+UNAVAILABLE = {
+    Busy: ("overloaded", "the server is at its limit of streams and waiting requests: retry shortly"),
+    Loading: ("loading", "the model is still loading: retry shortly (GET /health says when it is ready)"),
+}
 OPEN_PATHS = ("/health",)  # answered without a key (and "/" itself: the page then asks for it)
 
 
@@ -101,23 +105,11 @@ def create_app(server: Server) -> Starlette:
     async def bad_request(request: Request, exc: BadRequest) -> Response:
         return error_response(str(exc), exc.status, exc.param)
 
-    async def busy(request: Request, exc: Busy) -> Response:
-        return error_response(
-            "the server is at its limit of streams and waiting requests: retry shortly",
-            503,
-            kind="server_error",
-            code="overloaded",
-            headers={"Retry-After": str(RETRY_SECONDS)},
-        )
-
-    async def loading(request: Request, exc: Loading) -> Response:
-        return error_response(
-            "the model is still loading: retry shortly (GET /health says when it is ready)",
-            503,
-            kind="server_error",
-            code="loading",
-            headers={"Retry-After": str(RETRY_SECONDS)},
-        )
+    async def unavailable(request: Request, exc: Busy | Loading) -> Response:
+        """503 with Retry-After: the server is full, or its model has not loaded yet."""
+        code, message = UNAVAILABLE[type(exc)]
+        headers = {"Retry-After": str(RETRY_SECONDS)}
+        return error_response(message, 503, kind="server_error", code=code, headers=headers)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -146,7 +138,7 @@ def create_app(server: Server) -> Starlette:
                 allow_headers=["Authorization", "Content-Type"],
             ),
         )
-    handlers = {HTTPException: not_found, BadRequest: bad_request, Busy: busy, Loading: loading}
+    handlers = {HTTPException: not_found, BadRequest: bad_request, Busy: unavailable, Loading: unavailable}
     return Starlette(routes=routes, middleware=middleware, exception_handlers=handlers, lifespan=lifespan)
 
 
