@@ -171,12 +171,26 @@ def test_generated_logprobs_follow_the_text_whole_and_streamed(server):
     with httpx.stream(
         "POST",
         f"{url}/v1/completions",
-        json={"prompt": PROMPT, "max_tokens": 40, "seed": 4, "logprobs": 2, "stream": True},
+        json={
+            "prompt": PROMPT,
+            "max_tokens": 40,
+            "seed": 4,
+            "logprobs": 2,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
         timeout=60,
     ) as response:
-        chunks = [json.loads(line[6:])["choices"][0] for line in response.iter_lines() if line.startswith("data: {")]
+        events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: {")]
+    chunks = [event["choices"][0] for event in events[:-1]]
     streamed = {key: [v for chunk in chunks for v in chunk["logprobs"][key]] for key in scores}
-    assert streamed == scores and "".join(chunk["text"] for chunk in chunks) == whole["text"]
+    assert "".join(chunk["text"] for chunk in chunks) == whole["text"]
+    assert streamed["tokens"] == scores["tokens"] and streamed["text_offset"] == scores["text_offset"]
+    # The same numbers, up to the float sums of another thread count (the tuner may change it between requests)
+    assert streamed["token_logprobs"] == pytest.approx(scores["token_logprobs"], abs=1e-5)
+    for mine, theirs in zip(streamed["top_logprobs"], scores["top_logprobs"], strict=True):
+        assert mine.keys() == theirs.keys() and all(mine[c] == pytest.approx(theirs[c], abs=1e-5) for c in mine)
+    assert events[-1]["choices"] == [] and events[-1]["usage"]["completion_tokens"] == 40
 
 
 # -- chat --------------------------------------------------------------------------------------

@@ -202,7 +202,7 @@ async def _events(server: Server, request: Request, job: Job, collected: Collect
             yield b"".join(chunk(i, "".join(texts), reason, s) for i, (texts, s, reason) in pieces.items())
             if collected.running:
                 await asyncio.sleep(CHUNK_SECONDS)
-        if shape.chat and collected.include_usage:
+        if collected.include_usage:
             yield f"data: {json.dumps({**base, 'choices': [], 'usage': usage(job, collected)})}\n\n".encode()
         yield b"data: [DONE]\n\n"
     finally:

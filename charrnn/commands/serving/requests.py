@@ -49,7 +49,7 @@ class Completion:
     stream: bool
     echo: bool = False
     logprobs: int | None = None  # None: no scores; k: each character's, and its k likeliest alternatives
-    include_usage: bool = False  # a streamed chat's last chunk carries the usage (stream_options)
+    include_usage: bool = False  # a stream's last chunk carries the usage (stream_options.include_usage)
 
 
 @dataclass(frozen=True)
@@ -140,6 +140,7 @@ def _checked(body: dict, prompts: list[str], max_tokens: int, model: CharModel, 
     if seed is not None and not 0 <= seed <= max_seed:
         raise BadRequest(f"'seed' must be from 0 to {max_seed} for {len(prompts) * n} choice(s), got {seed}", "seed")
     return Completion(
+        include_usage=_include_usage(body),
         prompts=prompts,
         max_tokens=max_tokens,
         sampling=sampling,
@@ -171,6 +172,10 @@ def parse_completion(body: Any, model: CharModel, limits: Limits) -> Completion:
     return _checked(body, prompts, max_tokens, model, limits, echo=echo, logprobs=logprobs)
 
 
+def _include_usage(body: dict) -> bool:
+    return bool(field(body, "stream_options", (dict,), {}).get("include_usage"))
+
+
 def parse_chat(body: Any, model: CharModel, limits: Limits, chat: ChatFormat) -> Completion:
     """A /v1/chat/completions request: its messages rendered into one prompt by ``chat``."""
     body = _object(body)
@@ -185,16 +190,7 @@ def parse_chat(body: Any, model: CharModel, limits: Limits, chat: ChatFormat) ->
         raise BadRequest("'top_logprobs' needs 'logprobs': true", "top_logprobs")
     default = min(DEFAULT_CHAT_TOKENS, limits.max_tokens)
     max_tokens = field(body, "max_tokens", (int,), field(body, "max_completion_tokens", (int,), default))
-    options = field(body, "stream_options", (dict,), {})
-    completion = _checked(
-        body,
-        [chat.render(rendered)],
-        max_tokens,
-        model,
-        limits,
-        logprobs=logprobs,
-        include_usage=bool(options.get("include_usage")),
-    )
+    completion = _checked(body, [chat.render(rendered)], max_tokens, model, limits, logprobs=logprobs)
     completion.stops.append(chat.reply_stop)
     return completion
 
