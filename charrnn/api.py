@@ -28,6 +28,7 @@ from charrnn.generation.beam import Beam
 from charrnn.generation.decoder import CharScore, Decoder, Piece
 from charrnn.generation.engine import Engine, Events
 from charrnn.generation.evaluate import Evaluation, evaluate_dynamic, evaluate_text, score_chars
+from charrnn.generation.inside import Activations, activations
 from charrnn.generation.runtime import StepRuntime
 from charrnn.generation.sample import collect, collect_steps, most_likely, stream_steps
 from charrnn.generation.session import Session
@@ -256,6 +257,11 @@ class CharModel:
         their mean is ``evaluate(text, batch_size=1)``. Unknown characters raise
         ``UnknownCharactersError``."""
         return score_chars(self.model, self.vocab, text, top)
+
+    def activations(self, text: str) -> Activations:
+        """Every unit of every layer after each character of ``text`` (read from the zero state):
+        ``values`` (T, units), ``names`` such as "h1:37" and "c2:5" (generation/inside.py)."""
+        return activations(self.model, self.vocab, text)
 
     def evaluate(
         self, text: str, *, batch_size: int | None = None, seq_len: int | None = None, strict: bool = False

@@ -17,7 +17,7 @@ from charrnn.options import option
 from charrnn.threads import parse_threads
 
 TRAIN = ("train", "finetune")  # a fine-tuning run takes every run option a new one does
-READING = ("train", "finetune", "evaluate")  # the commands that read a corpus
+READING = ("train", "finetune", "evaluate", "score")  # the commands that read a corpus
 SAMPLING = ("generate", "chat")  # the options both take
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -338,14 +338,14 @@ class Placement:
     device: str = option(
         "auto",
         "Where to run: auto picks cuda, then mps, then cpu.",
-        ("train", "finetune", "generate", "evaluate", "chat", "serve"),
+        ("train", "finetune", "generate", "evaluate", "score", "chat", "serve"),
         choices=DEVICES,
     )
     threads: str = option(
         "auto",
         "CPU threads: auto measures which count is fastest and looks again when the machine gets busy "
         "or quiet (docs/performance.md); a number fixes it.",
-        ("train", "finetune", "generate", "evaluate", "chat", "serve"),
+        ("train", "finetune", "generate", "evaluate", "score", "chat", "serve"),
         metavar="N|auto",
         parse=parse_threads,
     )

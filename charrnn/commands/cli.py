@@ -14,6 +14,7 @@ from charrnn.commands.common import Commands
 from charrnn.commands.export import export
 from charrnn.commands.generate import generate
 from charrnn.commands.inspect import evaluate, explain, info, plot
+from charrnn.commands.score import score
 from charrnn.commands.serve import serve
 from charrnn.commands.train import finetune, plan, train
 from charrnn.version import __version__
@@ -25,5 +26,5 @@ def main() -> None:
     """Character-level LSTM text generator: train on a book, generate text in its voice."""
 
 
-for command in (train, plan, finetune, generate, chat, serve, evaluate, info, explain, plot, export):
+for command in (train, plan, finetune, generate, chat, serve, evaluate, score, info, explain, plot, export):
     main.add_command(command)
