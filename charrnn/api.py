@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from charrnn.bundled import bundled_model
+from charrnn.bundled import BOOK_NAME, bundled_book, bundled_model
 from charrnn.config import Acceleration, DynamicEvaluation, ModelConfig, Placement, SampleConfig
-from charrnn.core.corpus import ITEM_START
+from charrnn.core.copies import MIN_COPY, CopyIndex, CopyReport, copy_index
+from charrnn.core.corpus import ITEM_START, TextFormat
 from charrnn.core.devices import resolve_device
 from charrnn.core.model import CharRNN, count_parameters
 from charrnn.core.vocab import Vocab
@@ -48,6 +49,10 @@ class Item:
     whole: bool  # it ended with a newline within the length limit, rather than being cut there
 
 
+# Texts that ship with charrnn, as a run's record names them: the bundled model's training text.
+SHIPPED = {f"{BOOK_NAME} (bundled with charrnn)": bundled_book()}
+
+
 class CharModel:
     """A trained model, ready to generate and to evaluate. Made by ``charrnn.load``.
 
@@ -62,6 +67,7 @@ class CharModel:
         self.path = path
         self.checkpoint = checkpoint  # evaluate reads the run's layout from it; generation never does
         self.last_seed: int | None = None
+        self._copy_index: CopyIndex | None = None  # built (or read from beside the run) on first use
 
     def __repr__(self) -> str:
         return f"CharModel({self.path}: {self.describe_size()}, device {self.model.device})"
@@ -257,6 +263,20 @@ class CharModel:
         their mean is ``evaluate(text, batch_size=1)``. Unknown characters raise
         ``UnknownCharactersError``."""
         return score_chars(self.model, self.vocab, text, top)
+
+    def copies(self, text: str, min_chars: int = MIN_COPY) -> CopyReport:
+        """How much of ``text`` lies in stretches of at least ``min_chars`` characters found in the
+        training text, and the longest such stretch. The training text is read again from the
+        documents the run recorded (hash-checked); its index is cached beside the run. Raises
+        ``NotChecked`` (one line: why) when the text is gone or changed or the extra is missing."""
+        if self._copy_index is None:
+            corpus = self.checkpoint.corpus
+            text_format = TextFormat.of(self.checkpoint.train_config(self.path))
+            cache = self.path.parent / "copies-index.json"
+            writable = cache.parent.is_dir() and os.access(cache.parent, os.W_OK) and self.path != bundled_model()
+            documents, separator = corpus.documents, corpus.separator or ""
+            self._copy_index = copy_index(documents, separator, text_format, cache if writable else None, SHIPPED)
+        return self._copy_index.report(text, min_chars)
 
     def activations(self, text: str) -> Activations:
         """Every unit of every layer after each character of ``text`` (read from the zero state):

@@ -13,6 +13,7 @@ from click.core import ParameterSource
 from charrnn.api import CharModel
 from charrnn.commands.common import EXISTING_FILE, MODEL_PATH, declared_options, load_model, read_utf8, unescape
 from charrnn.config import DEFAULT_ITEMS, Acceleration, Placement, SampleConfig
+from charrnn.core.copies import MIN_COPY, NotChecked
 from charrnn.errors import CharRNNError
 from charrnn.generation.decoder import Piece
 from charrnn.generation.sample import collect
@@ -42,6 +43,14 @@ from charrnn.sampling import Sampling
     help="Write the samples to this new file, with a header saying what made them.",
 )
 @click.option("--no-header", is_flag=True, help="With --output: write the samples only.")
+@click.option(
+    "--copies",
+    default=str(MIN_COPY),
+    metavar="N|off",
+    callback=lambda ctx, param, value: _copies_option(value),
+    help="After the text, say on stderr how much of it lies in stretches of N+ characters found in the "
+    "training text, and the longest (docs/look-inside.md); off: do not check.",
+)
 @click.pass_context
 def generate(
     ctx: click.Context,
@@ -54,6 +63,7 @@ def generate(
     stop: tuple[str, ...],
     output: Path | None,
     no_header: bool,
+    copies: int | None,
     items: int | None,
     logprobs: int | None,
     beam: int | None,
@@ -124,11 +134,15 @@ def generate(
 
     if output is None and num_samples == 1:  # stream as it is produced
         click.echo(prime, nl=False)
+        drawn = []
         for _, piece in pieces:
             click.echo(piece, nl=False)
+            drawn.append(piece)
         click.echo()
+        _report_copies(model, ["".join(drawn)], copies)
         return
     texts = collect(pieces, num_samples)
+    _report_copies(model, texts, copies)
     body = "".join(
         (f"----- sample {i + 1} of {num_samples} (seed {seed + i}) -----\n" if num_samples > 1 else "")
         + prime
@@ -144,6 +158,26 @@ def generate(
     )
     _write_new_file(output, header + body)
     click.echo(f"wrote {num_samples} sample(s) to {output}", err=True)
+
+
+def _copies_option(value: str) -> int | None:
+    if value == "off":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise click.BadParameter(f"must be off or a whole number >= 1, got {value!r}", param_hint="'--copies'")
+    return int(value)
+
+
+def _report_copies(model: CharModel, texts: list[str], min_chars: int | None) -> None:
+    """--copies: a line on stderr per sample (stdout stays the text)."""
+    if min_chars is None:
+        return
+    try:
+        for i, text in enumerate(texts):
+            line = model.copies(text, min_chars).line()
+            click.echo(f"sample {i + 1}: {line}" if len(texts) > 1 else line, err=True)
+    except NotChecked as exc:
+        click.echo(f"copies: not checked: {exc}", err=True)
 
 
 def _print_items(
