@@ -36,6 +36,7 @@ class CopyReport:
     copied: int  # characters inside copied stretches
     longest: int  # characters of the longest stretch found in the training text
     longest_text: str
+    spans: tuple[tuple[int, int], ...] = ()  # the copied stretches merged: [start, end) character offsets
 
     @property
     def share(self) -> float:
@@ -120,10 +121,13 @@ class CopyIndex:
         for i in np.flatnonzero(lengths >= min_chars):  # mark each copied stretch [i, i + length)
             covered[i] += 1
             covered[i + lengths[i]] -= 1
-        copied = int((np.cumsum(covered)[:-1] > 0).sum())
+        inside = np.concatenate([[False], np.cumsum(covered)[:-1] > 0, [False]])  # (T + 2,)
+        edges = np.flatnonzero(inside[1:] != inside[:-1])  # starts and ends of the copied stretches
+        spans = tuple((int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True))
         best = int(np.argmax(lengths)) if len(text) else 0
         longest = int(lengths[best]) if len(text) else 0
-        return CopyReport(len(text), min_chars, copied, longest, text[best : best + longest])
+        copied = sum(b - a for a, b in spans)
+        return CopyReport(len(text), min_chars, copied, longest, text[best : best + longest], spans)
 
 
 class NotChecked(Exception):

@@ -27,6 +27,7 @@ def test_the_longest_stretch_at_each_place_is_what_a_plain_search_finds():
     assert report.longest == max(lengths) and report.longest_text == text[start : start + report.longest]
     covered = {j for i, length in enumerate(lengths.tolist()) if length >= 10 for j in range(i, i + length)}
     assert report.copied == len(covered) == 30
+    assert report.spans == ((1, 20), (25, 36)) and {j for a, b in report.spans for j in range(a, b)} == covered
 
 
 def test_text_from_the_book_is_copied_and_text_from_another_is_not(tiny_run):

@@ -6,6 +6,8 @@ the same request, stops a stream mid-way (and the server frees it), and shows th
 message for a bad value. The browser is the one tests/browser.py finds (or installs).
 """
 
+import json
+import math
 import re
 import time
 
@@ -77,7 +79,8 @@ def test_it_shows_the_model_and_streams_the_apis_text(server, page, tmp_path):
     page.click("#generate")
     expect(page.locator("#output .prime")).to_have_text("ROMEO:")
     page.wait_for_function("document.getElementById('generated').textContent.length > 0")
-    expect(page.locator("#status")).to_have_text("done: 60 characters (length reached)", timeout=PATIENCE_MS)
+    finished = re.compile(r"^done: 60 characters \(length reached\); \d+% in stretches of 20\+ characters found")
+    expect(page.locator("#status")).to_have_text(finished, timeout=PATIENCE_MS)  # and its copies checked
     expect(page.locator("#generate")).to_be_enabled()
     expect(page.locator("#stop")).to_be_disabled()
 
@@ -160,10 +163,62 @@ def test_with_a_key_the_page_asks_for_it_and_then_works(tiny_run, browser):
         page.fill("#length", "40")
         page.fill("#seed", "5")
         page.click("#generate")
-        expect(page.locator("#status")).to_have_text("done: 40 characters (length reached)")
+        expect(page.locator("#status")).to_have_text(re.compile(r"^done: 40 characters \(length reached\); \d+%"))
         temperature = float(page.input_value("#temperature"))
         body = {"prompt": "ROMEO:", "max_tokens": 40, "seed": 5, "temperature": temperature}
         answer = httpx.post(f"{url}/v1/completions", json=body, headers={"Authorization": "Bearer class-key"}).json()
         assert page.text_content("#generated") == answer["choices"][0]["text"]
         page.close()
     assert not script_errors
+
+
+def test_analyse_colours_each_character_by_the_apis_numbers(server, page):
+    text = "ROMEO:\nIs the day so young?"
+    page.click("#show-analyse")
+    expect(page.locator("#analyse-view")).to_be_visible()
+    expect(page.locator("#generate-view")).to_be_hidden()
+    page.fill("#analyse-text", text)
+    page.fill("#analyse-top", "3")
+    page.click("#analyse")
+    expect(page.locator("#analyse-status")).to_contain_text(f"{len(text) - 1} characters scored")
+    shown = page.eval_on_selector_all(
+        "#analysis .c", "spans => spans.map(s => [s.textContent, s.dataset.logprob, s.title, s.style.backgroundColor])"
+    )
+    body = {"prompt": text, "max_tokens": 0, "echo": True, "logprobs": 3}
+    scores = httpx.post(f"{server}/v1/completions", json=body, timeout=60).json()["choices"][0]["logprobs"]
+    assert [char for char, *_ in shown] == scores["tokens"] == list(text)
+    assert shown[0][1] is None and shown[0][2] == ""  # the first character has no probability
+    for (_, logprob, title, colour), value, top in zip(
+        shown[1:], scores["token_logprobs"][1:], scores["top_logprobs"][1:], strict=True
+    ):
+        assert float(logprob) == pytest.approx(value, abs=1e-9)
+        assert f"p = {math.exp(value):.4f}" in title and len(top) == 3
+        assert all(f"{json.dumps(c)} {math.exp(v):.3f}" in title for c, v in top.items())
+        alpha = float(colour.rsplit(",", 1)[1].rstrip(")")) if colour.startswith("rgba") else 1.0
+        assert alpha == pytest.approx(min(1, -value / math.log(2) / 8), abs=0.005)  # CSS keeps 8 bits of alpha
+
+
+def test_generated_text_that_is_copied_from_the_book_is_underlined(browser, tmp_path):
+    from tests.conftest import invoke
+
+    book = tmp_path / "verse.txt"
+    book.write_text("Now is the winter of our discontent\nMade glorious summer by this sun of York;\n" * 4)
+    options = ["--plan", "off", "--max-steps", 600, "--max-epochs", 10_000, "--lr", "0.01", "--dropout", 0]
+    options += ["--hidden-size", 64, "--batch-size", 4, "--seq-len", 32, "--no-sample", "--no-progress"]
+    assert invoke("train", book, "--out", tmp_path / "run", *options).exit_code == 0  # learns the verse by heart
+    with running_server(tmp_path / "run" / "best.pt", "--device", "cpu", "--compile", "off") as (url, _):
+        page = browser.new_page()
+        page.set_default_timeout(PATIENCE_MS)
+        page.goto(url)
+        expect(page.locator("#model")).to_contain_text("run/best")
+        page.fill("#prime", "Now")
+        page.fill("#length", "150")
+        page.fill("#seed", "1")
+        page.fill("#temperature", "0.3")
+        page.click("#generate")
+        expect(page.locator("#status")).to_contain_text("found in the training text (underlined)")
+        generated = page.text_content("#generated")
+        underlined = page.eval_on_selector_all("#generated u.copied", "us => us.map(u => u.textContent)")
+        report = httpx.post(f"{url}/v1/copies", json={"text": generated}).json()
+        assert underlined == [generated[a:b] for a, b in report["spans"]] and report["share"] > 0.8
+        page.close()

@@ -7,6 +7,7 @@
     GET  /metrics               the same and more in Prometheus' format (with --metrics)
     POST /v1/completions        OpenAI's legacy completions, logprobs and echo included
     POST /v1/chat/completions   OpenAI's chat completions; messages rendered by --chat-format
+    POST /v1/copies             how much of a text is found in the training text (charrnn's own)
 
 Every choice of every request is one stream of the shared engine (state.py). Bad requests get a
 4xx JSON ``{"error": {...}}`` in OpenAI's shape; with API keys, every route but /health and the
@@ -33,8 +34,9 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from charrnn.commands.serving.answers import Collected, Scored, Shape, scored, streamed, whole
-from charrnn.commands.serving.requests import BadRequest, parse_chat, parse_completion
+from charrnn.commands.serving.requests import BadRequest, parse_chat, parse_completion, parse_copies
 from charrnn.commands.serving.state import Busy, Loading, Server
+from charrnn.core.copies import NotChecked
 
 MAX_BODY_BYTES = 1 << 20
 DRAINED_BYTES = 16 << 20  # a body over the limit is read to here (and dropped) before the 413
@@ -91,6 +93,16 @@ def create_app(server: Server) -> Starlette:
         completion = parse_chat(await json_body(request), server.loaded, server.limits, deployment.chat)
         return await answer(request, completion, Shape(chat=True))
 
+    async def copies(request: Request) -> Response:
+        """The copy report of a text (the page underlines the copied stretches of what it generated)."""
+        text, min_chars = parse_copies(await json_body(request), server.limits)
+        try:
+            report = await asyncio.to_thread(server.loaded.copies, text, min_chars)  # the first builds the index
+        except NotChecked as exc:
+            return error_response(f"copies not checked: {exc}", 409, "text", code="copies_unavailable")
+        body = {name: getattr(report, name) for name in ("chars", "min_chars", "copied", "longest", "longest_text")}
+        return JSONResponse({**body, "share": report.share, "spans": [list(span) for span in report.spans]})
+
     async def answer(request: Request, completion, shape: Shape, prompt_scores=None) -> Response:
         job = server.start(completion)
         request.state.prompts = completion.prompts
@@ -123,6 +135,7 @@ def create_app(server: Server) -> Starlette:
         Route("/stats", stats),
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/copies", copies, methods=["POST"]),
     ]
     if metrics is not None:
         routes.append(Route("/metrics", prometheus))

@@ -15,6 +15,7 @@ from typing import Any
 
 from charrnn.api import CharModel
 from charrnn.config import MAX_SAMPLE_SEED
+from charrnn.core.copies import MIN_COPY
 from charrnn.generation.decoder import MAX_LOGPROBS
 from charrnn.sampling import OPTIONS as SAMPLING_OPTIONS
 from charrnn.sampling import Sampling
@@ -193,6 +194,20 @@ def parse_chat(body: Any, model: CharModel, limits: Limits, chat: ChatFormat) ->
     completion = _checked(body, [chat.render(rendered)], max_tokens, model, limits, logprobs=logprobs)
     completion.stops.append(chat.reply_stop)
     return completion
+
+
+def parse_copies(body: Any, limits: Limits) -> tuple[str, int]:
+    """A /v1/copies request: the text, and the shortest stretch that counts as copied."""
+    body = _object(body)
+    text = field(body, "text", (str,), None)
+    if text is None:
+        raise BadRequest("'text' is required: the text to look for in the training text", "text")
+    if len(text) > limits.max_prompt:
+        raise BadRequest(f"'text' is longer than this server's {limits.max_prompt:,} characters", "text")
+    min_chars = field(body, "min_chars", (int,), MIN_COPY)
+    if min_chars < 1:
+        raise BadRequest(f"'min_chars' must be at least 1, got {min_chars}", "min_chars")
+    return text, min_chars
 
 
 def _message(message: Any, index: int) -> tuple[str, str]:
