@@ -5,7 +5,7 @@ import pytest
 
 import charrnn
 from charrnn.core.copies import CopyIndex, NotChecked
-from tests.conftest import invoke
+from tests.conftest import TINY, invoke
 
 # Prose of this project's own (not from any book the tests train on): the "other book".
 OTHER_BOOK = (
@@ -57,16 +57,22 @@ def test_an_overfit_models_samples_are_long_copies_and_generate_says_so(tmp_path
     assert share >= 80 and longest >= 60, line
 
 
-def test_a_changed_or_missing_training_text_is_one_line_and_generation_goes_on(own_run):
-    text = own_run.text.read_text(encoding="utf-8")
-    own_run.text.write_text(text + "one more line\n", encoding="utf-8")
-    changed = invoke("generate", own_run.best, "--length", 30, "--seed", 1, "--device", "cpu")
+def test_a_changed_or_missing_training_text_is_one_line_and_generation_goes_on(tiny_run, tmp_path):
+    text = tmp_path / "mine.txt"  # a text of this test's own: it is changed, then removed
+    text.write_text(tiny_run.text.read_text(encoding="utf-8"), encoding="utf-8")
+    trained = invoke(
+        "train", text, "--out", tmp_path / "run", "--max-steps", 4, "--eval-every", 4, *TINY, "--no-sample"
+    )
+    assert trained.exit_code == 0, trained.output
+    best = tmp_path / "run" / "best.pt"
+    text.write_text(text.read_text(encoding="utf-8") + "one more line\n", encoding="utf-8")
+    changed = invoke("generate", best, "--length", 30, "--seed", 1, "--device", "cpu")
     assert changed.exit_code == 0 and "copies: not checked: the training text" in changed.output
     assert "has changed since the run read it" in changed.output
-    own_run.text.unlink()
-    gone = invoke("generate", own_run.best, "--length", 30, "--seed", 1, "--device", "cpu", "--num-samples", 2)
+    text.unlink()
+    gone = invoke("generate", best, "--length", 30, "--seed", 1, "--device", "cpu", "--num-samples", 2)
     assert gone.exit_code == 0 and gone.output.count("copies: not checked") == 1 and "is gone" in gone.output
-    quiet = invoke("generate", own_run.best, "--length", 30, "--copies", "off", "--device", "cpu")
+    quiet = invoke("generate", best, "--length", 30, "--copies", "off", "--device", "cpu")
     assert quiet.exit_code == 0 and "copies" not in quiet.output
     with pytest.raises(NotChecked, match="is gone"):
-        charrnn.load(own_run.best, "cpu").copies("anything")
+        charrnn.load(best, "cpu").copies("anything")
