@@ -42,6 +42,13 @@ PAGE_UNITS = 20  # units a page carries (values of every character each), the be
     f"matches = 1) or {', '.join(BUILT_IN)}; repeatable.",
 )
 @click.option("--units", type=click.IntRange(1), default=10, help="Units listed per --find pattern.")
+@click.option(
+    "--unit",
+    "named_units",
+    multiple=True,
+    metavar="NAME",
+    help="Also put this unit on the --html page (such as c2:326: layer 2's cell, unit 326); repeatable.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 @click.option(
     "--html",
@@ -57,6 +64,7 @@ def score(
     top: int,
     patterns: tuple[str, ...],
     units: int,
+    named_units: tuple[str, ...],
     as_json: bool,
     html_out: Path | None,
     encoding: str,
@@ -86,7 +94,7 @@ def score(
               + " ".join(repr(c) for c in sorted(unknown)[:20]))  # fmt: skip
     if len(kept) < 2:
         raise CharRNNError("the text needs at least 2 characters the model knows to be scored")
-    report = Report.of(model, kept, top, patterns, units)
+    report = Report.of(model, kept, top, patterns, units, named_units)
     if html_out is not None:
         try:
             html_out.write_text(report.page(checkpoint), encoding="utf-8")
@@ -109,16 +117,17 @@ def _warn(line: str) -> None:
 class Report:
     """A scored text, the surprising spans, and the units ranked for each pattern."""
 
-    def __init__(self, text: str, scores: list[CharScore], rankings: dict, acts: Activations | None):
+    def __init__(self, text: str, scores: list[CharScore], rankings: dict, acts: Activations | None, named=()):
         self.text, self.scores, self.rankings, self.acts = text, scores, rankings, acts
+        self.named = list(named)  # units asked for by name (--unit), carried by the page first
         self.nats = -sum(s.logprob for s in scores) / len(scores)
         self.spans = surprising_spans([s.logprob for s in scores])
 
     @classmethod
-    def of(cls, model: CharModel, text: str, top: int, patterns: tuple[str, ...], units: int) -> Report:
+    def of(cls, model: CharModel, text: str, top: int, patterns: tuple[str, ...], units: int, named=()) -> Report:
         scores = model.score(text, top)
         rankings, acts = {}, None
-        if patterns:
+        if patterns or named:
             acts = model.activations(text)
             for pattern in patterns:
                 try:
@@ -128,7 +137,11 @@ class Report:
                 r = correlations(acts, prop)
                 order = sorted(range(len(r)), key=lambda j: -abs(r[j]))[:units]
                 rankings[pattern] = [(acts.names[j], float(r[j])) for j in order]
-        return cls(text, scores, rankings, acts)
+        for name in named:
+            if name not in acts.names:
+                shown = f"{acts.names[0]} to {acts.names[-1]}"
+                raise CharRNNError(f"--unit: this model has no unit {name!r}: its units are named {shown}")
+        return cls(text, scores, rankings, acts, named)
 
     def summary(self) -> str:
         return (
@@ -187,8 +200,8 @@ class Report:
                 f'<span class="c" data-i="{i}" data-logprob="{s.logprob:.6f}" title="{html.escape(tip)}">'
                 f"{html.escape(s.char)}</span>"
             )
-        chosen = [name for ranked in self.rankings.values() for name, _ in ranked]
-        chosen = list(dict.fromkeys(chosen))[:PAGE_UNITS]
+        ranked_names = [name for ranked in self.rankings.values() for name, _ in ranked]
+        chosen = list(dict.fromkeys(self.named + ranked_names[:PAGE_UNITS]))
         unit_data = {
             name: {"r": {p: r for p, ranked in self.rankings.items() for n, r in ranked if n == name},
                    "values": [round(float(v), 3) for v in self.acts.unit(name)]}

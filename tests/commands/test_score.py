@@ -80,6 +80,11 @@ def test_characters_the_model_never_saw_are_left_out_and_named(tiny_run, tmp_pat
     assert result.exit_code == 0 and "left out 1 characters the model has never seen: '\u00e9'" in result.output
     bad = invoke("score", tiny_run.best, odd, "--find", "([")
     assert bad.exit_code == 1 and "--find: '([' is not a regular expression" in bad.output
+    no_unit = invoke("score", tiny_run.best, odd, "--unit", "c9:0")
+    assert (
+        no_unit.exit_code == 1
+        and "--unit: this model has no unit 'c9:0': its units are named h1:0 to c2:31" in no_unit.output
+    )
 
 
 def test_surprising_spans_are_the_largest_sums_and_do_not_overlap():
@@ -131,7 +136,9 @@ def test_the_page_has_one_element_per_character_with_its_probability(tiny_run, s
     from tests.browser import OFFLINE_ARGS, NoBrowser, chromium
 
     page_file = tmp_path / "score.html"
-    result = invoke("score", tiny_run.best, sample, "--html", page_file, "--find", "line-position", "--json")
+    result = invoke(
+        "score", tiny_run.best, sample, "--html", page_file, "--find", "line-position", "--unit", "h1:3", "--json"
+    )
     report = json_line(result.output)
     with sync_playwright() as playwright:
         try:
@@ -155,10 +162,10 @@ def test_the_page_has_one_element_per_character_with_its_probability(tiny_run, s
                 f"p = {math.exp(scored['logprob']):.4f}" in title
                 and f"{best['char']!r} {math.exp(best['logprob']):.3f}" in title
             )
-        unit = report["units"]["line-position"][0]["unit"]
-        page.select_option("#colour-by", unit)
-        values = page.eval_on_selector_all("#text .c", "spans => spans.map(s => Number(s.dataset.unit))")
-        expected = charrnn.load(tiny_run.best, "cpu").activations(sample.read_text(encoding="utf-8")).unit(unit)
-        assert values == pytest.approx(expected.tolist(), abs=2e-3)
+        acts = charrnn.load(tiny_run.best, "cpu").activations(sample.read_text(encoding="utf-8"))
+        for unit in (report["units"]["line-position"][0]["unit"], "h1:3"):  # the best-ranked, and one named
+            page.select_option("#colour-by", unit)
+            values = page.eval_on_selector_all("#text .c", "spans => spans.map(s => Number(s.dataset.unit))")
+            assert values == pytest.approx(acts.unit(unit).tolist(), abs=2e-3)
         browser.close()
     assert requests == [page_file.as_uri()]  # nothing fetched from anywhere else
