@@ -10,10 +10,12 @@ machine that cannot run a browser cannot pass the suite.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 ENV = "CHARRNN_CHROMIUM"
@@ -67,3 +69,22 @@ def chromium(playwright) -> Path:
     if done.returncode != 0 or found is None:
         raise NoBrowser(f"{HOW_TO_INSTALL} (Playwright's installer could not download its browser)")
     return found
+
+
+@contextlib.contextmanager
+def offline_chromium() -> Iterator:
+    """A headless Chromium (Playwright's Browser) that reaches for no network; the test fails with
+    one line saying what to install when there is none."""
+    import pytest
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        try:
+            executable = chromium(playwright)
+        except NoBrowser as exc:
+            pytest.fail(str(exc), pytrace=False)
+        browser = playwright.chromium.launch(executable_path=executable, args=OFFLINE_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

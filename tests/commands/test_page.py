@@ -13,9 +13,9 @@ import time
 
 import httpx
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from tests.browser import OFFLINE_ARGS, NoBrowser, chromium
+from tests.browser import offline_chromium
 from tests.conftest import running_server
 
 pytestmark = pytest.mark.slow  # a server and a browser
@@ -33,14 +33,8 @@ def server(tiny_run):
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_playwright() as playwright:
-        try:
-            executable = chromium(playwright)
-        except NoBrowser as exc:
-            pytest.fail(str(exc), pytrace=False)
-        browser = playwright.chromium.launch(executable_path=executable, args=OFFLINE_ARGS)
+    with offline_chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture

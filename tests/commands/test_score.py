@@ -131,21 +131,14 @@ def test_a_planted_feature_is_found_in_the_trained_model_and_not_in_a_random_one
 
 @pytest.mark.slow  # starts Chromium
 def test_the_page_has_one_element_per_character_with_its_probability(tiny_run, sample, tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    from tests.browser import OFFLINE_ARGS, NoBrowser, chromium
+    from tests.browser import offline_chromium
 
     page_file = tmp_path / "score.html"
     result = invoke(
         "score", tiny_run.best, sample, "--html", page_file, "--find", "line-position", "--unit", "h1:3", "--json"
     )
     report = json_line(result.output)
-    with sync_playwright() as playwright:
-        try:
-            executable = chromium(playwright)
-        except NoBrowser as exc:
-            pytest.fail(str(exc), pytrace=False)
-        browser = playwright.chromium.launch(executable_path=executable, args=OFFLINE_ARGS)
+    with offline_chromium() as browser:
         page = browser.new_page()
         requests = []
         page.on("request", lambda request: requests.append(request.url))
@@ -167,5 +160,4 @@ def test_the_page_has_one_element_per_character_with_its_probability(tiny_run, s
             page.select_option("#colour-by", unit)
             values = page.eval_on_selector_all("#text .c", "spans => spans.map(s => Number(s.dataset.unit))")
             assert values == pytest.approx(acts.unit(unit).tolist(), abs=2e-3)
-        browser.close()
     assert requests == [page_file.as_uri()]  # nothing fetched from anywhere else
