@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from charrnn.api import CharModel
-from charrnn.commands.serving.requests import ChatFormat, Completion, Limits
+from charrnn.commands.serving.requests import CHAT_FORMATS, ChatFormat, Completion, Limits
 from charrnn.generation.engine import Engine, Events, Stream
 from charrnn.sampling import OPTIONS as SAMPLING_OPTIONS
 
@@ -38,7 +38,7 @@ class Deployment:
     log_prompts: bool = False  # access log lines carry the prompt and the text
     access_log: bool = True
     metrics: bool = False
-    chat: ChatFormat | None = None
+    chat: ChatFormat = CHAT_FORMATS["play"]  # how /v1/chat/completions writes messages into a prime
 
 
 class Busy(Exception):
@@ -172,7 +172,7 @@ class Server:
                 "step": checkpoint.progress.step,
                 "max_tokens": self.limits.max_tokens,
                 "max_n": self.limits.max_n,
-                "chat_format": self.deployment.chat.name if self.deployment.chat else None,
+                "chat_format": self.deployment.chat.name,
                 "sampling": [
                     {
                         "name": opt.name,
