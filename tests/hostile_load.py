@@ -59,11 +59,9 @@ class Report:
 
 
 def rss_mb(pid: int) -> float:
+    """A process's resident memory (Linux)."""
     with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
 
 
 def request_bytes(host: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:

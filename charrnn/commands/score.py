@@ -22,7 +22,7 @@ from charrnn.config import Placement, TrainConfig
 from charrnn.core.corpus import DOCUMENT_SEPARATOR, TextFormat, read_joined
 from charrnn.errors import CharRNNError
 from charrnn.generation.decoder import MAX_LOGPROBS, CharScore
-from charrnn.generation.inside import BUILT_IN, Activations, correlations, surprising_spans, text_property
+from charrnn.generation.inside import BUILT_IN, Activations, rank_units, surprising_spans, text_property
 
 PAGE_UNITS = 20  # units a page carries (values of every character each), the best-ranked first
 
@@ -134,9 +134,7 @@ class Report:
                     prop = text_property(text, pattern)
                 except ValueError as exc:
                     raise CharRNNError(f"--find: {exc}") from None
-                r = correlations(acts, prop)
-                order = sorted(range(len(r)), key=lambda j: -abs(r[j]))[:units]
-                rankings[pattern] = [(acts.names[j], float(r[j])) for j in order]
+                rankings[pattern] = rank_units(acts, prop, units)
         for name in named:
             if name not in acts.names:
                 shown = f"{acts.names[0]} to {acts.names[-1]}"

@@ -145,7 +145,9 @@ def training_text(documents: list[Document], separator: str, text_format: TextFo
             texts.append(text_format.read(shipped[document.path]))
             continue
         if not document.sha256:
-            raise NotChecked("the run did not record its text's hashes (charrnn 0.2): it cannot be checked")
+            raise NotChecked(
+                "the model's record holds no hashes of its training text (an export, or a run of charrnn 0.2)"
+            )
         path = Path(document.path)
         if not path.is_file():
             raise NotChecked(f"the training text {document.path} is gone")

@@ -5,6 +5,7 @@ sockets); the hostile load is tests/hostile_load.py at a smaller size than the b
 """
 
 import json
+import os
 import time
 
 import httpx
@@ -73,8 +74,6 @@ def test_a_key_file_without_keys_is_one_clear_line(tiny_run, tmp_path):
 def test_health_says_503_while_the_compiled_step_is_built_then_200(tiny_run, tmp_path):
     port = free_port()
     env = {"CHARRNN_CACHE": str(tmp_path / "cache")}  # an empty cache: the step is built now, for seconds
-    import os
-
     process = start_cli(
         "serve", tiny_run.best, "--port", port, "--host", "0.0.0.0", "--device", "cpu", "--compile", "on",
         env={**os.environ, **env},

@@ -15,6 +15,7 @@ import pytest
 
 import charrnn
 from tests.conftest import running_server
+from tests.hostile_load import rss_mb
 
 pytestmark = pytest.mark.slow  # every test talks to a `charrnn serve` process
 
@@ -185,11 +186,6 @@ def test_a_client_that_goes_away_mid_stream_frees_its_stream(server):
     assert httpx.get(f"{url}/stats").json()["active_streams"] == 0
 
 
-def resident_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
-
-
 def test_32_streaming_clients_at_once_all_finish_and_memory_stays_bounded(server):
     url, process, run = server
     vocab = set(charrnn.load(run.best, "cpu").vocab.chars)
@@ -214,10 +210,10 @@ def test_32_streaming_clients_at_once_all_finish_and_memory_stays_bounded(server
         async with httpx.AsyncClient(timeout=120) as http:
             return await asyncio.wait_for(asyncio.gather(*(client(http, i) for i in range(32))), timeout=180)
 
-    before = resident_mb(process.pid)
+    before = rss_mb(process.pid)
     results = asyncio.run(load())
     assert all(len(text) == 100 and set(text) <= vocab for texts in results for text in texts)
-    assert resident_mb(process.pid) < before + 150  # 64 requests later, no memory kept per request
+    assert rss_mb(process.pid) < before + 150  # 64 requests later, no memory kept per request
     assert httpx.get(f"{url}/stats").json()["active_streams"] == 0
 
 

@@ -96,29 +96,30 @@ class Collected:
     def running(self) -> bool:
         return None in self.reasons
 
-    def add(self, item: tuple) -> bool:
-        """One queued piece; False if its choice had already ended (a late duplicate end)."""
+    def add(self, item: tuple) -> list[Scored] | None:
+        """One queued piece: its scores (empty when none were asked for), or None if its choice
+        had already ended (a later end of the same choice, from ``Server.end``)."""
         index, text, reason, scores = item
         if self.reasons[index] is not None:
-            return False
+            return None
         self.texts[index] += text
-        if self.wants_scores:
-            self.scores[index] += scored(scores)
+        new = scored(scores) if self.wants_scores else []
+        self.scores[index] += new
         self.reasons[index] = reason
-        return True
+        return new
 
 
-async def next_items(server: Server, job: Job, collected: Collected, request: Request | None) -> list:
+async def next_items(server: Server, job: Job, request: Request | None) -> list:
     """What the job's queue holds, waiting for at least one item. Past the request's deadline the
-    job is ended, and its unfinished choices end with "timeout". A whole answer's client is
-    checked every second: if it has left, ``ConnectionError``."""
+    job is ended (``Server.end`` queues an end for every choice: those unfinished end with
+    "timeout"). A whole answer's client is checked every second: if it has left, ``ConnectionError``."""
     deadline = job.started + server.deployment.request_timeout
     items = []
     while not items and job.queue.empty():
         left = deadline - time.perf_counter()
         if left <= 0:
-            server.end(job, "timeout")
-            return [(i, "", "timeout", ()) for i, reason in enumerate(collected.reasons) if reason is None]
+            server.end(job, "timeout")  # a job ended before has its ends queued already
+            continue
         try:
             items.append(await asyncio.wait_for(job.queue.get(), timeout=min(left, 1.0)))
         except TimeoutError:
@@ -146,7 +147,7 @@ async def whole(server: Server, request: Request, job: Job, collected: Collected
     """Wait for every choice to end (or the deadline), then answer at once."""
     try:
         while collected.running:
-            for item in await next_items(server, job, collected, request):
+            for item in await next_items(server, job, request):
                 collected.add(item)
     except ConnectionError:
         return Response(status_code=499)
@@ -192,12 +193,13 @@ async def _events(server: Server, request: Request, job: Job, collected: Collect
             yield b"".join(chunk(i, collected.texts[i], None, collected.scores[i]) for i in range(collected.count))
         while collected.running:
             pieces: dict[int, list] = {}
-            for item in await next_items(server, job, collected, None):
-                index, text, reason, scores = item
-                if collected.add(item):
-                    texts, scored_so_far, _ = pieces.setdefault(index, [[], [], None])
+            for item in await next_items(server, job, None):
+                new = collected.add(item)
+                if new is not None:
+                    index, text, reason, _ = item
+                    texts, scores_so_far, _ = pieces.setdefault(index, [[], [], None])
                     texts.append(text)
-                    scored_so_far += scored(scores) if wants else []
+                    scores_so_far += new
                     pieces[index][2] = reason
             yield b"".join(chunk(i, "".join(texts), reason, s) for i, (texts, s, reason) in pieces.items())
             if collected.running:

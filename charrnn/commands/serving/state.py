@@ -125,16 +125,17 @@ class Server:
         return job
 
     def end(self, job: Job, reason: str) -> None:
-        """End a job's unfinished streams now ("stalled" or "timeout"): each gets that finish reason."""
+        """End a job now ("stalled" or "timeout"): every choice gets an end with that reason. A
+        choice whose own end is already queued keeps it (the reader takes the first end of each);
+        one whose end was still on its way from the engine, no longer routed, takes this one."""
         if job.ended is not None:
             return
         job.ended = reason
         self.counts["stalled" if reason == "stalled" else "timed_out"] += 1
         for index, stream in enumerate(job.streams):
-            if stream.finish_reason is None and not stream.cancelled:
-                stream.cancelled = True
-                job.queue.put_nowait((index, "", reason, ()))
+            stream.cancelled = True  # a no-op for those that ended
             self.routes.pop(stream, None)
+            job.queue.put_nowait((index, "", reason, ()))
 
     def finish(self, job: Job) -> None:
         """The request is answered (or its client left): free whatever rows it still holds."""
