@@ -121,6 +121,38 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
+def serve_process(
+    checkpoint: Path | None, *options, env: dict[str, str] | None = None, port: int | None = None
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`charrnn serve CHECKPOINT OPTIONS` started on a free port (not yet ready); its URL and process.
+    Its output goes to a file (a pipe nobody reads would fill with access log lines and stop the
+    server); once stopped (SIGTERM, as a service manager does), ``process.log`` holds it. A server
+    that has not exited 30 s after SIGTERM fails the test, with its output."""
+    import tempfile
+
+    port = port or free_port()
+    log = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 (closed below)
+    arguments = ["serve"] + ([checkpoint] if checkpoint is not None else [])
+    process = start_cli(*arguments, "--port", port, *options, stdout=log, stderr=subprocess.STDOUT,
+                        env={**os.environ, **(env or {})})  # fmt: skip
+    try:
+        yield f"http://127.0.0.1:{port}", process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            log.seek(0)
+            pytest.fail(f"charrnn serve was still running 30 s after SIGTERM; its output:\n{log.read()}")
+        finally:
+            log.seek(0)
+            process.log = log.read()
+            log.close()
+
+
+@contextlib.contextmanager
 def running_server(
     checkpoint: Path | None,
     *options,
@@ -128,43 +160,21 @@ def running_server(
     env: dict[str, str] | None = None,
     port: int | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`charrnn serve CHECKPOINT OPTIONS` on a free port, once its /health says ready (within
-    ``patience`` seconds: a server that builds a compiled step first needs minutes); its URL and
-    process. Its output goes to a file (a pipe nobody reads would fill with access log lines and
-    stop the server); once it has stopped, ``process.log`` holds it."""
-    import tempfile
-
+    """``serve_process``, once its /health says ready (within ``patience`` seconds: a server that
+    builds a compiled step first needs minutes)."""
     import httpx
 
-    port = port or free_port()
-    log = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 (closed by ``stop``)
-    arguments = ["serve"] + ([checkpoint] if checkpoint is not None else [])
-    process = start_cli(*arguments, "--port", port, *options, stdout=log, stderr=subprocess.STDOUT,
-                        env={**os.environ, **(env or {})})  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + patience
-
-    def stop() -> None:
-        process.terminate()
-        process.wait(timeout=30)
-        log.seek(0)
-        process.log = log.read()
-        log.close()
-
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-            raise httpx.TransportError("loading")
-        except httpx.TransportError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                stop()
-                pytest.fail(f"charrnn serve did not answer within {patience:g} s:\n{process.log}")
+    with serve_process(checkpoint, *options, env=env, port=port) as (url, process):
+        deadline = time.monotonic() + patience
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    yield url, process
+                    return
+            except httpx.TransportError:
+                pass
             time.sleep(0.2)
-    try:
-        yield url, process
-    finally:
-        stop()
+    pytest.fail(f"charrnn serve did not answer within {patience:g} s:\n{process.log}")
 
 
 # Options of a tiny, fast model for the CLI.

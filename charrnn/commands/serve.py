@@ -22,6 +22,7 @@ from charrnn.commands.serving.requests import CHAT_FORMATS, Limits
 from charrnn.config import Acceleration, Placement
 from charrnn.errors import CharRNNError
 
+STOP_SECONDS = 15  # a stopped server that is still exiting this long after the signal exits at once
 MISSING = 'charrnn serve needs the serve extra (Starlette, uvicorn, prometheus-client): pip install "charrnn[serve]"'
 
 
@@ -171,6 +172,7 @@ def serve(
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+        _exit_within(STOP_SECONDS)
         http.should_exit = True
         listener.join(timeout=10)
 
@@ -199,6 +201,21 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
+
+
+def _exit_within(seconds: float) -> None:
+    """Bound the rest of the exit. Stopped while the compiled step is being built, the interpreter
+    would otherwise wait at exit for the compiler's workers to finish their current job (the
+    half-built cache file is discarded either way); connections still open get uvicorn's 5 s."""
+
+    def now() -> None:
+        sys.stderr.write(f"charrnn serve: still stopping after {seconds:g} s: exiting now\n")
+        sys.stderr.flush()
+        os._exit(0)
+
+    timer = threading.Timer(seconds, now)
+    timer.daemon = True
+    timer.start()
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port, running_server, start_cli
+from tests.conftest import free_port, running_server, serve_process
 from tests.hostile_load import PROMPT
 
 pytestmark = pytest.mark.slow  # servers, a proxy, and a compiled step being built
@@ -104,12 +104,10 @@ def test_two_servers_behind_the_documented_proxy(kind, tiny_run, tmp_path):
 
         # Restarted with an empty compile cache: it loads (503) for seconds while the proxy keeps going.
         env = {**os.environ, "CHARRNN_CACHE": str(tmp_path / "cache")}
-        restarted = start_cli("serve", tiny_run.best, "--port", port_a, "--device", "cpu", "--compile", "on",
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)  # fmt: skip
-        stack.callback(restarted.wait, 30)
-        stack.callback(restarted.terminate)
+        restarted = serve_process(tiny_run.best, "--device", "cpu", "--compile", "on", env=env, port=port_a)
+        _, process_a = stack.enter_context(restarted)
         while health(url_a) != 503:
-            assert restarted.poll() is None
+            assert process_a.poll() is None, process_a.args
             time.sleep(0.05)
         during = []
         while health(url_a) == 503 and len(during) < 20:
