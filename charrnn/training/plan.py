@@ -13,7 +13,8 @@ STEPS_PER_UNIT optimizer steps per hidden unit in the budget, as long as the tex
 a time budget, where the characters seen are the measured speed times the time, at most
 MAX_PASSES over the text; under a step or pass budget, the shape that the time the default shape
 needs for those steps would give. Dropout and weight drop follow the number of passes
-(``scaling.REGULARISATION``). Every option the user gives wins over its part of the plan.
+(``scaling.REGULARISATION``), the learning rate the number of steps (``LEARNING_RATES``).
+Every option the user gives wins over its part of the plan.
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ from dataclasses import dataclass
 
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.core.corpus import Scan
-from charrnn.training.scaling import ENOUGH_PASSES, PARAMS_PER_CHAR, STEPS_PER_UNIT, recurrent_parameters
+from charrnn.training.scaling import (
+    ENOUGH_PASSES,
+    LEARNING_RATES,
+    PARAMS_PER_CHAR,
+    STEPS_PER_UNIT,
+    recurrent_parameters,
+)
 from charrnn.training.speeds import BUSY_CORES, Shape
 
 CANDIDATES = tuple(Shape(2, hidden) for hidden in (128, 256, 384, 512, 768, 1024))
@@ -36,7 +43,7 @@ MIN_EVAL_EVERY = 400
 # Passes over a text past which a regularised model learns nothing more (docs/results.md: on 100 KB,
 # 2 x 256 with dropout and weight drop 0.45 had its best at pass 115 of 126; none went further).
 MAX_PASSES = 120
-PLANNED_FIELDS = ("num_layers", "hidden_size", "dropout", "weight_drop", "head", "eval_every", "max_steps")
+PLANNED_FIELDS = ("num_layers", "hidden_size", "dropout", "weight_drop", "lr", "head", "eval_every", "max_steps")
 
 
 @dataclass(frozen=True)
@@ -125,6 +132,7 @@ class Plan:
     parameters: int
     dropout: float
     weight_drop: float
+    lr: float
     head: str
     eval_every: int
     max_steps: int | None  # the plan's own step limit: no budget given, or a text used up early
@@ -151,6 +159,7 @@ class Plan:
             "hidden_size": self.shape.hidden_size,
             "dropout": self.dropout,
             "weight_drop": self.weight_drop,
+            "lr": self.lr,
             "head": self.head,
             "eval_every": self.eval_every,
             "max_steps": self.max_steps,
@@ -168,6 +177,7 @@ class Plan:
     def line(self) -> str:
         """The one line a run starts with."""
         regularised = f"dropout {self.dropout:g}" + (f", weight drop {self.weight_drop:g}" if self.weight_drop else "")
+        regularised += f", lr {self.lr:g}"
         head = ", adaptive head" if self.head == "adaptive" else ""
         over = f"~{self.passes:,.1f} passes over {_count(self.text.train_chars)} characters"
         speed = f"at ~{self.chars_per_second:,.0f} chars/s measured"
@@ -205,6 +215,11 @@ class Plan:
         lines.append(
             f"regularisation: {self.passes:,.1f} passes -> dropout {self.dropout:g}{given['dropout']}, weight drop "
             f"{self.weight_drop:g}{given['weight_drop']} (more passes over the same text need more of both)"
+        )
+        (short, fast), (_, slow) = LEARNING_RATES
+        lines.append(
+            f"learning rate: {self.lr:g}{given['lr']} ({self.steps:,} steps: a run of under {short:,} steps "
+            f"learns faster at {fast:g}, a longer one at {slow:g})"
         )
         lines.append(
             f"head: {self.head}{given['head']} ({self.text.alphabet:,} characters; the adaptive head from "

@@ -35,6 +35,7 @@ from charrnn.training.scaling import (
     PARAMS_PER_CHAR,
     STEPS_PER_UNIT,
     count_parameters_of,
+    learning_rate,
     recurrent_parameters,
     regularisation,
 )
@@ -84,6 +85,7 @@ def make_plan(
         parameters=count_parameters_of(chosen.shape, model_config.cell, head, text.alphabet),
         dropout=model_config.dropout if "dropout" in given else dropout,
         weight_drop=model_config.weight_drop if "weight_drop" in given else weight_drop,
+        lr=train_config.lr if "lr" in given else learning_rate(steps),
         head=head,
         eval_every=min(eval_every, max(1, -(-steps // 2))) if "eval_every" not in given else eval_every,
         max_steps=None,
@@ -200,12 +202,13 @@ def plan_run(
             model_config.hidden_size,
             model_config.dropout,
             model_config.weight_drop,
+            train_config.lr,
             float(model_config.head == "adaptive"),
             train_config.eval_every,
             train_config.max_steps or 0,
         ]
         agreed = dist.sum([value if dist.is_main else 0.0 for value in mine], device)
-        layers, hidden, dropout, weight_drop, adaptive, eval_every, max_steps = agreed
+        layers, hidden, dropout, weight_drop, lr, adaptive, eval_every, max_steps = agreed
         model_config = dataclasses.replace(
             model_config,
             num_layers=int(layers),
@@ -214,5 +217,7 @@ def plan_run(
             weight_drop=weight_drop,
             head="adaptive" if adaptive else "full",
         )
-        train_config = dataclasses.replace(train_config, eval_every=int(eval_every), max_steps=int(max_steps) or None)
+        train_config = dataclasses.replace(
+            train_config, lr=lr, eval_every=int(eval_every), max_steps=int(max_steps) or None
+        )
     return model_config, train_config, plan

@@ -34,6 +34,18 @@ PARAMS_PER_CHAR = 10.0  # recurrent parameters per training character, at most
 # improving to pass 115, 0.015 lower.
 REGULARISATION = ((12, 0.2, 0.0), (40, 0.25, 0.3), (80, 0.3, 0.3), (math.inf, 0.45, 0.45))
 
+# The learning rate by the run's length in steps, from the step-driven runs of docs/results.md
+# ("The plan"): a short run learns much faster at twice the long runs' rate (at 2,130 steps of
+# 2 x 256, 6e-3 against 3e-3: 1.5295 against 1.6167 on Shakespeare, 1.4530 against 1.6601 on War
+# and Peace); the gain shrinks as runs lengthen (at 5,000 steps 8e-3 was 0.026 better, at 7,600
+# it gave nothing), and 8e-3 once stalled a longer run, so the long rate stays the tested 3e-3.
+LEARNING_RATES = ((5000, 6e-3), (math.inf, 3e-3))
+
+
+def learning_rate(steps: float) -> float:
+    """Adam's peak learning rate for a run of ``steps`` optimizer steps."""
+    return next(lr for below, lr in LEARNING_RATES if steps < below)
+
 
 def recurrent_parameters(shape: Shape) -> int:
     """N of the fit: the LSTM's hidden-to-hidden and between-layer weights and biases; the

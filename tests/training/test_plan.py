@@ -11,7 +11,7 @@ from charrnn.config import ModelConfig, TrainConfig
 from charrnn.formats.checkpoint import Checkpoint
 from charrnn.training.plan import ADAPTIVE_FROM, MAX_PASSES, Budget, TextFacts
 from charrnn.training.planner import make_plan
-from charrnn.training.scaling import REGULARISATION, STEPS_PER_UNIT, regularisation
+from charrnn.training.scaling import LEARNING_RATES, REGULARISATION, STEPS_PER_UNIT, learning_rate, regularisation
 from charrnn.training.speeds import Shape, SpeedBook, Workload
 from tests.conftest import PINNED_THREADS, invoke
 
@@ -71,12 +71,23 @@ def test_more_passes_over_a_text_get_more_regularisation():
     assert regularisation(1) < regularisation(20) < regularisation(100)
 
 
+def test_a_short_run_gets_the_faster_learning_rate_and_a_long_one_the_tested_default():
+    short, long = plan_for(time_limit=3), plan_for(time_limit=60)
+    assert short.steps < LEARNING_RATES[0][0] <= long.steps
+    assert short.lr == LEARNING_RATES[0][1] > long.lr == TrainConfig().lr
+    assert learning_rate(100) >= learning_rate(4_000) >= learning_rate(10_000)
+    _, train = short.apply(ModelConfig(), TrainConfig())
+    assert train.lr == short.lr and f"lr {short.lr:g}" in short.line()
+    assert "learning rate: 0.006 (" in "\n".join(short.reasons())
+
+
 def test_what_the_user_gives_wins_over_the_plan():
-    plan = plan_for(time_limit=30, hidden_size=96, dropout=0.05, head="adaptive", eval_every=7)
+    plan = plan_for(time_limit=3, hidden_size=96, dropout=0.05, head="adaptive", eval_every=7, lr=1e-3)
     model, train = plan.apply(ModelConfig(hidden_size=96, dropout=0.05, head="adaptive"), TrainConfig(eval_every=7))
     assert plan.shape == Shape(2, 96) and model.hidden_size == 96 and model.num_layers == 2
     assert model.dropout == 0.05 and model.head == "adaptive" and train.eval_every == 7
-    assert set(plan.kept) >= {"hidden_size", "dropout", "head", "eval_every"}
+    assert plan.lr == 1e-3 and "learning rate: 0.001 (given)" in "\n".join(plan.reasons())
+    assert set(plan.kept) >= {"hidden_size", "dropout", "head", "eval_every", "lr"}
     layers_given = plan_for(time_limit=30, num_layers=3)
     assert layers_given.shape.num_layers == 3
 
