@@ -191,7 +191,15 @@ class TrainConfig:
         choices=("strict", "replace"),
     )
     # --- optimisation and schedule: may change on resume ---------------------------------------
-    lr: float = option(3e-3, "Adam learning rate (the peak, after warm-up).", TRAIN, low=0, high=1, low_open=True)
+    lr: float = option(
+        3e-3,
+        "Adam learning rate (the peak, after warm-up).",
+        TRAIN,
+        low=0,
+        high=1,
+        low_open=True,
+        show_default=f"{PLANNED}; 3e-3 otherwise",
+    )
     grad_clip: float = option(5.0, "Clip the global gradient norm to this; 0 turns clipping off.", TRAIN, low=0)
     max_steps: int | None = option(
         None, "Stop at this step, counted from the run's start (across resumes).", TRAIN, low=1, show_default="none"

@@ -13,7 +13,7 @@ STEPS_PER_UNIT optimizer steps per hidden unit in the budget, as long as the tex
 a time budget, where the characters seen are the measured speed times the time, at most
 MAX_PASSES over the text; under a step or pass budget, the shape that the time the default shape
 needs for those steps would give. Dropout and weight drop follow the number of passes
-(``scaling.REGULARISATION``), the learning rate the number of steps (``LEARNING_RATES``).
+(``scaling.REGULARISATION``), the learning rate the number of steps (``scaling.learning_rate``).
 Every option the user gives wins over its part of the plan.
 """
 
@@ -27,8 +27,10 @@ from charrnn.config import ModelConfig, TrainConfig
 from charrnn.core.corpus import Scan
 from charrnn.training.scaling import (
     ENOUGH_PASSES,
-    LEARNING_RATES,
+    LONG_RATE,
     PARAMS_PER_CHAR,
+    SHORT_RATE,
+    SHORT_RUN_STEPS,
     STEPS_PER_UNIT,
     recurrent_parameters,
 )
@@ -216,10 +218,10 @@ class Plan:
             f"regularisation: {self.passes:,.1f} passes -> dropout {self.dropout:g}{given['dropout']}, weight drop "
             f"{self.weight_drop:g}{given['weight_drop']} (more passes over the same text need more of both)"
         )
-        (short, fast), (_, slow) = LEARNING_RATES
         lines.append(
-            f"learning rate: {self.lr:g}{given['lr']} ({self.steps:,} steps: a run of under {short:,} steps "
-            f"learns faster at {fast:g}, a longer one at {slow:g})"
+            f"learning rate: {self.lr:g}{given['lr']} ({self.steps:,} steps of {self.shape}: a run of under "
+            f"{SHORT_RUN_STEPS:,} steps learns faster at up to {SHORT_RATE:g}, less for a wider model; a longer "
+            f"one at {LONG_RATE:g})"
         )
         lines.append(
             f"head: {self.head}{given['head']} ({self.text.alphabet:,} characters; the adaptive head from "

@@ -85,7 +85,7 @@ def make_plan(
         parameters=count_parameters_of(chosen.shape, model_config.cell, head, text.alphabet),
         dropout=model_config.dropout if "dropout" in given else dropout,
         weight_drop=model_config.weight_drop if "weight_drop" in given else weight_drop,
-        lr=train_config.lr if "lr" in given else learning_rate(steps),
+        lr=train_config.lr if "lr" in given else learning_rate(steps, chosen.shape.hidden_size),
         head=head,
         eval_every=min(eval_every, max(1, -(-steps // 2))) if "eval_every" not in given else eval_every,
         max_steps=None,

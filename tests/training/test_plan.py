@@ -11,7 +11,16 @@ from charrnn.config import ModelConfig, TrainConfig
 from charrnn.formats.checkpoint import Checkpoint
 from charrnn.training.plan import ADAPTIVE_FROM, MAX_PASSES, Budget, TextFacts
 from charrnn.training.planner import make_plan
-from charrnn.training.scaling import LEARNING_RATES, REGULARISATION, STEPS_PER_UNIT, learning_rate, regularisation
+from charrnn.training.scaling import (
+    LONG_RATE,
+    REGULARISATION,
+    SHORT_RATE,
+    SHORT_RATE_WIDTH,
+    SHORT_RUN_STEPS,
+    STEPS_PER_UNIT,
+    learning_rate,
+    regularisation,
+)
 from charrnn.training.speeds import Shape, SpeedBook, Workload
 from tests.conftest import PINNED_THREADS, invoke
 
@@ -71,14 +80,18 @@ def test_more_passes_over_a_text_get_more_regularisation():
     assert regularisation(1) < regularisation(20) < regularisation(100)
 
 
-def test_a_short_run_gets_the_faster_learning_rate_and_a_long_one_the_tested_default():
+def test_a_short_run_gets_a_faster_learning_rate_a_wide_one_less_and_a_long_one_the_tested_default():
     short, long = plan_for(time_limit=3), plan_for(time_limit=60)
-    assert short.steps < LEARNING_RATES[0][0] <= long.steps
-    assert short.lr == LEARNING_RATES[0][1] > long.lr == TrainConfig().lr
-    assert learning_rate(100) >= learning_rate(4_000) >= learning_rate(10_000)
+    assert short.steps < SHORT_RUN_STEPS <= long.steps and short.shape.hidden_size <= SHORT_RATE_WIDTH
+    assert short.lr == SHORT_RATE > long.lr == LONG_RATE == TrainConfig().lr
+    rates = [learning_rate(2_000, hidden) for hidden in (128, 256, 384, 512, 1024)]
+    assert rates == sorted(rates, reverse=True) and rates[0] == SHORT_RATE and rates[-1] == LONG_RATE
+    assert learning_rate(100, 256) == learning_rate(4_999, 256) > learning_rate(5_000, 256)
+    wide = plan_for(time_limit=3, hidden_size=384)
+    assert LONG_RATE < wide.lr < SHORT_RATE
     _, train = short.apply(ModelConfig(), TrainConfig())
     assert train.lr == short.lr and f"lr {short.lr:g}" in short.line()
-    assert "learning rate: 0.006 (" in "\n".join(short.reasons())
+    assert f"learning rate: {SHORT_RATE:g} (" in "\n".join(short.reasons())
 
 
 def test_what_the_user_gives_wins_over_the_plan():
