@@ -68,7 +68,7 @@ def main() -> None:
 def _cell(plan) -> str:
     regularised = f"{plan.dropout:g}" + (f" / {plan.weight_drop:g}" if plan.weight_drop else "")
     head = ", adaptive" if plan.head == "adaptive" else ""
-    return f"{plan.shape}, {regularised}{head}: {plan.steps:,} steps, {plan.passes:,.1f} passes"
+    return f"{plan.shape}, {regularised}, lr {plan.lr:g}{head}: {plan.steps:,} steps, {plan.passes:,.1f} passes"
 
 
 if __name__ == "__main__":
