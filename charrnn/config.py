@@ -31,6 +31,7 @@ MAX_SAMPLES = 10_000  # samples one generate draws as a batch (each a row of eve
 PLAN_MODES = ("auto", "off")
 PLANNED = "planned by train"  # how the default of an option the plan chooses reads (then: "; 256 otherwise")
 PLAN_256 = f"{PLANNED}; 256 otherwise"
+PLAN_3E3 = f"{PLANNED}; 3e-3 otherwise"
 NEWLINES = ("normalize", "keep")  # charrnn.core.data.NEWLINES (tests check they agree)
 # An unplanned run (--plan off) given neither --max-epochs nor --time-limit stops after this many
 # passes, as charrnn 0.5 did; a planned one given no budget gets steps from its plan.
@@ -192,13 +193,7 @@ class TrainConfig:
     )
     # --- optimisation and schedule: may change on resume ---------------------------------------
     lr: float = option(
-        3e-3,
-        "Adam learning rate (the peak, after warm-up).",
-        TRAIN,
-        low=0,
-        high=1,
-        low_open=True,
-        show_default=f"{PLANNED}; 3e-3 otherwise",
+        3e-3, "Adam learning rate (peak, after warm-up).", TRAIN, low=0, high=1, low_open=True, show_default=PLAN_3E3
     )
     grad_clip: float = option(5.0, "Clip the global gradient norm to this; 0 turns clipping off.", TRAIN, low=0)
     max_steps: int | None = option(
