@@ -178,8 +178,8 @@ class Plan:
 
     def line(self) -> str:
         """The one line a run starts with."""
-        regularised = f"dropout {self.dropout:g}" + (f", weight drop {self.weight_drop:g}" if self.weight_drop else "")
-        regularised += f", lr {self.lr:g}"
+        weight_drop = f", weight drop {self.weight_drop:g}" if self.weight_drop else ""
+        settings = f"dropout {self.dropout:g}{weight_drop}, lr {self.lr:g}"
         head = ", adaptive head" if self.head == "adaptive" else ""
         over = f"~{self.passes:,.1f} passes over {_count(self.text.train_chars)} characters"
         speed = f"at ~{self.chars_per_second:,.0f} chars/s measured"
@@ -190,7 +190,7 @@ class Plan:
             of = f" of the {self.budget.minutes:g} min" if self.budget.minutes is not None else ""
             length = f"in {self.steps:,} steps, ~{_duration(self.seconds)}{of} {speed}"
         model = f"{self.shape} {self.cell.upper()}, {_count(self.parameters)} parameters"
-        return f"plan: {model}, {regularised}{head}: {over} {length}"
+        return f"plan: {model}, {settings}{head}: {over} {length}"
 
     def reasons(self) -> list[str]:
         """Why: the text, the budget, each shape weighed, and the rules that set the rest."""
