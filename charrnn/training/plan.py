@@ -9,7 +9,7 @@ A new run that is not given its shape gets one chosen before the first step, fro
 - the machine: the training speed of each candidate shape, measured here (``speeds.SpeedBook``).
 
 The rule (``scaling``) is measured (docs/results.md, "The plan"): the widest shape that makes
-STEPS_PER_UNIT optimizer steps per hidden unit in the budget, as long as the text can feed it (PARAMS_PER_CHAR), under
+STEPS_PER_UNIT optimizer steps per hidden unit in the budget, as long as the text can feed it (``text_feeds``), under
 a time budget, where the characters seen are the measured speed times the time, at most
 MAX_PASSES over the text; under a step or pass budget, the shape that the time the default shape
 needs for those steps would give. Dropout and weight drop follow the number of passes
@@ -27,11 +27,13 @@ from charrnn.config import ModelConfig, TrainConfig
 from charrnn.core.corpus import Scan
 from charrnn.training.scaling import (
     ENOUGH_PASSES,
+    FED_WIDTH,
     LONG_RATE,
     PARAMS_PER_CHAR,
     SHORT_RATE,
     SHORT_RUN_STEPS,
     STEPS_PER_UNIT,
+    WIDER_PARAMS_PER_CHAR,
     recurrent_parameters,
 )
 from charrnn.training.speeds import BUSY_CORES, Shape
@@ -115,7 +117,7 @@ class Budget:
 @dataclass(frozen=True)
 class Option:
     """One shape the plan weighed: its measured speed, what it would see in the budget, whether the
-    text can feed it (``scaling.PARAMS_PER_CHAR``)."""
+    text can feed it (``scaling.text_feeds``)."""
 
     shape: Shape
     chars_per_second: float
@@ -199,7 +201,7 @@ class Plan:
         lines.append(
             f"shapes weighed, smallest first (speed measured on this machine): the widest that makes "
             f"{STEPS_PER_UNIT} steps per unit (or {ENOUGH_PASSES} passes) and has at most {PARAMS_PER_CHAR:g} "
-            "recurrent parameters per training character"
+            f"recurrent parameters per training character ({WIDER_PARAMS_PER_CHAR:g} if wider than {FED_WIDTH})"
         )
         for option in self.options:
             mark = "  <- chosen" if option.shape == self.shape else ""

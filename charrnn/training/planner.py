@@ -32,12 +32,11 @@ from charrnn.training.plan import (
 )
 from charrnn.training.scaling import (
     ENOUGH_PASSES,
-    PARAMS_PER_CHAR,
     STEPS_PER_UNIT,
     count_parameters_of,
     learning_rate,
-    recurrent_parameters,
     regularisation,
+    text_feeds,
 )
 from charrnn.training.speeds import Shape, SpeedBook, Workload
 
@@ -66,7 +65,7 @@ def make_plan(
         if seconds is not None:  # time: what fits in it, up to the passes that still teach something
             in_time = _chars_in(seconds, speed, text, chars_per_window, eval_every)
             seen = min(in_time, limit, MAX_PASSES * text.train_chars)
-        fits = recurrent_parameters(shape) <= PARAMS_PER_CHAR * text.train_chars
+        fits = text_feeds(shape, text.train_chars)
         return Option(shape, speed, seen, seen / text.train_chars, seen / chars_per_window, fits)
 
     if budget.seconds is not None:

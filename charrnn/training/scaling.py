@@ -20,12 +20,19 @@ from charrnn.training.speeds import Shape
 # 4,350 steps against 7,100, and lost at 1,300 against 2,130 and at 2,700 against 5,000): at least
 # STEPS_PER_UNIT steps per hidden unit (between 7.0, which 2 x 384's 2,700 losing steps reach, and
 # 8.0, which 2 x 256's 2,039 in three minutes of War and Peace must reach). On a small text passes
-# count instead (on 100 KB, 2 x 256 at 2,130 steps, 38 passes, beat 2 x 128 at 4,900). And the
-# text must feed it (on 100 KB 2 x 256, 0.8 M recurrent parameters, beat 2 x 384, 1.8 M, at every
-# budget tried).
+# count instead (on 100 KB, 2 x 256 at 2,130 steps, 38 passes, beat 2 x 128 at 4,900).
 STEPS_PER_UNIT = 7.5
 ENOUGH_PASSES = 30
-PARAMS_PER_CHAR = 10.0  # recurrent parameters per training character, at most
+
+# And the text must feed it, counted in recurrent parameters per training character. Up to
+# FED_WIDTH, PARAMS_PER_CHAR (on 100 KB 2 x 256, 8.8 a character, beat 2 x 128, 2.2, and 2 x 384,
+# 19.7, at every budget tried); a wider shape needs WIDER_PARAMS_PER_CHAR: on Shakespeare
+# 2 x 384 (1.8) was still improving after 21 passes, 2 x 512 (3.1) stopped improving at 12 and
+# ended behind it in the same 30 minutes, and 2 x 768 (7.1) overfit from its fifth pass, ending
+# its 60 minutes behind both; on War and Peace 2 x 768 (2.5) trained on to its last step.
+FED_WIDTH = 256
+PARAMS_PER_CHAR = 10.0
+WIDER_PARAMS_PER_CHAR = 3.0
 
 # (passes below, dropout, weight drop): measured on tinyshakespeare and War and Peace
 # (docs/results.md): under ~12 passes plain dropout 0.2 wins (weight drop slows the start);
@@ -58,6 +65,12 @@ def recurrent_parameters(shape: Shape) -> int:
     first layer's input columns and the head grow with the alphabet, not with what is learnt."""
     h, layers = shape.hidden_size, shape.num_layers
     return 4 * h * h * (2 * layers - 1) + 8 * h * layers
+
+
+def text_feeds(shape: Shape, train_chars: int) -> bool:
+    """Whether a text of ``train_chars`` training characters can feed a model of ``shape``."""
+    per_char = PARAMS_PER_CHAR if shape.hidden_size <= FED_WIDTH else WIDER_PARAMS_PER_CHAR
+    return recurrent_parameters(shape) <= per_char * train_chars
 
 
 def count_parameters_of(shape: Shape, cell: str, head: str, vocab_size: int) -> int:

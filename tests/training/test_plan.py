@@ -13,12 +13,15 @@ from charrnn.training.plan import ADAPTIVE_FROM, MAX_PASSES, Budget, TextFacts
 from charrnn.training.planner import make_plan
 from charrnn.training.scaling import (
     LONG_RATE,
+    PARAMS_PER_CHAR,
     REGULARISATION,
     SHORT_RATE,
     SHORT_RATE_WIDTH,
     SHORT_RUN_STEPS,
     STEPS_PER_UNIT,
+    WIDER_PARAMS_PER_CHAR,
     learning_rate,
+    recurrent_parameters,
     regularisation,
 )
 from charrnn.training.speeds import Shape, SpeedBook, Workload
@@ -68,6 +71,20 @@ def test_the_chosen_shape_is_the_widest_the_budget_trains_enough_and_the_text_ca
     on_small = plan_for(small, time_limit=30)
     assert on_small.shape.hidden_size == 256  # 2 x 384 has more than PARAMS_PER_CHAR parameters a character
     assert not [o for o in on_small.options if o.shape.hidden_size == 384][0].fits_text
+
+
+def test_a_shape_wider_than_the_default_needs_more_text_per_parameter_than_the_default_does():
+    novel = dataclasses.replace(BOOK, train_chars=3_000_000, val_chars=330_000)
+    hour_on_novel = plan_for(novel, time_limit=60)
+    assert hour_on_novel.shape.hidden_size == 768  # an hour trains 2 x 768 enough, and 3 M characters feed it
+    hour_on_book = plan_for(time_limit=60)
+    by_width = {option.shape.hidden_size: option for option in hour_on_book.options}
+    assert hour_on_book.shape.hidden_size == 384 and not by_width[512].fits_text  # 1 M characters do not
+    assert by_width[512].steps >= STEPS_PER_UNIT * 512
+    assert recurrent_parameters(Shape(2, 512)) < PARAMS_PER_CHAR * BOOK.train_chars  # the default's bound would
+    small = TextFacts(train_chars=90_000, val_chars=10_000, alphabet=67, documents=1)
+    assert recurrent_parameters(Shape(2, 256)) > WIDER_PARAMS_PER_CHAR * small.train_chars
+    assert plan_for(small, time_limit=3).shape.hidden_size == 256  # the default width keeps its own bound
 
 
 def test_more_passes_over_a_text_get_more_regularisation():
