@@ -28,8 +28,8 @@ ENOUGH_PASSES = 30
 # FED_WIDTH, PARAMS_PER_CHAR (on 100 KB 2 x 256, 8.8 a character, beat 2 x 128, 2.2, and 2 x 384,
 # 19.7, at every budget tried); a wider shape needs WIDER_PARAMS_PER_CHAR: on Shakespeare
 # 2 x 384 (1.8) was still improving after 21 passes, 2 x 512 (3.1) stopped improving at 12 and
-# ended behind it in the same 30 minutes, and 2 x 768 (7.1) overfit from its fifth pass, ending
-# its 60 minutes behind both; on War and Peace 2 x 768 (2.5) trained on to its last step.
+# ended behind it in the same 30 minutes, and 2 x 768 (7.1) overfit after its fourth pass, where it
+# was behind both; on War and Peace 2 x 768 (2.5) trained on to its last step.
 FED_WIDTH = 256
 PARAMS_PER_CHAR = 10.0
 WIDER_PARAMS_PER_CHAR = 3.0
