@@ -26,13 +26,14 @@ ENOUGH_PASSES = 30
 
 # And the text must feed it, counted in recurrent parameters per training character. Up to
 # FED_WIDTH, PARAMS_PER_CHAR (on 100 KB 2 x 256, 8.8 a character, beat 2 x 128, 2.2, and 2 x 384,
-# 19.7, at every budget tried); a wider shape needs WIDER_PARAMS_PER_CHAR: on Shakespeare
-# 2 x 384 (1.8) was still improving after 21 passes, 2 x 512 (3.1) stopped improving at 12 and
-# ended behind it in the same 30 minutes, and 2 x 768 (7.1) overfit after its fourth pass, where it
-# was behind both; on War and Peace 2 x 768 (2.5) trained on to its last step.
+# 19.7, at every budget tried); a wider shape needs WIDER_PARAMS_PER_CHAR. Fed: 2 x 384 on
+# Shakespeare (1.8) still improving at its 20th pass; 2 x 512 on War and Peace (1.1). Not fed: on
+# Shakespeare 2 x 512 (3.1) stopped improving at its 12th pass and ended behind 2 x 384 in the same
+# 30 minutes, 2 x 768 (7.1) overfit after its fourth; on War and Peace 2 x 768 (2.5) stopped
+# improving at its fourth and ended its hour behind 30 minutes of 2 x 512.
 FED_WIDTH = 256
 PARAMS_PER_CHAR = 10.0
-WIDER_PARAMS_PER_CHAR = 3.0
+WIDER_PARAMS_PER_CHAR = 2.0
 
 # (passes below, dropout, weight drop): measured on tinyshakespeare and War and Peace
 # (docs/results.md): under ~12 passes plain dropout 0.2 wins (weight drop slows the start);
