@@ -29,8 +29,8 @@ ENOUGH_PASSES = 30
 # 19.7, at every budget tried); a wider shape needs WIDER_PARAMS_PER_CHAR. Fed: 2 x 384 on
 # Shakespeare (1.8) still improving at its 20th pass; 2 x 512 on War and Peace (1.1). Not fed: on
 # Shakespeare 2 x 512 (3.1) stopped improving at its 12th pass and ended behind 2 x 384 in the same
-# 30 minutes, 2 x 768 (7.1) overfit after its fourth; on War and Peace 2 x 768 (2.5) stopped
-# improving at its fourth and ended its hour behind 30 minutes of 2 x 512.
+# 30 minutes, 2 x 768 (7.1) overfit after its fourth; on War and Peace 2 x 768 (2.5) all but
+# stopped improving after its third and ended its hour 0.019 behind 30 minutes of 2 x 512.
 FED_WIDTH = 256
 PARAMS_PER_CHAR = 10.0
 WIDER_PARAMS_PER_CHAR = 2.0
