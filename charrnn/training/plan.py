@@ -27,8 +27,8 @@ from charrnn.config import ModelConfig, TrainConfig
 from charrnn.core.corpus import Scan
 from charrnn.training.scaling import (
     ENOUGH_PASSES,
-    FED_WIDTH,
     LONG_RATE,
+    LOOSE_BOUND_WIDTH,
     PARAMS_PER_CHAR,
     SHORT_RATE,
     SHORT_RUN_STEPS,
@@ -201,7 +201,7 @@ class Plan:
         lines.append(
             f"shapes weighed, smallest first (speed measured on this machine): the widest that makes "
             f"{STEPS_PER_UNIT} steps per unit (or {ENOUGH_PASSES} passes) and has at most {PARAMS_PER_CHAR:g} "
-            f"recurrent parameters per training character ({WIDER_PARAMS_PER_CHAR:g} if wider than {FED_WIDTH})"
+            f"recurrent parameters per training character ({WIDER_PARAMS_PER_CHAR:g} if wider than {LOOSE_BOUND_WIDTH})"
         )
         for option in self.options:
             mark = "  <- chosen" if option.shape == self.shape else ""
