@@ -10,9 +10,9 @@ best validation loss after 10 minutes of training on a 2-core CPU, tinyshakespea
 
 from __future__ import annotations
 
-import codecs
 from dataclasses import dataclass
 
+from charrnn.encodings import text_codec
 from charrnn.options import option
 from charrnn.threads import parse_threads
 
@@ -41,20 +41,6 @@ DEFAULT_EPOCHS = 16
 # optimizer's moments start from zero. The peak rate stays train's: lower ones (1e-3, 2e-3) were
 # measured and lost on War and Peace, whole and in 100 KB (docs/your-own-text.md).
 FINETUNE_DEFAULTS = {"warmup_steps": 20}
-
-
-def text_codec(encoding: str) -> str:
-    """Python's own name for a text encoding ("UTF8" and "utf_8" are "utf-8"); ValueError, with the
-    line a user sees, for a name it does not know or a codec that is not a text one (rot13, base64
-    and hex turn data into data, not bytes into text)."""
-    examples = "give a text encoding such as utf-8, cp1252, latin-1 or utf-16"
-    try:
-        info = codecs.lookup(encoding)
-    except LookupError:
-        raise ValueError(f"unknown encoding {encoding!r}: {examples}") from None
-    if not getattr(info, "_is_text_encoding", True):
-        raise ValueError(f"{encoding!r} is not a text encoding: {examples}")
-    return info.name
 
 
 @dataclass(frozen=True)
@@ -107,7 +93,8 @@ class ModelConfig:
 # What a checkpoint written before a ModelConfig option existed was trained with: read in place of
 # the option's current default, so that resuming it continues the same training.
 MODEL_OPTIONS_BEFORE_THEY_EXISTED = {"weight_drop": 0.0, "head": "full"}
-TRAIN_OPTIONS_BEFORE_THEY_EXISTED = {"plan": "off"}  # a run from before plans existed was not planned
+# A run from before plans existed was not planned; one from before samples scored its whole split.
+TRAIN_OPTIONS_BEFORE_THEY_EXISTED = {"plan": "off", "val_chars": 0}
 
 
 @dataclass(frozen=True)
@@ -137,6 +124,14 @@ class TrainConfig:
         high=1,
         low_open=True,
         high_open=True,
+        fixed_on_resume=True,
+    )
+    val_chars: int = option(
+        500_000,
+        "Characters scored at each validation: pieces spread evenly over a longer validation split "
+        "(it still trains nothing); 0 scores the whole split every time.",
+        TRAIN,
+        low=0,
         fixed_on_resume=True,
     )
     seed: int = option(
@@ -183,7 +178,7 @@ class TrainConfig:
         "The text files' encoding: any text codec Python knows (cp1252, latin-1, utf-16, ...); a BOM is dropped, "
         "and under the default a UTF-16 or UTF-32 one picks that encoding.",
         READING,
-        parse=lambda name: text_codec(name),
+        parse=text_codec,
     )
     decode_errors: str = option(
         "strict",
@@ -231,7 +226,7 @@ class TrainConfig:
     )
     eval_every: int = option(
         400,
-        "Steps between validations over the whole val split (saves best.pt when it improves).",
+        "Steps between validations (saves best.pt when the loss improves).",
         TRAIN,
         low=1,
         show_default=f"{PLANNED}; 400 otherwise",

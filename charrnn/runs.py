@@ -128,8 +128,20 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
         **dataclasses.asdict(checkpoint.progress),
         "best_val_loss": checkpoint.best_val_loss,
         "last_val_loss": checkpoint.last_val_loss,
+        "val_sample": _val_sample(checkpoint),
         "torch_version": checkpoint.torch_version,
         "charrnn_version": checkpoint.charrnn_version,
         "format_version": checkpoint.format_version,
         "resumable": checkpoint.resumable,
     }
+
+
+def _val_sample(checkpoint: Checkpoint) -> int | None:
+    """The characters each validation scored when the split was longer than --val-chars (to within
+    a stream's rounding), or None when it scored the whole split."""
+    saved = checkpoint.saved_train_config
+    sample, corpus = saved.get("val_chars", 0), checkpoint.corpus
+    if not sample or "val_frac" not in saved:
+        return None
+    split = corpus.val_document.chars if corpus.val_document else round(corpus.chars * saved["val_frac"])
+    return sample if sample < split else None

@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "charrnn"
 # Bottom to top; a module may import from its own layer or any layer below.
 LAYERS = {
     "charrnn.errors": 0, "charrnn.version": 0, "charrnn.options": 0, "charrnn.config": 0, "charrnn.bundled": 0,
-    "charrnn.threads": 0, "charrnn.cores": 0, "charrnn.sampling": 0,
+    "charrnn.threads": 0, "charrnn.cores": 0, "charrnn.sampling": 0, "charrnn.encodings": 0,
     "charrnn.core": 1, "charrnn.generation": 2, "charrnn.formats": 2, "charrnn.training": 3,
     "charrnn.api": 4, "charrnn": 4, "charrnn.commands": 5, "charrnn.__main__": 5,
 }  # fmt: skip

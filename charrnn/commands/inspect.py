@@ -226,7 +226,8 @@ def info(checkpoint: Path, show_vocab: bool, as_json: bool) -> None:
         f"grad clip {setting('grad_clip', 'g')}, seed {setting('seed')}",
         f"progress       step {facts['step']:,}, epoch {facts['epoch']}, {facts['chars_seen']:,} characters seen, "
         f"{hours}:{rest // 60:02d}:{rest % 60:02d} of training",
-        f"best val loss  {loss(facts['best_val_loss'])}",
+        f"best val loss  {loss(facts['best_val_loss'])}"
+        + (f" on a {facts['val_sample']:,}-character sample of the split" if facts["val_sample"] else ""),
         f"last val loss  {loss(facts['last_val_loss'])}",
     ]
     if facts["plan"]:

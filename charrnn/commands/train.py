@@ -13,7 +13,7 @@ import click
 from click.core import ParameterSource
 
 from charrnn.commands.common import EXISTING_FILE, declared_options, text_or_bundled_book
-from charrnn.config import FINETUNE_DEFAULTS, ModelConfig, Placement, TrainConfig
+from charrnn.config import FINETUNE_DEFAULTS, TRAIN_OPTIONS_BEFORE_THEY_EXISTED, ModelConfig, Placement, TrainConfig
 from charrnn.errors import CharRNNError
 from charrnn.formats.runconfig import read_run_config
 from charrnn.options import build, declared
@@ -46,8 +46,8 @@ def _read_config(ctx: click.Context, param: click.Parameter, path: Path | None) 
         problem = _text_problem(value) if name == "text" else _value_problem(params[name], value)
         if problem is not None:
             raise click.BadParameter(f"{path}: {name} {problem}", ctx=ctx, param=param)
-    if "plan" not in values and {opt.name for opt in declared(ModelConfig)} <= set(values):
-        values["plan"] = "off"  # a whole run's config.toml from before plans: that run was not planned
+    if {opt.name for opt in declared(ModelConfig)} <= set(values):  # a whole run's config.toml: an
+        values = {**TRAIN_OPTIONS_BEFORE_THEY_EXISTED, **values}  # option it lacks is as that run trained
     ctx.meta["config_text"] = values.pop("text", None)
     ctx.default_map = {**(ctx.default_map or {}), **values}
     return path

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from charrnn.config import NEWLINES, text_codec
+from charrnn.config import NEWLINES
+from charrnn.encodings import text_codec
 from charrnn.errors import CharRNNError
 
 
@@ -89,7 +90,7 @@ WIDE_BOMS = (
 
 
 def codec_name(encoding: str) -> str:
-    """Python's own name for a text ``encoding``; one line if it is none (``config.text_codec``)."""
+    """Python's own name for a text ``encoding``; one line if it is none (``encodings.text_codec``)."""
     try:
         return text_codec(encoding)
     except ValueError as exc:
@@ -158,7 +159,9 @@ class StreamBatches:
     With ``full_windows=True`` (training) every window is exactly T long and the < T leftover
     characters of each stream are skipped; with ``False`` (validation) the last window is shorter
     so that every character of the split is scored. ``part=(i, n)`` keeps the i-th of n equal
-    blocks of streams: one data-parallel process's share of the same global layout.
+    blocks of streams: one data-parallel process's share of the same global layout. ``sample``
+    keeps at most that many characters in all, the start of every stream: B pieces spread evenly
+    over the split, so that scoring a long one costs a bounded time and still spans all of it.
     """
 
     def __init__(
@@ -171,6 +174,7 @@ class StreamBatches:
         device: torch.device | str = "cpu",
         name: str = "text",
         part: tuple[int, int] = (0, 1),
+        sample: int | None = None,
     ):
         stream_len = (len(ids) - 1) // batch_size  # n: inputs per stream
         check_length(len(ids), batch_size, seq_len, full_windows, name)
@@ -181,6 +185,11 @@ class StreamBatches:
         flat = torch.from_numpy(np.ascontiguousarray(ids[: batch_size * stream_len + 1]))
         inputs = flat[:-1].view(batch_size, stream_len)  # (B, n)
         targets = flat[1:].view(batch_size, stream_len)  # (B, n): inputs shifted by one
+        self.split_chars = len(ids)
+        self.sampled = sample is not None and sample < batch_size * stream_len
+        if self.sampled:
+            stream_len = max(1, sample // batch_size)  # n: the start of each stream
+            inputs, targets = inputs[:, :stream_len], targets[:, :stream_len]
         self.inputs = inputs[rows].to(device)  # (B/count, n)
         self.targets = targets[rows].to(device)
         self.batch_size = batch_size // count

@@ -55,7 +55,7 @@ class TextFacts:
     """What the plan needs to know about the text."""
 
     train_chars: int
-    val_chars: int
+    val_chars: int  # scored at each validation: the split, or --val-chars of it
     alphabet: int
     documents: int
 
@@ -67,7 +67,8 @@ class TextFacts:
         else:
             val = round(total * train_config.val_frac)
             train = total - val
-        return cls(max(1, train), max(1, val), len(found.characters), len(found.documents))
+        scored = min(val, train_config.val_chars or val)
+        return cls(max(1, train), max(1, scored), len(found.characters), len(found.documents))
 
     def describe(self) -> str:
         docs = _plural(self.documents, "document")

@@ -302,6 +302,11 @@ def _announce(run: TrainingRun, doing: str, log: Log) -> None:
         f"{doing} {run.corpus.describe()}: {run.corpus.chars:,} characters, vocabulary {len(run.vocab)}, "
         f"{count_parameters(run.model):,} parameters, device {run.device}"
     )
+    if run.val_batches.sampled:
+        log(
+            f"each validation scores ~{run.train_config.val_chars:,} of the validation split's "
+            f"{run.val_batches.split_chars:,} characters, in pieces spread over it (--val-chars 0 scores all)"
+        )
 
 
 def _build_run(
@@ -342,7 +347,10 @@ def _build_run(
     B, T = train_config.batch_size, train_config.seq_len
     train_batches = StreamBatches(train_ids, B, T, full_windows=True, device=device, name="training split", part=share)
     val_name = "validation file" if found.val_document else f"validation split ({train_config.val_frac:g} of the text)"
-    val_batches = StreamBatches(val_ids, B, T, full_windows=False, device=device, name=val_name, part=share)
+    sample = train_config.val_chars or None  # 0: the whole split
+    val_batches = StreamBatches(
+        val_ids, B, T, full_windows=False, device=device, name=val_name, part=share, sample=sample
+    )
     prepare_out_dir(out_dir)
     run = TrainingRun(
         vocab=vocab,

@@ -6,7 +6,9 @@ import time
 import pytest
 import torch
 
+from charrnn.core.data import StreamBatches, read_text, split_train_val
 from charrnn.formats.checkpoint import Checkpoint
+from charrnn.generation.evaluate import loss_sum
 from tests.conftest import PINNED_THREADS, TINY, invoke, run_cli, start_cli
 
 
@@ -248,3 +250,26 @@ def test_a_bad_config_file_is_refused_before_anything_is_written(tiny_run, tmp_p
     result = invoke("train", tiny_run.text, "--config", config, "--out", tmp_path / "run", *TINY)
     assert result.exit_code == 2 and message in result.output, result.output
     assert "Traceback" not in result.output and not (tmp_path / "run").exists()
+
+
+def test_validation_scores_a_val_chars_sample_spread_over_a_longer_split(book_slice, tmp_path):
+    out = tmp_path / "run"
+    options = [*TINY, "--max-steps", 4, "--eval-every", 4, "--no-sample", "--threads", PINNED_THREADS]
+    result = invoke("train", book_slice, "--out", out, "--plan", "off", "--val-chars", 200, *options)
+    assert result.exit_code == 0, result.output
+    assert "each validation scores ~200 of the validation split's 600 characters" in result.output
+    saved = Checkpoint.load(out / "last.pt")
+    model = saved.model()
+    _, val_ids = split_train_val(saved.vocab.encode(read_text(book_slice)), 0.1)
+    on_sample = loss_sum(model, StreamBatches(val_ids, 4, 16, full_windows=False, sample=200))
+    on_split = loss_sum(model, StreamBatches(val_ids, 4, 16, full_windows=False))
+    assert on_sample[1] == 200 and on_split[1] == 596
+    assert saved.last_val_loss == pytest.approx(on_sample[0] / on_sample[1], rel=1e-5)
+    assert saved.last_val_loss != pytest.approx(on_split[0] / on_split[1], rel=1e-5)
+    assert "on a 200-character sample of the split" in invoke("info", out / "last.pt").stdout
+    whole = invoke("train", book_slice, "--out", tmp_path / "whole", "--plan", "off", "--val-chars", 0, *options)
+    assert "each validation scores" not in whole.output
+    assert "sample" not in invoke("info", tmp_path / "whole" / "last.pt").stdout
+    assert Checkpoint.load(tmp_path / "whole" / "last.pt").last_val_loss == pytest.approx(
+        on_split[0] / on_split[1], rel=1e-3
+    )

@@ -46,6 +46,18 @@ def test_training_windows_are_full_and_validation_windows_cover_every_character(
     assert sorted(scored.reshape(-1).tolist()) == list(range(1, 1001))
 
 
+def test_a_validation_sample_is_the_start_of_every_stream_so_it_spans_the_split():
+    ids = positions(10_001)  # 2,500 inputs per stream with B = 4
+    sampled = StreamBatches(ids, batch_size=4, seq_len=60, full_windows=False, sample=400)
+    assert sampled.sampled and sampled.num_chars == 400 and sampled.split_chars == 10_001
+    scored = torch.cat([sampled.window(i)[1] for i in range(sampled.num_windows)], dim=1)  # (B, 100)
+    starts = [row[0] - 1 for row in scored.tolist()]
+    assert starts == [0, 2500, 5000, 7500]  # one piece from each quarter of the split
+    assert all(row == list(range(row[0], row[0] + 100)) for row in scored.tolist())
+    whole = StreamBatches(ids, batch_size=4, seq_len=60, full_windows=False, sample=10_000)
+    assert not whole.sampled and whole.num_chars == 10_000  # a sample as long as the split is all of it
+
+
 def test_val_is_the_tail_of_the_text():
     ids = positions(1000)
     train, val = split_train_val(ids, 0.1)

@@ -247,6 +247,7 @@ def test_a_0_1_0_checkpoint_is_migrated_on_load(release_0_1_0):
     assert checkpoint.model_config.cell == "lstm" and checkpoint.progress.step == 4
     # Options that did not exist yet read as what 0.1.0 trained with, not as today's defaults.
     assert (checkpoint.model_config.weight_drop, checkpoint.model_config.head) == (0.0, "full")
+    assert checkpoint.train_config(release_0_1_0).val_chars == 0  # it scored its whole split
     assert len(checkpoint.rng.torch) == 1
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from charrnn.config import ModelConfig, TrainConfig
+from charrnn.core.corpus import TextFormat, scan
 from charrnn.formats.checkpoint import Checkpoint
 from charrnn.training.plan import ADAPTIVE_FROM, MAX_PASSES, Budget, TextFacts
 from charrnn.training.planner import make_plan
@@ -153,6 +154,17 @@ def test_validation_of_a_big_text_is_spaced_out_so_it_takes_a_small_share_of_the
     assert spaced.eval_every > 2000 and spaced.eval_every <= -(-spaced.steps // 2)  # still twice in the run
 
 
+def test_the_plan_times_the_validation_sample_so_a_big_text_trains_for_more_of_its_budget(book_slice):
+    found = scan([book_slice], TextFormat())
+    assert TextFacts.of(found, TrainConfig(val_chars=0)).val_chars == 600  # the whole split
+    assert TextFacts.of(found, TrainConfig(val_chars=100)).val_chars == 100
+    big = TextFacts(train_chars=30_000_000, val_chars=3_000_000, alphabet=90, documents=1000)
+    sampled = dataclasses.replace(big, val_chars=500_000)
+    same_shape = {"time_limit": 3, "hidden_size": 128}
+    assert plan_for(sampled, **same_shape).steps > 1.1 * plan_for(big, **same_shape).steps
+    assert plan_for(sampled, time_limit=3).shape.hidden_size > plan_for(big, time_limit=3).shape.hidden_size
+
+
 def test_the_big_shapes_are_not_measured_once_the_predicted_loss_turns_up():
     speeds = Speeds()
     plan_for(time_limit=3, speeds=speeds)
@@ -295,14 +307,17 @@ def test_a_resume_with_a_new_budget_is_not_held_by_the_step_limit_the_plan_set(b
     assert Checkpoint.load(out / "last.pt").progress.epoch == MAX_PASSES + 5
 
 
-def test_a_config_file_from_before_plans_repeats_its_run_unplanned(tiny_run, tmp_path):
+def test_a_config_file_from_before_plans_repeats_its_run_unplanned_on_its_whole_split(tiny_run, tmp_path):
     lines = (tiny_run.dir / "config.toml").read_text(encoding="utf-8").splitlines()
-    old = tmp_path / "old.toml"  # as charrnn 0.5 wrote it: every option, no plan
-    old.write_text("\n".join(line for line in lines if not line.startswith(("plan =", "# plan:"))), encoding="utf-8")
+    old = tmp_path / "old.toml"  # as charrnn 0.5 wrote it: every option, no plan, no validation sample
+    kept = [line for line in lines if not line.startswith(("plan =", "# plan:", "val_chars ="))]
+    assert len(kept) == len(lines) - 3
+    old.write_text("\n".join(kept), encoding="utf-8")
     result = invoke("train", "--config", old, "--out", tmp_path / "again", "--no-progress", "--threads", PINNED_THREADS)
     assert result.exit_code == 0, result.output
     assert "plan: " not in result.output
-    assert Checkpoint.load(tmp_path / "again" / "last.pt").saved_train_config["plan"] == "off"
+    saved = Checkpoint.load(tmp_path / "again" / "last.pt").saved_train_config
+    assert (saved["plan"], saved["val_chars"]) == ("off", 0)
 
 
 def test_a_text_too_short_to_train_on_is_refused_before_any_plan(tmp_path):
