@@ -79,6 +79,9 @@ def read_text(
     raise _undecodable(path, "UTF-8", _invalid_offset(path, "utf-8"))
 
 
+# Characters in each piece of a validation sample (StreamBatches' ``sample``): long enough that
+# the state has context for nearly all of a piece, short enough for hundreds of pieces.
+SAMPLE_PIECE = 2000
 # A file that starts with one of these is in that encoding (UTF-32's marks first: UTF-32-LE's
 # begins with UTF-16-LE's).
 WIDE_BOMS = (
@@ -160,8 +163,8 @@ class StreamBatches:
     characters of each stream are skipped; with ``False`` (validation) the last window is shorter
     so that every character of the split is scored. ``part=(i, n)`` keeps the i-th of n equal
     blocks of streams: one data-parallel process's share of the same global layout. ``sample``
-    keeps at most that many characters in all, the start of every stream: B pieces spread evenly
-    over the split, so that scoring a long one costs a bounded time and still spans all of it.
+    scores at most that many characters (``_sample_pieces``), so that scoring a long split costs
+    a bounded time.
     """
 
     def __init__(
@@ -182,14 +185,15 @@ class StreamBatches:
         if batch_size % count:
             raise CharRNNError(f"{batch_size} streams cannot be shared equally by {count} processes")
         rows = slice(index * batch_size // count, (index + 1) * batch_size // count)
-        flat = torch.from_numpy(np.ascontiguousarray(ids[: batch_size * stream_len + 1]))
-        inputs = flat[:-1].view(batch_size, stream_len)  # (B, n)
-        targets = flat[1:].view(batch_size, stream_len)  # (B, n): inputs shifted by one
         self.split_chars = len(ids)
         self.sampled = sample is not None and sample < batch_size * stream_len
         if self.sampled:
-            stream_len = max(1, sample // batch_size)  # n: the start of each stream
-            inputs, targets = inputs[:, :stream_len], targets[:, :stream_len]
+            inputs, targets = _sample_pieces(ids, batch_size, sample)
+            stream_len = inputs.shape[1]
+        else:
+            flat = torch.from_numpy(np.ascontiguousarray(ids[: batch_size * stream_len + 1]))
+            inputs = flat[:-1].view(batch_size, stream_len)  # (B, n)
+            targets = flat[1:].view(batch_size, stream_len)  # (B, n): inputs shifted by one
         self.inputs = inputs[rows].to(device)  # (B/count, n)
         self.targets = targets[rows].to(device)
         self.batch_size = batch_size // count
@@ -211,3 +215,17 @@ class StreamBatches:
         x = self.inputs[:, start:stop].long()  # (B, T)
         y = self.targets[:, start:stop].long()  # (B, T)
         return x, y
+
+
+def _sample_pieces(ids: np.ndarray, batch_size: int, sample: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, targets), each (B, n): ``sample`` characters of ``ids`` as pieces of about
+    SAMPLE_PIECE characters spread evenly over it, a whole number of pieces per stream, each
+    stream's pieces in the split's order. On a collection of files, hundreds of short pieces
+    scored five models 0.007-0.015 nats/char above the whole split; B long ones, -0.01 to -0.08."""
+    pieces = batch_size * max(1, sample // (batch_size * SAMPLE_PIECE))
+    length = sample // pieces
+    starts = np.linspace(0, len(ids) - 1 - length, pieces).astype(np.int64)
+    positions = (starts[:, None] + np.arange(length)).reshape(-1)  # (pieces·length,)
+    inputs = torch.from_numpy(ids[positions]).view(batch_size, -1)  # (B, n)
+    targets = torch.from_numpy(ids[positions + 1]).view(batch_size, -1)  # (B, n): each input's next character
+    return inputs, targets

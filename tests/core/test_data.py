@@ -1,8 +1,10 @@
+from itertools import pairwise
+
 import numpy as np
 import pytest
 import torch
 
-from charrnn.core.data import StreamBatches, read_text, split_train_val
+from charrnn.core.data import SAMPLE_PIECE, StreamBatches, read_text, split_train_val
 from charrnn.errors import CharRNNError
 
 
@@ -46,16 +48,21 @@ def test_training_windows_are_full_and_validation_windows_cover_every_character(
     assert sorted(scored.reshape(-1).tolist()) == list(range(1, 1001))
 
 
-def test_a_validation_sample_is_the_start_of_every_stream_so_it_spans_the_split():
-    ids = positions(10_001)  # 2,500 inputs per stream with B = 4
-    sampled = StreamBatches(ids, batch_size=4, seq_len=60, full_windows=False, sample=400)
-    assert sampled.sampled and sampled.num_chars == 400 and sampled.split_chars == 10_001
-    scored = torch.cat([sampled.window(i)[1] for i in range(sampled.num_windows)], dim=1)  # (B, 100)
-    starts = [row[0] - 1 for row in scored.tolist()]
-    assert starts == [0, 2500, 5000, 7500]  # one piece from each quarter of the split
-    assert all(row == list(range(row[0], row[0] + 100)) for row in scored.tolist())
-    whole = StreamBatches(ids, batch_size=4, seq_len=60, full_windows=False, sample=10_000)
-    assert not whole.sampled and whole.num_chars == 10_000  # a sample as long as the split is all of it
+def test_a_validation_sample_is_short_pieces_spread_evenly_over_the_split():
+    ids = positions(100_001)
+    sampled = StreamBatches(ids, batch_size=4, seq_len=60, full_windows=False, sample=16_000)
+    assert sampled.sampled and sampled.num_chars == 16_000 and sampled.split_chars == 100_001
+    x = torch.cat([sampled.window(i)[0] for i in range(sampled.num_windows)], dim=1)  # (B, n)
+    y = torch.cat([sampled.window(i)[1] for i in range(sampled.num_windows)], dim=1)
+    assert torch.equal(y, x + 1)  # every target is its input's next character, across pieces too
+    flat = x.reshape(-1).tolist()
+    starts = [flat[0]] + [b for a, b in pairwise(flat) if b != a + 1]
+    assert len(starts) == 16_000 // SAMPLE_PIECE  # a whole number of pieces per stream
+    gaps = {b - a for a, b in pairwise(starts)}
+    assert max(gaps) - min(gaps) <= 1  # evenly spaced
+    assert starts[0] == 0 and starts[-1] + SAMPLE_PIECE == 100_000  # from end to end
+    whole = StreamBatches(ids, batch_size=4, seq_len=60, full_windows=False, sample=100_000)
+    assert not whole.sampled and whole.num_chars == 100_000  # a sample as long as the split is all of it
 
 
 def test_val_is_the_tail_of_the_text():

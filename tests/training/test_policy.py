@@ -24,7 +24,8 @@ def test_what_a_resume_may_not_change_is_every_model_option_and_the_data_layout(
     model_fields = {field.name for field in dataclasses.fields(ModelConfig)}
     data_layout = {"batch_size", "seq_len", "val_frac", "seed", "val_file", "line_items", "newlines"}
     planning = {"plan"}  # a resumed run keeps the plan it started with
-    assert set(FIXED_ON_RESUME) == model_fields | data_layout | planning
+    scoring = {"val_chars"}  # and the characters its best.pt is chosen on
+    assert set(FIXED_ON_RESUME) == model_fields | data_layout | planning | scoring
 
 
 def test_a_resume_takes_a_new_limit_and_rate_for_the_rest_of_the_run(book_slice, tmp_path, tiny_model, tiny_train):
