@@ -231,7 +231,8 @@ class Plan:
             f"{ADAPTIVE_FROM:,})"
         )
         spacing = "as given" if given["eval_every"] else f"at most ~{VALIDATION_SHARE:.0%} of the time"
-        lines.append(f"validation every {self.eval_every:,} steps ({spacing})")
+        scored = _count(self.text.val_chars)
+        lines.append(f"validation every {self.eval_every:,} steps, {scored} characters each ({spacing})")
         if self.busy_cores >= BUSY_CORES:
             lines.append(
                 f"other programs kept ~{self.busy_cores:.1f} cores busy while speeds were measured: they were "
