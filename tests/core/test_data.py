@@ -61,6 +61,8 @@ def test_a_validation_sample_is_short_pieces_spread_evenly_over_the_split():
     gaps = {b - a for a, b in pairwise(starts)}
     assert max(gaps) - min(gaps) <= 1  # evenly spaced
     assert starts[0] == 0 and starts[-1] + SAMPLE_PIECE == 100_000  # from end to end
+    tiny = StreamBatches(ids, batch_size=4, seq_len=60, full_windows=False, sample=2)
+    assert tiny.num_chars == 4  # fewer characters than streams: one per stream
     whole = StreamBatches(ids, batch_size=4, seq_len=60, full_windows=False, sample=100_000)
     assert not whole.sampled and whole.num_chars == 100_000  # a sample as long as the split is all of it
 
