@@ -128,8 +128,8 @@ class TrainConfig:
     )
     val_chars: int = option(
         500_000,
-        "Characters scored at each validation: pieces spread evenly over a longer validation split "
-        "(it still trains nothing); 0 scores the whole split every time.",
+        "Characters scored at each validation: a longer validation split is scored on pieces spread "
+        "evenly over it (the rest stays held out); 0 scores the whole split every time.",
         TRAIN,
         low=0,
         fixed_on_resume=True,
