@@ -304,7 +304,7 @@ def _announce(run: TrainingRun, doing: str, log: Log) -> None:
     )
     if run.val_batches.sampled:
         log(
-            f"each validation scores ~{run.train_config.val_chars:,} of the validation split's "
+            f"each validation scores {run.val_batches.num_chars * run.dist.world_size:,} of the validation split's "
             f"{run.val_batches.split_chars:,} characters, in pieces spread over it (--val-chars 0 scores all)"
         )
 
