@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from charrnn.config import FINETUNE_DEFAULTS, ModelConfig, Placement, TrainConfig
+from charrnn.core.data import sample_layout
 from charrnn.core.model import count_parameters
 from charrnn.formats.checkpoint import Checkpoint
 from charrnn.options import build, declared, list_as_keywords
@@ -137,11 +138,14 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _val_sample(checkpoint: Checkpoint) -> int | None:
-    """The characters each validation scored when the split was longer than --val-chars (to within
-    a stream's rounding), or None when it scored the whole split."""
+    """The characters each validation scored when the split was longer than --val-chars (the
+    sample's exact layout), or None when it scored the whole split."""
     saved = checkpoint.saved_train_config
     sample, corpus = saved.get("val_chars", 0), checkpoint.corpus
     if not sample or "val_frac" not in saved:
         return None
     split = corpus.val_document.chars if corpus.val_document else round(corpus.chars * saved["val_frac"])
-    return sample if sample < split else None
+    if sample >= split:
+        return None
+    pieces, length = sample_layout(saved.get("batch_size", TrainConfig.batch_size), sample)
+    return pieces * length

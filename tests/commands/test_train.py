@@ -255,15 +255,15 @@ def test_a_bad_config_file_is_refused_before_anything_is_written(tiny_run, tmp_p
 def test_validation_scores_a_val_chars_sample_spread_over_a_longer_split(book_slice, tmp_path):
     out = tmp_path / "run"
     options = [*TINY, "--max-steps", 4, "--eval-every", 4, "--no-sample", "--threads", PINNED_THREADS]
-    result = invoke("train", book_slice, "--out", out, "--plan", "off", "--val-chars", 200, *options)
+    result = invoke("train", book_slice, "--out", out, "--plan", "off", "--val-chars", 202, *options)
     assert result.exit_code == 0, result.output
     assert "each validation scores 200 of the validation split's 600 characters" in result.output
     saved = Checkpoint.load(out / "last.pt")
     model = saved.model()
     _, val_ids = split_train_val(saved.vocab.encode(read_text(book_slice)), 0.1)
-    on_sample = loss_sum(model, StreamBatches(val_ids, 4, 16, full_windows=False, sample=200))
+    on_sample = loss_sum(model, StreamBatches(val_ids, 4, 16, full_windows=False, sample=202))
     on_split = loss_sum(model, StreamBatches(val_ids, 4, 16, full_windows=False))
-    assert on_sample[1] == 200 and on_split[1] == 596
+    assert on_sample[1] == 200 and on_split[1] == 596  # 4 streams, one 50-character piece each: 200 of 202
     assert saved.last_val_loss == pytest.approx(on_sample[0] / on_sample[1], rel=1e-5)
     assert saved.last_val_loss != pytest.approx(on_split[0] / on_split[1], rel=1e-5)
     assert "on a 200-character sample of the split" in invoke("info", out / "last.pt").stdout
