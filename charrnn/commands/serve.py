@@ -13,6 +13,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -23,6 +24,7 @@ from charrnn.config import Acceleration, Placement
 from charrnn.errors import CharRNNError
 
 STOP_SECONDS = 15  # a stopped server that is still exiting this long after the signal exits at once
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # a service manager's stop, and Ctrl-C
 MISSING = 'charrnn serve needs the serve extra (Starlette, uvicorn, prometheus-client): pip install "charrnn[serve]"'
 
 
@@ -154,7 +156,8 @@ def serve(
     # where torch's CPU kernels are fastest. Ctrl-C or SIGTERM stops both.
     listener = threading.Thread(target=http.run, name="charrnn-http", daemon=True)
     listener.start()
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    stop = threading.Event()
+    previous = {number: signal.signal(number, stop_handler(stop, STOP_SECONDS)) for number in STOP_SIGNALS}
     try:
         while not http.started:
             if not listener.is_alive():
@@ -163,15 +166,18 @@ def serve(
         click.echo(f"listening at http://{host}:{port}/ (GET /health: 503 until the model has loaded)", err=True)
         model, name = load_model(checkpoint, device, compile, quantize, threads)
         server.ready(model)
+        if stop.is_set():  # a stop that came while the step compiled, its interrupt lost inside torch
+            raise KeyboardInterrupt
         click.echo(f"serving {name} at http://{host}:{port}/  (OpenAI API at /v1; Ctrl-C stops)", err=True)
         # Each small torch op lets go of the GIL; with the HTTP thread busy, taking it back could
         # wait a whole switch interval (5 ms by default) per op. A short interval keeps steps flowing.
         sys.setswitchinterval(0.0002)
         server.engine.run()
     except KeyboardInterrupt:
-        _exit_within(STOP_SECONDS)
+        pass  # the handler has already bounded the rest of the exit
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
         http.should_exit = True
         listener.join(timeout=10)
 
@@ -202,25 +208,30 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def _exit_within(seconds: float) -> None:
-    """Bound the rest of the exit: a stopped server must end. One stopped while building its
-    compiled step was once still running 30 s after SIGTERM (seen in CI, not reproduced: the
-    interpreter waits at exit for threads and workers still finishing a job). Whatever is still
-    going gets ``seconds``; open connections get uvicorn's 5 s; a half-built cache file is
-    discarded either way."""
+def stop_handler(stop: threading.Event, seconds: float) -> Callable[[int, object], None]:
+    """The handler for SIGTERM and Ctrl-C: it sets ``stop``, gives the rest of the exit ``seconds``
+    (then ends the process), and raises KeyboardInterrupt to end the server as Ctrl-C does.
 
-    def now() -> None:
+    The bound starts here, not where the interrupt is caught, because the interrupt can be lost: raised
+    while torch.export traced the generation step, it came out as a TypeError, which the eager
+    fallback caught, and the server went on to serve (CI, 2026-12-08). The process now ends either
+    way; an interrupt lost while loading is also noticed through ``stop`` once the model is ready.
+    Open connections get uvicorn's 5 s; a half-built cache file is discarded."""
+
+    def exit_now() -> None:
         sys.stderr.write(f"charrnn serve: still stopping after {seconds:g} s: exiting now\n")
         sys.stderr.flush()
         os._exit(0)
 
-    timer = threading.Timer(seconds, now)
-    timer.daemon = True
-    timer.start()
+    def handle(signum: int, frame: object) -> None:
+        if not stop.is_set():
+            stop.set()
+            timer = threading.Timer(seconds, exit_now)
+            timer.daemon = True
+            timer.start()
+        raise KeyboardInterrupt
 
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM ends the server as Ctrl-C does
+    return handle
 
 
 def _check_port_is_free(host: str, port: int) -> None:

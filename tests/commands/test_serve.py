@@ -6,7 +6,10 @@ raw HTTP (httpx), OpenAI's own Python client, and many at once.
 
 import asyncio
 import json
+import signal
 import socket
+import subprocess
+import sys
 import time
 
 import httpx
@@ -256,3 +259,35 @@ def test_a_compiled_server_answers_with_the_same_text(server):
     with running_server(run.best, "--device", "cpu", "--compile", "on", patience=600) as (compiled_url, _):
         compiled = [choice["text"] for choice in complete(compiled_url, **request).json()["choices"]]
     assert compiled == eager and len(set(eager)) == 3
+
+
+# The server's stop handler, in a process of its own whose work swallows every exception, as torch.export
+# did with the KeyboardInterrupt raised inside it while a step compiled (the server then went on serving).
+SWALLOWING_WORK = """
+import signal, threading, time
+from charrnn.commands.serve import STOP_SIGNALS, stop_handler
+stop = threading.Event()
+for number in STOP_SIGNALS:
+    signal.signal(number, stop_handler(stop, 1.0))
+print("working", flush=True)
+while True:
+    try:
+        time.sleep(0.01)
+    except BaseException:
+        pass
+"""
+
+
+@pytest.mark.parametrize("stop_signal", ["SIGTERM", "SIGINT"])
+def test_a_stop_ends_the_server_even_if_its_interrupt_is_swallowed(stop_signal):
+    process = subprocess.Popen(
+        [sys.executable, "-c", SWALLOWING_WORK], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout.readline() == "working\n"
+        process.send_signal(getattr(signal, stop_signal))
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert "still stopping after 1 s: exiting now" in err
