@@ -9,6 +9,8 @@ world of one, where every collective below is a no-op.
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -61,7 +63,7 @@ class Distributed:
         if not self.enabled:
             return values
         tensor = torch.tensor(values, dtype=torch.float64, device=device)
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        settled(lambda: dist.all_reduce(tensor, op=dist.ReduceOp.SUM), tensor)
         return tensor.tolist()
 
     def max(self, value: int, device: torch.device) -> int:
@@ -69,7 +71,7 @@ class Distributed:
         if not self.enabled:
             return value
         tensor = torch.tensor([value], dtype=torch.int64, device=device)
-        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        settled(lambda: dist.all_reduce(tensor, op=dist.ReduceOp.MAX), tensor)
         return int(tensor.item())
 
     def gather(self, tensor: torch.Tensor, dim: int, device: torch.device) -> torch.Tensor:
@@ -79,5 +81,24 @@ class Distributed:
             return tensor.cpu()
         tensor = tensor.to(device).contiguous()
         parts = [torch.empty_like(tensor) for _ in range(self.world_size)]
-        dist.all_gather(parts, tensor)
+        settled(lambda: dist.all_gather(parts, tensor), tensor, *parts)
         return torch.cat(parts, dim=dim).cpu()
+
+
+def settled(collective: Callable[[], object], *tensors: torch.Tensor, seconds: float = 1.0) -> None:
+    """Run ``collective`` on ``tensors``; return once Gloo holds none of them (or after ``seconds``).
+
+    A Gloo collective returns when its result is ready, but its worker thread lets go of the
+    tensors a moment later, and letting go of a tensor Python knows needs the GIL. When that
+    moment falls after the interpreter has begun to exit (the last collective of a run), the
+    worker cannot have the GIL and the process aborts: "terminate called without an active
+    exception". Waiting here, microseconds in practice, keeps every release inside the run.
+    NCCL is left alone: its watchdog lets go on its own schedule and is joined at shutdown.
+    """
+    held_before = [tensor._use_count() for tensor in tensors]
+    collective()
+    if dist.get_backend() != "gloo":
+        return
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(tensor._use_count() > held for tensor, held in zip(tensors, held_before, strict=True)):
+        time.sleep(1e-5)
