@@ -100,5 +100,6 @@ def settled(collective: Callable[[], object], *tensors: torch.Tensor, seconds: f
     if dist.get_backend() != "gloo":
         return
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and any(tensor._use_count() > held for tensor, held in zip(tensors, held_before, strict=True)):
+    pairs = list(zip(tensors, held_before, strict=True))
+    while time.monotonic() < deadline and any(tensor._use_count() > held for tensor, held in pairs):
         time.sleep(1e-5)
