@@ -224,6 +224,9 @@ class TrainConfig:
     patience: int | None = option(
         None, "Stop after this many validations in a row without a new best.", TRAIN, low=1, show_default="off"
     )
+    anneal_after: int | None = option(
+        None, "Anneal and stop once this many validations in a row bring no new best.", TRAIN, low=1, show_default="off"
+    )
     eval_every: int = option(
         400,
         "Steps between validations (saves best.pt when the loss improves).",

@@ -19,7 +19,6 @@ from pathlib import Path
 from charrnn.threads import ThreadTuner, thread_tuner
 from charrnn.training.reporting import Log, Reporter, log_to_stdout, silent
 from charrnn.training.run import TrainingRun
-from charrnn.training.schedule import learning_rate
 from charrnn.training.stopping import SignalStop, StopRules
 
 
@@ -65,7 +64,8 @@ def _train(run: TrainingRun, rules: StopRules, log: Log, progress_bar: bool, tun
             with rules.finishing():
                 if rules.due(config.eval_every):
                     report.validation(*run.validate(), threads=tuner.threads)
-                    rules.after_validation()
+                    if announcement := rules.after_validation():
+                        report.log(announcement)
                 if rules.due(config.save_every):
                     run.save("last.pt")
                     saved_at = progress.step
@@ -84,6 +84,6 @@ def train_one_step(run: TrainingRun, rules: StopRules, report: Reporter, tuner: 
     (benchmarks/train_step.py times exactly this against a minimal hand-written loop)."""
     step_started = time.perf_counter()
     with tuner.step():
-        loss = run.train_step(learning_rate(run.train_config, run.progress.step, rules.fraction_done()))
+        loss = run.train_step(rules.learning_rate())
     rules.after_step(step_started)  # the clock and the time budget
     report.step(loss)

@@ -9,15 +9,22 @@ time-driven one follows the wall clock, which no two runs share.
     cosine:   floor + (lr - floor) · (1 + cos(π · done)) / 2      done: fraction of the run behind us
     linear:   floor + (lr - floor) · (1 - done)
     constant: lr
+    anneal:   floor + (lr_at_start - floor) · (1 + cos(π · anneal_done)) / 2    (--anneal-after)
+
+An anneal (``Anneal``) replaces the rest of any schedule once validation has stalled: it starts
+from the rate the schedule had reached and takes the run to the floor over a fifth of the steps
+made so far (or by the time limit, if that comes first), and the run ends there.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from charrnn.config import SCHEDULES, TrainConfig
 
 MAX_WARMUP_FRACTION = 0.25  # warm-up takes at most this much of the run
+ANNEAL_SHARE = 0.2  # an anneal's length, as a share of the steps made before it (WSD's usual 10-20 %)
 
 
 def fraction_done(step: int, end_step: int, elapsed_seconds: float, time_limit_seconds: float | None) -> float:
@@ -43,3 +50,28 @@ def learning_rate(config: TrainConfig, step: int, done: float) -> float:
     if config.lr_schedule == "cosine":
         return floor + (base_lr - floor) * (1 + math.cos(math.pi * done)) / 2
     return floor + (base_lr - floor) * (1 - done)
+
+
+@dataclass(frozen=True)
+class Anneal:
+    """The final anneal of a run whose validation stalled (--anneal-after)."""
+
+    start_step: int
+    end_step: int  # a fifth of the steps so far on, or the schedule's own end if that is sooner
+    start_lr: float  # the rate the schedule had reached at start_step
+    start_seconds: float  # training time at start_step
+
+    @classmethod
+    def starting(cls, step: int, schedule_end: float, start_lr: float, start_seconds: float) -> Anneal:
+        end_step = min(step + max(1, math.ceil(ANNEAL_SHARE * step)), schedule_end)
+        return cls(step, int(max(end_step, step + 1)), start_lr, start_seconds)
+
+    def learning_rate(
+        self, config: TrainConfig, step: int, elapsed_seconds: float, limit_seconds: float | None
+    ) -> float:
+        """The rate after ``step`` steps: cosine from start_lr to the floor, by steps or by time."""
+        done = (step - self.start_step) / (self.end_step - self.start_step)
+        if limit_seconds is not None and limit_seconds > self.start_seconds:
+            done = max(done, (elapsed_seconds - self.start_seconds) / (limit_seconds - self.start_seconds))
+        floor = config.lr * config.min_lr_ratio
+        return floor + (self.start_lr - floor) * (1 + math.cos(math.pi * min(1.0, done))) / 2

@@ -13,8 +13,9 @@ import time
 from contextlib import contextmanager
 from typing import Any
 
+from charrnn.config import TrainConfig
 from charrnn.training.run import TrainingRun
-from charrnn.training.schedule import fraction_done
+from charrnn.training.schedule import Anneal, fraction_done, learning_rate
 
 
 class StopRules:
@@ -23,7 +24,9 @@ class StopRules:
     def __init__(self, run: TrainingRun):
         self.run = run
         config = run.train_config
-        self.end_step = run.total_steps()
+        self.schedule_end = run.total_steps()  # where the schedule ends; an anneal may end the run sooner
+        self.anneal = stalled_at(run.metrics, config, self.schedule_end, config.time_limit)
+        self.end_step = self.schedule_end if self.anneal is None else self.anneal.end_step
         self.limit_seconds = None if config.time_limit is None else config.time_limit * 60
         self.agree_every = 1 if run.device.type == "cpu" else 8
         self.reason: str | None = None  # why the run ended before end_step: "time limit", "patience"
@@ -38,6 +41,11 @@ class StopRules:
     def nothing_to_do(self) -> str | None:
         """Why a run that is already at its end need not start, if it is."""
         progress = self.run.progress
+        if self.anneal is not None and progress.step >= self.anneal.end_step:
+            return (
+                f"nothing to do: the run ended at step {self.anneal.end_step}, annealed after its validation "
+                f"stalled at step {self.anneal.start_step} (--anneal-after)"
+            )
         if progress.step >= self.end_step:
             return f"nothing to do: the run is at step {progress.step} and stops at {self.end_step}"
         if self.limit_seconds is not None and progress.elapsed_seconds >= self.limit_seconds:
@@ -49,7 +57,14 @@ class StopRules:
 
     def fraction_done(self) -> float:
         """How much of the run is behind us, by steps or by the time budget: what the schedule follows."""
-        return fraction_done(self.run.progress.step, self.end_step, self.agreed_seconds, self.limit_seconds)
+        return fraction_done(self.run.progress.step, self.schedule_end, self.agreed_seconds, self.limit_seconds)
+
+    def learning_rate(self) -> float:
+        """The rate for the next step: the schedule's, or the anneal's once validation has stalled."""
+        config, step = self.run.train_config, self.run.progress.step
+        if self.anneal is None:
+            return learning_rate(config, step, self.fraction_done())
+        return self.anneal.learning_rate(config, step, self.agreed_seconds, self.limit_seconds)
 
     @property
     def at_end(self) -> bool:
@@ -97,11 +112,25 @@ class StopRules:
         yield
         self._finish_seconds = max(self._finish_seconds or 0.0, time.perf_counter() - started)
 
-    def after_validation(self) -> None:
-        """Patience: stop once that many validations have gone by without a new best."""
-        patience = self.run.train_config.patience
-        if patience is not None and not self.at_end and validations_since_best(self.run.metrics) >= patience:
+    def after_validation(self) -> str | None:
+        """Patience: stop once that many validations have gone by without a new best. And
+        --anneal-after: once that many have, begin the final anneal (its end is the run's end);
+        returns the line that says so."""
+        run = self.run
+        config = run.train_config
+        patience = config.patience
+        if patience is not None and not self.at_end and validations_since_best(run.metrics) >= patience:
             self.reason = "patience"
+        if self.anneal is not None or self.at_end:
+            return None
+        self.anneal = stalled_at(run.metrics, config, self.schedule_end, config.time_limit)
+        if self.anneal is None:
+            return None
+        self.end_step = self.anneal.end_step
+        return (
+            f"no new best in {config.anneal_after} validations: annealing the rate from {self.anneal.start_lr:.2e} "
+            f"to {config.lr * config.min_lr_ratio:.2e} by step {self.anneal.end_step}, where the run ends"
+        )
 
     def message(self) -> str | None:
         """The line that says why the run ended early, if it did."""
@@ -111,6 +140,11 @@ class StopRules:
                 f"stopping at step {run.progress.step}: no new best validation loss in "
                 f"{run.train_config.patience} validations (--patience)"
             )
+        if self.anneal is not None and run.progress.step >= self.anneal.end_step:
+            return (
+                f"stopping at step {run.progress.step}: no new best in {run.train_config.anneal_after} validations "
+                f"at step {self.anneal.start_step}, so the rate was annealed from there (--anneal-after)"
+            )
         if self.reason == "time limit":
             return (
                 f"stopping at step {run.progress.step}: the time limit of {run.train_config.time_limit:g} min is "
@@ -118,6 +152,25 @@ class StopRules:
                 "take the rest)"
             )
         return None
+
+
+def stalled_at(
+    metrics: list[dict[str, Any]], config: TrainConfig, schedule_end: float, time_limit: float | None
+) -> Anneal | None:
+    """The anneal a run with --anneal-after began at the first validation that found it stalled.
+
+    Read from the validations alone (every checkpoint keeps them), so a resumed run finds the same
+    anneal, from the same rate, as its uninterrupted twin.
+    """
+    if config.anneal_after is None:
+        return None
+    limit_seconds = None if time_limit is None else time_limit * 60
+    for index, row in enumerate(metrics):
+        if validations_since_best(metrics[: index + 1]) >= config.anneal_after:
+            step, seconds = row["step"], row["elapsed_seconds"]
+            rate = learning_rate(config, step, fraction_done(step, schedule_end, seconds, limit_seconds))
+            return Anneal.starting(step, schedule_end, rate, seconds)
+    return None
 
 
 def validations_since_best(metrics: list[dict[str, Any]]) -> int:

@@ -273,3 +273,26 @@ def test_validation_scores_a_val_chars_sample_spread_over_a_longer_split(book_sl
     assert Checkpoint.load(tmp_path / "whole" / "last.pt").last_val_loss == pytest.approx(
         on_split[0] / on_split[1], rel=1e-3
     )
+
+
+def test_anneal_after_ends_a_run_whose_validation_stalls(tmp_path):
+    # A phrase to learn by heart, and a validation tail of its letters in random order: the more
+    # the model learns the phrase, the worse it scores the tail, so validation stalls at once.
+    shuffled = torch.Generator().manual_seed(3)
+    letters = "the casonm."
+    tail = "".join(letters[i] for i in torch.randint(len(letters), (1100,), generator=shuffled).tolist())
+    text = tmp_path / "stall.txt"
+    text.write_text("the cat sat on the mat. " * 400 + tail, encoding="utf-8")
+    out = tmp_path / "run"
+    shape = ("--plan", "off", "--hidden-size", 16, "--batch-size", 4, "--seq-len", 16, "--lr", 1e-2, "--threads", 1)
+    budget = ("--max-steps", 300, "--eval-every", 10, "--anneal-after", 2, "--no-sample", "--no-progress")
+    result = run_cli("train", text, "--out", out, *shape, *budget)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    announced = next(i for i, line in enumerate(lines) if line.startswith("no new best in 2 validations: annealing"))
+    stalled = int(lines[announced - 1].split()[1])  # "step N (m:ss): ... val loss": the one that found it
+    end = stalled + -(-stalled // 5)  # a fifth of the steps so far, rounded up
+    assert f"by step {end}, where the run ends" in result.stdout
+    assert f"stopping at step {end}: no new best in 2 validations at step {stalled}" in result.stdout
+    assert step_of(out / "last.pt") == end < 300
+    assert "anneal_after = 2" in (out / "config.toml").read_text()

@@ -9,7 +9,7 @@ import torch
 from charrnn.config import TrainConfig
 from charrnn.training.loop import fit
 from charrnn.training.policy import resume_run, start_run
-from charrnn.training.schedule import fraction_done, learning_rate
+from charrnn.training.schedule import Anneal, fraction_done, learning_rate
 from charrnn.training.stopping import StopRules
 from tests.conftest import PINNED_THREADS, quiet
 
@@ -96,3 +96,16 @@ def test_stop_and_resume_is_bit_identical_with_the_schedule_on(book_slice, tmp_p
     for name, value in straight.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[name]), name
     assert resumed.optimizer.param_groups[0]["lr"] == straight.optimizer.param_groups[0]["lr"] < config.lr
+
+
+def test_an_anneal_runs_a_fifth_of_the_steps_so_far_or_to_the_schedules_end():
+    config = TrainConfig(lr=1e-2, min_lr_ratio=0.1)
+    anneal = Anneal.starting(100, 1000, start_lr=5e-3, start_seconds=60.0)
+    assert anneal.end_step == 120
+    assert anneal.learning_rate(config, 100, 60.0, None) == pytest.approx(5e-3)
+    assert anneal.learning_rate(config, 110, 70.0, None) == pytest.approx((5e-3 + 1e-3) / 2)
+    assert anneal.learning_rate(config, 120, 80.0, None) == pytest.approx(1e-3)
+    # a time budget that ends sooner drives it by time, as it drives the schedule
+    assert anneal.learning_rate(config, 101, 70.0, 80.0) == pytest.approx((5e-3 + 1e-3) / 2)
+    assert Anneal.starting(900, 1000, 5e-3, 0.0).end_step == 1000  # not 1,080: the run's own end comes first
+    assert Anneal.starting(2, 1000, 5e-3, 0.0).end_step == 3  # at least one step

@@ -5,12 +5,13 @@ import os
 import signal
 
 import pytest
+import torch
 
 from charrnn.formats.checkpoint import Checkpoint
 from charrnn.training.loop import fit
 from charrnn.training.policy import resume_run, start_run
 from charrnn.training.stopping import validations_since_best
-from tests.conftest import quiet
+from tests.conftest import PINNED_THREADS, quiet
 
 
 @pytest.mark.slow
@@ -72,3 +73,77 @@ def test_a_signal_stops_the_run_after_the_current_step_with_last_pt_saved(book_s
     assert Checkpoint.load(tmp_path / "run" / "last.pt").progress.step == 4
     assert any(note.startswith("stopped by SIGINT at step 4") for note in notes)
     assert any(note.startswith("resume with: charrnn train --resume") for note in notes)
+
+
+def scripted_validation(monkeypatch, losses_by_step: dict[int, float]) -> dict:
+    """Make every validation of the run put in ``holder["run"]`` score the loss scripted for its step."""
+    holder = {}
+    monkeypatch.setattr(
+        "charrnn.training.run.loss_sum", lambda model, batches: (losses_by_step[holder["run"].progress.step], 1.0)
+    )
+    return holder
+
+
+def applied_rates(run) -> list[float]:
+    """Record the rate of every step ``fit`` makes from now on."""
+    rates, train_step = [], run.train_step
+    run.train_step = lambda lr: rates.append(lr) or train_step(lr)
+    return rates
+
+
+def test_anneal_after_a_stall_takes_the_rate_to_its_floor_and_ends_the_run(
+    book_slice, tmp_path, tiny_model, tiny_train, monkeypatch
+):
+    # best at step 4, then two validations without a new best: the anneal starts at step 8 and
+    # takes a fifth of those 8 steps (2), so the run ends at step 10 of its 40
+    holder = scripted_validation(monkeypatch, {2: 3.0, 4: 2.0, 6: 2.5, 8: 2.1, 10: 1.9})
+    config = dataclasses.replace(tiny_train, max_steps=40, eval_every=2, save_every=100, anneal_after=2)
+    run = holder["run"] = start_run(book_slice, tiny_model, config, out_dir=tmp_path / "run", device="cpu", log=quiet)
+    rates, notes = applied_rates(run), []
+    result = fit(run, log=notes.append, progress_bar=False)
+    assert result.step == 10 and result.best_val_loss == 1.9  # the anneal's own validation is the best
+    floor = config.lr * config.min_lr_ratio
+    assert rates[:8] == [config.lr] * 8  # the schedule (constant) until the stall
+    assert rates[8:] == pytest.approx([config.lr, floor + (config.lr - floor) / 2])  # cosine, half way at step 9
+    assert (
+        "no new best in 2 validations: annealing the rate from 2.00e-03 to 2.00e-04 by step 10, where the run ends"
+        in notes
+    )
+    assert any(note.startswith("stopping at step 10: no new best in 2 validations at step 8") for note in notes)
+    # resumed with a larger budget, the run knows from its validations that it has ended
+    resumed = resume_run(tmp_path / "run" / "last.pt", overrides={"max_steps": 80}, device="cpu", log=quiet)
+    messages = []
+    assert fit(resumed, log=messages.append, progress_bar=False).step == 10
+    assert messages == [
+        "nothing to do: the run ended at step 10, annealed after its validation stalled at step 8 (--anneal-after)"
+    ]
+
+
+def test_an_anneal_stops_and_resumes_bit_identically(book_slice, tmp_path, tiny_model, tiny_train, monkeypatch):
+    losses = {5: 3.0, 10: 2.0, 15: 2.5, 20: 2.1, 24: 2.2}  # stalled at step 20: anneal to step 24
+    config = dataclasses.replace(
+        tiny_train, max_steps=100, eval_every=5, save_every=100, anneal_after=2, lr_schedule="cosine", warmup_steps=3
+    )
+    holder = scripted_validation(monkeypatch, losses)
+    straight = holder["run"] = start_run(
+        book_slice, tiny_model, config, out_dir=tmp_path / "a", device="cpu", log=quiet
+    )
+    assert fit(straight, log=quiet, progress_bar=False, threads=PINNED_THREADS).step == 24
+
+    halted = holder["run"] = start_run(book_slice, tiny_model, config, out_dir=tmp_path / "b", device="cpu", log=quiet)
+    rates, train_step = applied_rates(halted), halted.train_step
+
+    def step_then_signal(lr):  # SIGTERM during step 22: the run saves last.pt after it and stops
+        loss = train_step(lr)
+        if len(rates) == 22:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return loss
+
+    halted.train_step = step_then_signal
+    assert fit(halted, log=quiet, progress_bar=False, threads=PINNED_THREADS).stopped_by_signal == signal.SIGTERM
+    resumed = holder["run"] = resume_run(tmp_path / "b" / "last.pt", device="cpu", log=quiet)
+    assert resumed.progress.step == 22
+    assert fit(resumed, log=quiet, progress_bar=False, threads=PINNED_THREADS).step == 24
+    for name, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+    assert resumed.optimizer.param_groups[0]["lr"] == straight.optimizer.param_groups[0]["lr"]
