@@ -1,6 +1,6 @@
 """The training loop: truncated BPTT over contiguous streams, with validation, saves and samples.
 
-    until a stopping rule fires (steps, time budget, patience, a signal):
+    until a stopping rule fires (steps, time budget, patience, an anneal, a signal):
         one optimizer step on the next (B, T) window, the hidden state carried and detached
         every --eval-every steps and at the end: validate (best.pt when it improves)
         every --save-every steps and at the end: save last.pt

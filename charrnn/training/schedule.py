@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from charrnn.config import SCHEDULES, TrainConfig
 
 MAX_WARMUP_FRACTION = 0.25  # warm-up takes at most this much of the run
-ANNEAL_SHARE = 0.2  # an anneal's length, as a share of the steps made before it (WSD's usual 10-20 %)
+# An anneal lasts this share of the steps before it: cooling down over about a fifth of a run
+# matched a full cosine in Hägele et al. (2024, "Scaling laws ... beyond fixed training durations").
+ANNEAL_SHARE = 0.2
 
 
 def fraction_done(step: int, end_step: int, elapsed_seconds: float, time_limit_seconds: float | None) -> float:

@@ -1,4 +1,4 @@
-"""When a run stops: its step limit, its time budget, its patience, and SIGINT / SIGTERM.
+"""When a run stops: its step limit, its time budget, its patience or anneal, and SIGINT / SIGTERM.
 
 Under torchrun every rule must fire after the same step in every process, so whatever a process
 decides from its own clock or its own signal is agreed (the largest value wins; a no-op for one
