@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from charrnn.config import SCHEDULES, TrainConfig
 
 MAX_WARMUP_FRACTION = 0.25  # warm-up takes at most this much of the run
-# An anneal lasts this share of the steps before it: cooling down over about a fifth of a run
-# matched a full cosine in Hägele et al. (2024, "Scaling laws ... beyond fixed training durations").
+# An anneal lasts this share of the steps before it, so a sixth of the whole run: Hägele et al.
+# (2024) found a cooldown of about a fifth of a run as good as a full cosine; not yet tuned here.
 ANNEAL_SHARE = 0.2
 
 
