@@ -269,9 +269,12 @@ from charrnn.commands.serve import STOP_SIGNALS, stop_handler
 stop = threading.Event()
 for number in STOP_SIGNALS:
     signal.signal(number, stop_handler(stop, 1.0))
-print("working", flush=True)
+said = False
 while True:
-    try:
+    try:  # all of it: the signal may come before print has returned
+        if not said:
+            print("working", flush=True)
+            said = True
         time.sleep(0.01)
     except BaseException:
         pass
