@@ -25,7 +25,7 @@ class StopRules:
         self.run = run
         config = run.train_config
         self.schedule_end = run.total_steps()  # where the schedule ends; an anneal may end the run sooner
-        self.anneal = stalled_at(run.metrics, config, self.schedule_end, config.time_limit)
+        self.anneal = anneal_begun(run.metrics, config, self.schedule_end)
         self.end_step = self.schedule_end if self.anneal is None else self.anneal.end_step
         self.limit_seconds = None if config.time_limit is None else config.time_limit * 60
         self.agree_every = 1 if run.device.type == "cpu" else 8
@@ -121,11 +121,11 @@ class StopRules:
         patience = config.patience
         if patience is not None and not self.at_end and validations_since_best(run.metrics) >= patience:
             self.reason = "patience"
-        if self.anneal is not None or self.at_end:
+        stalled = config.anneal_after is not None and validations_since_best(run.metrics) >= config.anneal_after
+        if self.anneal is not None or self.at_end or not stalled:
             return None
-        self.anneal = stalled_at(run.metrics, config, self.schedule_end, config.time_limit)
-        if self.anneal is None:
-            return None
+        run.metrics[-1]["anneal"] = True  # kept in every checkpoint: a resumed run anneals from here too
+        self.anneal = anneal_begun(run.metrics, config, self.schedule_end)
         self.end_step = self.anneal.end_step
         return (
             f"no new best in {config.anneal_after} validations: annealing the rate from {self.anneal.start_lr:.2e} "
@@ -154,23 +154,20 @@ class StopRules:
         return None
 
 
-def stalled_at(
-    metrics: list[dict[str, Any]], config: TrainConfig, schedule_end: float, time_limit: float | None
-) -> Anneal | None:
-    """The anneal a run with --anneal-after began at the first validation that found it stalled.
+def anneal_begun(metrics: list[dict[str, Any]], config: TrainConfig, schedule_end: float) -> Anneal | None:
+    """The anneal begun at the validation marked for it (--anneal-after), if one was.
 
-    Read from the validations alone (every checkpoint keeps them), so a resumed run finds the same
-    anneal, from the same rate, as its uninterrupted twin.
+    Computed from that row alone, so a resumed run anneals from the same step and rate as its
+    uninterrupted twin. A marked row, not a search for the first stall: a run resumed with the
+    option added must not find an anneal in a past that never had one.
     """
-    if config.anneal_after is None:
+    row = next((row for row in metrics if row.get("anneal")), None)
+    if row is None:
         return None
-    limit_seconds = None if time_limit is None else time_limit * 60
-    for index, row in enumerate(metrics):
-        if validations_since_best(metrics[: index + 1]) >= config.anneal_after:
-            step, seconds = row["step"], row["elapsed_seconds"]
-            rate = learning_rate(config, step, fraction_done(step, schedule_end, seconds, limit_seconds))
-            return Anneal.starting(step, schedule_end, rate, seconds)
-    return None
+    step, seconds = row["step"], row["elapsed_seconds"]
+    limit_seconds = None if config.time_limit is None else config.time_limit * 60
+    rate = learning_rate(config, step, fraction_done(step, schedule_end, seconds, limit_seconds))
+    return Anneal.starting(step, schedule_end, rate, seconds)
 
 
 def validations_since_best(metrics: list[dict[str, Any]]) -> int:
